@@ -1,0 +1,3 @@
+from alexnet_course.cli import main
+
+raise SystemExit(main())

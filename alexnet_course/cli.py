@@ -1,0 +1,146 @@
+"""The ``alexnet-course`` command: one entry point for data, stubs, grading and the comparison.
+
+Every subcommand that reads CIFAR-10 takes ``--data-dir`` (default ``$ALEXNET_COURSE_DATA``
+or ``./data``). Errors the user can fix print one line and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from alexnet_course import CourseError, __version__
+
+
+def _add_data_dir(p: argparse.ArgumentParser) -> None:
+    from alexnet_course.data.cifar10 import DATA_DIR_ENV
+
+    p.add_argument("--data-dir", type=Path, default=None,
+                   help=f"folder holding cifar-10-batches-py/ (default: ${DATA_DIR_ENV} or "
+                        "./data)")  # fmt: skip
+
+
+def cmd_data_info(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from alexnet_course.data import channel_stats, load_cifar10
+
+    data = load_cifar10(args.data_dir, val_size=args.val_size, seed=args.seed,
+                        download=args.download)  # fmt: skip
+    print(f"source:   {data.source}")
+    print(f"sha256:   {data.checksum}")
+    print(f"classes:  {', '.join(data.classes)}")
+    train_all = len(data.train) + len(data.val)
+    print(f"images:   train {train_all} (= {len(data.train)} train + {len(data.val)} "
+          f"validation, seed {data.val_seed}), test {len(data.test)}")  # fmt: skip
+    width = max(len(c) for c in data.classes)
+    print(f"{'class':<{width}}  {'train':>6} {'val':>6} {'test':>6}")
+    k = data.num_classes
+    counts = [s.class_counts(k) for s in (data.train, data.val, data.test)]
+    for i, c in enumerate(data.classes):
+        print(f"{c:<{width}}  {counts[0][i]:>6} {counts[1][i]:>6} {counts[2][i]:>6}")
+    all_train = np.concatenate([data.train.images, data.val.images])
+    mean, std = channel_stats(all_train)
+    print("train per-channel mean (R, G, B): " + ", ".join(f"{v:.4f}" for v in mean))
+    print("train per-channel std  (R, G, B): " + ", ".join(f"{v:.4f}" for v in std))
+    return 0
+
+
+def cmd_data_synth(args: argparse.Namespace) -> int:
+    from alexnet_course.data import write_synthetic_cifar10
+
+    folder = write_synthetic_cifar10(args.dir, n_train=args.n_train, n_test=args.n_test,
+                                     seed=args.seed)  # fmt: skip
+    print(f"wrote a synthetic CIFAR-10 ({args.n_train} train, {args.n_test} test) to {folder}")
+    return 0
+
+
+def cmd_data_download(args: argparse.Namespace) -> int:
+    from alexnet_course.data.cifar10 import default_data_dir, locate
+
+    folder = locate(args.data_dir or default_data_dir(), download_missing=True)
+    print(f"CIFAR-10 is in {folder}")
+    return 0
+
+
+def cmd_stubs(args: argparse.Namespace) -> int:
+    from alexnet_course.grading.learner import course_root
+    from alexnet_course.grading.stubs import generate
+
+    root = args.root or course_root()
+    changed = generate(root / "solutions", root / "lessons", check=args.check)
+    if args.check:
+        if changed:
+            print("stubs out of date (run `alexnet-course stubs`):\n  " + "\n  ".join(changed))
+            return 1
+        print("stubs up to date")
+        return 0
+    print("\n".join(f"wrote {c}" for c in changed) or "stubs already up to date")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from alexnet_course.compare import run_compare
+
+    return run_compare(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="alexnet-course",
+        description="Rebuild AlexNet in PyTorch and Keras, train it on CIFAR-10, compare it "
+        "with a pretrained AlexNet.",
+    )
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    data = sub.add_parser("data", help="CIFAR-10: info, synth, download")
+    dsub = data.add_subparsers(dest="data_command", metavar="ACTION", required=True)
+    info = dsub.add_parser("info", help="print what was found: path, counts, channel stats")
+    _add_data_dir(info)
+    info.add_argument("--download", action="store_true", help="download when missing")
+    info.add_argument("--val-size", type=int, default=5000,
+                      help="validation images held out of train (default 5000)")
+    info.add_argument("--seed", type=int, default=0, help="seed of the split (default 0)")
+    info.set_defaults(func=cmd_data_info)
+    synth = dsub.add_parser("synth", help="write a small synthetic CIFAR-10 to DIR")
+    synth.add_argument("dir", type=Path)
+    synth.add_argument("--n-train", type=int, default=1000, help="default 1000")
+    synth.add_argument("--n-test", type=int, default=200, help="default 200")
+    synth.add_argument("--seed", type=int, default=0, help="default 0")
+    synth.set_defaults(func=cmd_data_synth)
+    dl = dsub.add_parser("download", help="download the official archive (verified md5)")
+    _add_data_dir(dl)
+    dl.set_defaults(func=cmd_data_download)
+
+    cmp_ = sub.add_parser("compare", help="run the reference comparison end to end")
+    from alexnet_course.compare import add_arguments
+
+    add_arguments(cmp_)
+    _add_data_dir(cmp_)
+    cmp_.set_defaults(func=cmd_compare)
+
+    stubs = sub.add_parser("stubs", help="regenerate lessons/ stubs from solutions/")
+    stubs.add_argument("--check", action="store_true",
+                       help="only check that the committed stubs are up to date")
+    stubs.add_argument("--root", type=Path, default=None, help="the course checkout")
+    stubs.set_defaults(func=cmd_stubs)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except CourseError as e:
+        print(f"alexnet-course: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("alexnet-course: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,249 @@
+"""CIFAR-10 in the official python layout: read, check, download, split.
+
+The layout (https://www.cs.toronto.edu/~kriz/cifar.html) is a folder ``cifar-10-batches-py``
+with ``data_batch_1`` .. ``data_batch_5``, ``test_batch`` and ``batches.meta``: pickles whose
+``b"data"`` is a uint8 array (N, 3072), channel-major (1024 red, 1024 green, 1024 blue values).
+We read the files ourselves rather than through ``torchvision.datasets.CIFAR10`` so that any
+copy in that layout works (torchvision checks the official md5 sums) and so that both
+frameworks start from the same numpy arrays.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from alexnet_course import CourseError
+
+FOLDER = "cifar-10-batches-py"
+TRAIN_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))
+TEST_FILES = ("test_batch",)
+META_FILE = "batches.meta"
+URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
+ARCHIVE_MD5 = "c58f30108f718f92721af3b95e74349a"
+CLASSES = (
+    "airplane", "automobile", "bird", "cat", "deer",
+    "dog", "frog", "horse", "ship", "truck",
+)  # fmt: skip
+DATA_DIR_ENV = "ALEXNET_COURSE_DATA"
+CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
+CIFAR10_STD = (0.2470, 0.2435, 0.2616)
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class DataError(CourseError):
+    """The data is missing or malformed; the message names the file and the fix."""
+
+
+@dataclass
+class Split:
+    """Images (N, 32, 32, 3) uint8 in HWC order and labels (N,) int64."""
+
+    images: np.ndarray
+    labels: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def class_counts(self, num_classes: int) -> np.ndarray:
+        return np.bincount(self.labels, minlength=num_classes)
+
+
+@dataclass
+class CIFAR10:
+    """Train, validation (held out of train) and test splits, with where they came from."""
+
+    train: Split
+    val: Split
+    test: Split
+    classes: tuple[str, ...]
+    source: Path
+    checksum: str = ""
+    val_seed: int = 0
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+
+def default_data_dir() -> Path:
+    """``$ALEXNET_COURSE_DATA`` if set, else ``./data``: the one data-root setting."""
+    return Path(os.environ.get(DATA_DIR_ENV) or "data")
+
+
+def batch_folder(root: str | os.PathLike) -> Path:
+    """The ``cifar-10-batches-py`` folder under ``root`` (``root`` itself if it is that folder)."""
+    root = Path(root)
+    return root if root.name == FOLDER else root / FOLDER
+
+
+def _unpickle(path: Path) -> dict:
+    if not path.is_file():
+        raise DataError(f"{path}: missing CIFAR-10 file (expected in {path.parent})")
+    try:
+        with open(path, "rb") as f:
+            obj = pickle.load(f, encoding="bytes")
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError,
+            ImportError, IndexError, KeyError, MemoryError, UnicodeDecodeError) as e:
+        raise DataError(f"{path}: not a readable CIFAR-10 pickle (truncated or corrupt: "
+                        f"{type(e).__name__}); re-download or regenerate it") from None
+    if not isinstance(obj, dict):
+        raise DataError(f"{path}: expected a pickled dict, found {type(obj).__name__}")
+    return {k.decode() if isinstance(k, bytes) else k: v for k, v in obj.items()}
+
+
+def read_batch(path: str | os.PathLike, num_classes: int = 10) -> Split:
+    """Read one batch file into HWC uint8 images and int64 labels, checking everything.
+
+    Raises:
+        DataError: one line naming the file, when it is missing, not a pickle, truncated,
+            or holds data of the wrong shape or labels out of range.
+    """
+    path = Path(path)
+    d = _unpickle(path)
+    if "data" not in d or "labels" not in d:
+        raise DataError(f"{path}: keys 'data' and 'labels' expected, found {sorted(d)}")
+    data = np.asarray(d["data"])
+    labels = np.asarray(d["labels"])
+    if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
+        raise DataError(f"{path}: 'data' must be uint8 of shape (N, 3072), "
+                        f"found {data.dtype} {data.shape}")
+    if labels.shape != (data.shape[0],):
+        raise DataError(f"{path}: {data.shape[0]} images but labels of shape {labels.shape}")
+    if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
+        raise DataError(f"{path}: labels must lie in [0, {num_classes - 1}], "
+                        f"found [{labels.min()}, {labels.max()}]")
+    images = data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+    return Split(np.ascontiguousarray(images), labels.astype(np.int64))
+
+
+def read_classes(folder: Path) -> tuple[str, ...]:
+    meta = _unpickle(folder / META_FILE)
+    names = meta.get("label_names")
+    if not names:
+        raise DataError(f"{folder / META_FILE}: no 'label_names'")
+    return tuple(n.decode() if isinstance(n, bytes) else str(n) for n in names)
+
+
+def download(root: str | os.PathLike) -> Path:
+    """Fetch and extract the official archive with torchvision's md5-verified download.
+
+    Nothing already under ``root`` is deleted; the archive is kept beside the folder.
+    """
+    from torchvision.datasets.utils import download_and_extract_archive
+
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    try:
+        download_and_extract_archive(URL, download_root=str(root), md5=ARCHIVE_MD5)
+    except Exception as e:  # network errors come in many types (URLError, OSError, ...)
+        raise DataError(
+            f"could not download CIFAR-10 from {URL} into {root} ({type(e).__name__}: {e}); "
+            f"download it elsewhere and extract it so that {batch_folder(root)} exists"
+        ) from None
+    return batch_folder(root)
+
+
+def locate(root: str | os.PathLike | None = None, download_missing: bool = False) -> Path:
+    """Return the batch folder under ``root``, downloading it only when allowed and absent."""
+    root = Path(root) if root is not None else default_data_dir()
+    folder = batch_folder(root)
+    if folder.is_dir():
+        return folder
+    if download_missing:
+        return download(root if root.name != FOLDER else root.parent)
+    raise DataError(
+        f"CIFAR-10 not found: looked for {folder}. Pass --download to fetch it, or point "
+        f"--data-dir (or ${DATA_DIR_ENV}) at the folder that contains {FOLDER}/"
+    )
+
+
+def stratified_split(labels: np.ndarray, val_size: int, seed: int = 0):
+    """Indices (train_idx, val_idx): a class-stratified hold-out of ``val_size`` samples.
+
+    Each class gives ``val_size * n_class / N`` samples (largest remainders get the rest).
+    The same seed always gives the same split, and the two parts never overlap.
+    """
+    labels = np.asarray(labels)
+    n = len(labels)
+    if not 0 <= val_size < n:
+        raise ValueError(f"val_size must lie in [0, {n - 1}], got {val_size}")
+    classes, counts = np.unique(labels, return_counts=True)
+    exact = val_size * counts / n
+    take = np.floor(exact).astype(int)
+    for i in np.argsort(-(exact - take), kind="stable")[: val_size - take.sum()]:
+        take[i] += 1
+    rng = np.random.default_rng(seed)
+    val = [rng.permutation(np.flatnonzero(labels == c))[:k] for c, k in zip(classes, take)]
+    val_idx = np.sort(np.concatenate(val)) if val else np.empty(0, dtype=np.int64)
+    mask = np.ones(n, dtype=bool)
+    mask[val_idx] = False
+    return np.flatnonzero(mask), val_idx
+
+
+def checksum(folder: Path) -> str:
+    """sha256 over the batch files, in a fixed order: the data's identity in results files."""
+    h = hashlib.sha256()
+    for name in (*TRAIN_FILES, *TEST_FILES, META_FILE):
+        h.update(name.encode())
+        h.update((folder / name).read_bytes())
+    return h.hexdigest()
+
+
+def load_cifar10(
+    root: str | os.PathLike | None = None,
+    *,
+    val_size: int = 5000,
+    seed: int = 0,
+    download: bool = False,
+) -> CIFAR10:
+    """Load train / validation / test from the official python layout.
+
+    Args:
+        root: the data root (holding ``cifar-10-batches-py``); default ``$ALEXNET_COURSE_DATA``
+            or ``./data``.
+        val_size: images held out of the training batches for validation, stratified.
+        seed: the seed of the validation split.
+        download: fetch the official archive when the folder is missing.
+
+    Returns:
+        A :class:`CIFAR10` with uint8 HWC images and int64 labels.
+
+    Raises:
+        DataError: one line naming what is missing or malformed and how to fix it.
+    """
+    folder = locate(root, download_missing=download)
+    classes = read_classes(folder)
+    parts = [read_batch(folder / f, len(classes)) for f in TRAIN_FILES]
+    full = Split(np.concatenate([p.images for p in parts]), np.concatenate([p.labels for p in parts]))
+    test = read_batch(folder / TEST_FILES[0], len(classes))
+    train_idx, val_idx = stratified_split(full.labels, val_size, seed)
+    return CIFAR10(
+        train=Split(full.images[train_idx], full.labels[train_idx]),
+        val=Split(full.images[val_idx], full.labels[val_idx]),
+        test=test,
+        classes=classes,
+        source=folder.resolve(),
+        checksum=checksum(folder),
+        val_seed=seed,
+    )
+
+
+def channel_stats(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel mean and std of uint8 HWC images, in [0, 1] units (float64 accumulation)."""
+    x = images.reshape(-1, images.shape[-1])
+    s = np.zeros(x.shape[1])
+    ss = np.zeros(x.shape[1])
+    for i in range(0, len(x), 1 << 20):
+        c = x[i : i + (1 << 20)].astype(np.float64) / 255.0
+        s += c.sum(0)
+        ss += (c * c).sum(0)
+    mean = s / len(x)
+    return mean, np.sqrt(np.maximum(ss / len(x) - mean**2, 0.0))

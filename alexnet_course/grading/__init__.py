@@ -1,0 +1,2 @@
+"""Grading machinery: stubs from solutions, the pytest plugin, teaching assertions, and the
+class grader."""

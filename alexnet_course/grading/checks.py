@@ -1,0 +1,54 @@
+"""Assertions that teach: each failure says what was checked, what was expected, what came
+out, and which docs section helps (micrograd and minitorch's habit).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+
+def _fail(what: str, expected: Any, got: Any, hint: str | None, docs: str | None) -> None:
+    lines = [what, f"  expected: {expected}", f"  got:      {got}"]
+    if hint:
+        lines.append(f"  hint:     {hint}")
+    if docs:
+        lines.append(f"  docs:     {docs}")
+    pytest.fail("\n".join(lines), pytrace=False)
+
+
+def expect(ok: bool, what: str, expected: Any, got: Any, *, hint: str | None = None,
+           docs: str | None = None) -> None:  # fmt: skip
+    """Fail with a teaching message unless ``ok``."""
+    if not ok:
+        _fail(what, expected, got, hint, docs)
+
+
+def expect_equal(got: Any, expected: Any, what: str, **kw) -> None:
+    expect(got == expected, what, expected, got, **kw)
+
+
+def expect_shape(tensor: Any, expected: tuple, what: str, **kw) -> None:
+    got = tuple(getattr(tensor, "shape", ()))
+    expect(got == tuple(expected), f"{what}: output shape", tuple(expected), got, **kw)
+
+
+def expect_close(got: Any, expected: Any, what: str, *, atol: float, rtol: float = 0.0,
+                 **kw) -> None:  # fmt: skip
+    """Compare arrays or tensors elementwise: ``|got - expected| <= atol + rtol * |expected|``."""
+    import numpy as np
+
+    g = np.asarray(got.detach().cpu() if hasattr(got, "detach") else got, dtype=np.float64)
+    e = np.asarray(expected.detach().cpu() if hasattr(expected, "detach") else expected,
+                   dtype=np.float64)  # fmt: skip
+    if g.shape != e.shape:
+        _fail(f"{what}: shape", e.shape, g.shape, kw.get("hint"), kw.get("docs"))
+    err = np.abs(g - e)
+    bad = err > atol + rtol * np.abs(e)
+    if bad.any():
+        i = np.unravel_index(np.argmax(err), err.shape)
+        _fail(f"{what}: {int(bad.sum())} of {bad.size} values differ beyond tolerance "
+              f"(atol {atol:g}, rtol {rtol:g}); max |difference| {err.max():.3g} at index "
+              f"{tuple(int(j) for j in i)}", f"{e[i]:.6g}", f"{g[i]:.6g}",
+              kw.get("hint"), kw.get("docs"))  # fmt: skip

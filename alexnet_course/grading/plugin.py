@@ -1,0 +1,278 @@
+"""The pytest plugin every lesson uses (registered through the ``pytest11`` entry point).
+
+- ``@pytest.mark.task("3.2", points=2)`` makes a test graded; ``pytest -m task3_2`` runs one
+  task (minitorch's style).
+- ``--solutions`` runs the same tests against ``solutions/NN_name/`` (the learner files'
+  reference) instead of the files beside the tests.
+- A stub's ``NotImplementedError`` is reported as "not started", not as a crash.
+- Each graded test has a time limit (``--task-timeout``, default 120 s, or the marker's
+  ``timeout=``), so a learner's endless loop fails one test instead of hanging the run.
+- At the end a score table per task and each lesson's total ("03_torch_scratch: 41/50").
+- ``--results-json PATH`` writes Gradescope's results.json.
+
+Kept light: importing it must not import torch or TensorFlow.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from alexnet_course.grading import learner
+
+DEFAULT_TIMEOUT = 120.0
+LESSON_RE = re.compile(r"^\d\d_[a-z0-9_]+$")
+MAX_OUTPUT = 4000
+
+
+@dataclass
+class Outcome:
+    nodeid: str
+    name: str
+    lesson: str
+    task: str
+    points: float
+    hidden: bool = False
+    status: str = "passed"  # passed | failed | not started
+    output: str = ""
+
+
+@dataclass
+class Scoreboard:
+    outcomes: dict[str, Outcome] = field(default_factory=dict)
+    started: float = field(default_factory=time.time)
+
+    def record(self, item: pytest.Item, report: pytest.TestReport) -> None:
+        info = task_info(item)
+        if info is None:
+            return
+        out = self.outcomes.get(item.nodeid)
+        if out is None:
+            out = self.outcomes[item.nodeid] = Outcome(
+                item.nodeid, item.name, lesson_of(item), info["task"], info["points"],
+                info["hidden"],
+            )  # fmt: skip
+        if report.skipped and report.when in ("setup", "call") and out.status == "passed":
+            # Only the course's own GPU skips are excused; a skip from anywhere else (a
+            # learner calling pytest.skip, say) scores like a failure.
+            gpu = item.get_closest_marker("gpu") is not None
+            out.status = "skipped" if gpu else "failed"
+            out.output = _text(report) or "skipped"
+        elif report.failed and out.status in ("passed", "skipped"):
+            out.status = "not started" if getattr(report, "not_started", False) else "failed"
+            out.output = _text(report)
+
+    def score(self, outcome: Outcome) -> float:
+        return outcome.points if outcome.status == "passed" else 0.0
+
+    def max_score(self, outcome: Outcome) -> float:
+        """A skipped test (a GPU test on a machine without one) counts for nothing."""
+        return 0.0 if outcome.status == "skipped" else outcome.points
+
+    def by_task(self):
+        groups: dict[tuple[str, str], list[Outcome]] = {}
+        for o in self.outcomes.values():
+            groups.setdefault((o.lesson, o.task), []).append(o)
+        return dict(sorted(groups.items(), key=lambda kv: (kv[0][0], _task_key(kv[0][1]))))
+
+
+def _task_key(task: str) -> tuple:
+    return tuple(int(p) if p.isdigit() else p for p in task.split("."))
+
+
+def _text(report: pytest.TestReport) -> str:
+    text = report.longreprtext or ""
+    return text if len(text) <= MAX_OUTPUT else text[:MAX_OUTPUT] + "\n... (truncated)"
+
+
+def task_info(item: pytest.Item) -> dict | None:
+    m = item.get_closest_marker("task")
+    if m is None:
+        return None
+    if not m.args:
+        raise pytest.UsageError(f"{item.nodeid}: @pytest.mark.task needs a task id, e.g. '3.1'")
+    return {
+        "task": str(m.args[0]),
+        "points": float(m.kwargs.get("points", 1)),
+        "timeout": m.kwargs.get("timeout"),
+        "hidden": bool(m.kwargs.get("hidden", False)) or bool(getattr(item, "_hidden", False)),
+    }
+
+
+def lesson_of(item: pytest.Item) -> str:
+    for parent in Path(str(item.path)).resolve().parents:
+        if LESSON_RE.match(parent.name):
+            return parent.name
+    return Path(str(item.path)).parent.name
+
+
+BOARD = pytest.StashKey[Scoreboard]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    g = parser.getgroup("alexnet-course", "alexnet-course grading")
+    g.addoption("--solutions", action="store_true",
+                help="grade the reference solutions (solutions/NN_name/) instead of the "
+                     "learner files beside the tests")  # fmt: skip
+    g.addoption("--solutions-dir", default=None, metavar="DIR",
+                help="with --solutions: the folder holding NN_name/ solution folders")
+    g.addoption("--results-json", default=None, metavar="PATH",
+                help="write Gradescope's results.json for the graded tests to PATH")
+    g.addoption("--task-timeout", type=float, default=DEFAULT_TIMEOUT, metavar="S",
+                help=f"time limit per graded test in seconds (default {DEFAULT_TIMEOUT:g}; "
+                     "0 turns it off)")  # fmt: skip
+    g.addoption("--no-score", action="store_true", help="do not print the score table")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "task(id, points=1, timeout=None, hidden=False): a graded test of task ID worth POINTS",
+    )
+    config.addinivalue_line("markers", "gpu: needs a CUDA GPU; skipped with a reason without one")
+    if config.getoption("--solutions"):
+        learner.configure("solutions", config.getoption("--solutions-dir"))
+    config.stash[BOARD] = Scoreboard()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    registered: set[str] = set()
+    for item in items:
+        info = task_info(item)
+        if info is not None:
+            name = "task" + info["task"].replace(".", "_")
+            if name not in registered:
+                config.addinivalue_line("markers", f"{name}: the graded tests of task "
+                                        f"{info['task']} (select with -m {name})")
+                registered.add(name)
+            item.add_marker(name)
+        if item.get_closest_marker("gpu") is not None and not _cuda():
+            item.add_marker(pytest.mark.skip(reason="needs a CUDA GPU (none found)"))
+
+
+def _cuda() -> bool:
+    try:
+        import torch
+
+        return torch.cuda.is_available()
+    except ImportError:
+        return False
+
+
+class TaskTimeout(Exception):
+    """A graded test ran past its time limit."""
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item):
+    info = task_info(item)
+    limit = item.config.getoption("--task-timeout")
+    if info and info["timeout"] is not None:
+        limit = float(info["timeout"])
+    usable = (info is not None and limit and hasattr(signal, "setitimer")
+              and threading.current_thread() is threading.main_thread())  # fmt: skip
+    if not usable:
+        return (yield)
+
+    def on_alarm(signum, frame):
+        raise TaskTimeout(f"Task {info['task']}: this test ran longer than {limit:g} s; does "
+                          "your code loop forever or wait for input?")  # fmt: skip
+
+    previous = signal.signal(signal.SIGALRM, on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, limit)
+    try:
+        return (yield)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    report = yield
+    exc = call.excinfo
+    if exc is not None and report.failed and exc.errisinstance(NotImplementedError):
+        report.not_started = True
+        report.longrepr = f"not started: {exc.value}"
+    elif exc is not None and report.failed and exc.errisinstance(learner.LearnerImportError):
+        report.longrepr = str(exc.value)
+    item.config.stash[BOARD].record(item, report)
+    return report
+
+
+def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config):
+    if getattr(report, "not_started", False):
+        return "failed", "N", ("NOT STARTED", {"yellow": True})
+    return None
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    board = config.stash.get(BOARD, None)
+    if board is None or not board.outcomes or config.getoption("--no-score"):
+        return
+    tr = terminalreporter
+    impl = "solutions" if config.getoption("--solutions") else "your files"
+    tr.write_sep("=", f"alexnet-course score ({impl})")
+    tr.write_line(f"{'lesson':<22}{'task':<7}{'tests':>7}{'points':>10}  status")
+    totals: dict[str, list[float]] = {}
+    for (lesson, task), outs in board.by_task().items():
+        got = sum(board.score(o) for o in outs)
+        top = sum(board.max_score(o) for o in outs)
+        passed = sum(o.status == "passed" for o in outs)
+        counted = [o for o in outs if o.status != "skipped"] or outs
+        statuses = {o.status for o in counted}
+        status = ("done" if statuses == {"passed"} else "not started"
+                  if statuses == {"not started"} else "skipped" if statuses == {"skipped"}
+                  else "to do")  # fmt: skip
+        tr.write_line(f"{lesson:<22}{task:<7}{f'{passed}/{len(counted)}':>7}"
+                      f"{f'{got:g}/{top:g}':>10}  {status}")  # fmt: skip
+        t = totals.setdefault(lesson, [0.0, 0.0])
+        t[0] += got
+        t[1] += top
+    for lesson, (got, top) in totals.items():
+        tr.write_line(f"{lesson}: {got:g}/{top:g}", bold=True)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    path = session.config.getoption("--results-json")
+    board = session.config.stash.get(BOARD, None)
+    if not path or board is None:
+        return
+    write_results_json(board, Path(path))
+
+
+def write_results_json(board: Scoreboard, path: Path) -> dict:
+    """Gradescope's format: https://gradescope-autograders.readthedocs.io (Output format)."""
+    tests = []
+    for o in sorted(board.outcomes.values(), key=lambda o: (o.lesson, _task_key(o.task), o.name)):
+        tests.append({
+            "name": f"{o.lesson} task {o.task}: {o.name}",
+            "number": o.task,
+            "score": board.score(o),
+            "max_score": board.max_score(o),
+            "status": {"passed": "passed", "skipped": "skipped"}.get(o.status, "failed"),
+            "output": o.output if o.status != "passed" else "",
+            "visibility": "after_published" if o.hidden else "visible",
+            "tags": [o.lesson, o.status],
+        })  # fmt: skip
+    result = {
+        "score": sum(t["score"] for t in tests),
+        "max_score": sum(t["max_score"] for t in tests),
+        "execution_time": round(time.time() - board.started, 2),
+        "visibility": "visible",
+        "stdout_visibility": "hidden",
+        "tests": tests,
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(result, indent=2))
+    tmp.replace(path)
+    return result
