@@ -84,7 +84,7 @@ def parse_fences(text: str, path: str | Path, lesson: str) -> list[Fence]:
                                  f"{open_[1]} opened at line {open_[0] + 1}")  # fmt: skip
             fences.append(Fence(open_[1], open_[0], i, open_[2]))
             open_ = None
-        elif "SOLUTION" in line and line.lstrip().startswith("###"):
+        elif re.match(r"^\s*###\s*(BEGIN|END)\b", line) or re.match(r"^\s*###.*SOLUTION", line):
             raise FenceError(f"{path}:{i + 1}: unrecognised fence {line.strip()!r}")
     if open_ is not None:
         raise FenceError(f"{path}:{open_[0] + 1}: BEGIN SOLUTION {open_[1]} is never closed")

@@ -57,7 +57,7 @@ def paper_lrn() -> nn.LocalResponseNorm:
     its ``alpha`` by ``size`` first, so the paper's layer needs ``alpha = 5 * 1e-4``.
     """
     # TODO: Task 3.1 -- see docs/lessons/03_torch_scratch.md#task-3-1
-    raise NotImplementedError("Task 3.1 not started: replace this line with your code (docs: docs/lessons/03_torch_scratch.md#task-3-1)")
+    raise NotImplementedError("Task 3.1 not started (docs/lessons/03_torch_scratch.md#task-3-1)")
 
 
 def norm_layer(norm: str, channels: int) -> nn.Module:
@@ -69,7 +69,7 @@ def norm_layer(norm: str, channels: int) -> nn.Module:
         channels: the number of channels it normalises.
     """
     # TODO: Task 3.1 -- see docs/lessons/03_torch_scratch.md#task-3-1
-    raise NotImplementedError("Task 3.1 not started: replace this line with your code (docs: docs/lessons/03_torch_scratch.md#task-3-1)")
+    raise NotImplementedError("Task 3.1 not started (docs/lessons/03_torch_scratch.md#task-3-1)")
 
 
 def conv1_block(norm: str = "lrn") -> nn.Sequential:
@@ -78,7 +78,7 @@ def conv1_block(norm: str = "lrn") -> nn.Sequential:
     (N, 3, 227, 227) -> conv (N, 96, 55, 55) -> pool (N, 96, 27, 27).
     """
     # TODO: Task 3.2 -- see docs/lessons/03_torch_scratch.md#task-3-2
-    raise NotImplementedError("Task 3.2 not started: replace this line with your code (docs: docs/lessons/03_torch_scratch.md#task-3-2)")
+    raise NotImplementedError("Task 3.2 not started (docs/lessons/03_torch_scratch.md#task-3-2)")
 
 
 def conv2_block(norm: str = "lrn") -> nn.Sequential:
@@ -87,7 +87,7 @@ def conv2_block(norm: str = "lrn") -> nn.Sequential:
     (N, 96, 27, 27) -> conv (N, 256, 27, 27) -> pool (N, 256, 13, 13).
     """
     # TODO: Task 3.3 -- see docs/lessons/03_torch_scratch.md#task-3-3
-    raise NotImplementedError("Task 3.3 not started: replace this line with your code (docs: docs/lessons/03_torch_scratch.md#task-3-3)")
+    raise NotImplementedError("Task 3.3 not started (docs/lessons/03_torch_scratch.md#task-3-3)")
 
 
 def conv3_to_5(norm: str = "lrn") -> nn.Sequential:
@@ -99,7 +99,7 @@ def conv3_to_5(norm: str = "lrn") -> nn.Sequential:
     -> pool (N, 256, 6, 6).
     """
     # TODO: Task 3.4 -- see docs/lessons/03_torch_scratch.md#task-3-4
-    raise NotImplementedError("Task 3.4 not started: replace this line with your code (docs: docs/lessons/03_torch_scratch.md#task-3-4)")
+    raise NotImplementedError("Task 3.4 not started (docs/lessons/03_torch_scratch.md#task-3-4)")
 
 
 def classifier(num_classes: int = 10, dropout: float = 0.5) -> nn.Sequential:
@@ -108,7 +108,7 @@ def classifier(num_classes: int = 10, dropout: float = 0.5) -> nn.Sequential:
     Returns logits: ``nn.CrossEntropyLoss`` applies log-softmax itself.
     """
     # TODO: Task 3.5 -- see docs/lessons/03_torch_scratch.md#task-3-5
-    raise NotImplementedError("Task 3.5 not started: replace this line with your code (docs: docs/lessons/03_torch_scratch.md#task-3-5)")
+    raise NotImplementedError("Task 3.5 not started (docs/lessons/03_torch_scratch.md#task-3-5)")
 
 
 class AlexNet(nn.Module):
@@ -125,11 +125,11 @@ class AlexNet(nn.Module):
         config = config or AlexNetConfig(**overrides)
         self.config = config
         # TODO: Task 3.6 -- see docs/lessons/03_torch_scratch.md#task-3-6
-        raise NotImplementedError("Task 3.6 not started: replace this line with your code (docs: docs/lessons/03_torch_scratch.md#task-3-6)")
+        raise NotImplementedError("Task 3.6 not started (docs/lessons/03_torch_scratch.md#task-3-6)")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # TODO: Task 3.6 -- see docs/lessons/03_torch_scratch.md#task-3-6
-        raise NotImplementedError("Task 3.6 not started: replace this line with your code (docs: docs/lessons/03_torch_scratch.md#task-3-6)")
+        raise NotImplementedError("Task 3.6 not started (docs/lessons/03_torch_scratch.md#task-3-6)")
 
 
 @torch.no_grad()
@@ -145,7 +145,7 @@ def init_paper_weights(model: nn.Module) -> nn.Module:
         The same model, for chaining.
     """
     # TODO: Task 3.7 -- see docs/lessons/03_torch_scratch.md#task-3-7
-    raise NotImplementedError("Task 3.7 not started: replace this line with your code (docs: docs/lessons/03_torch_scratch.md#task-3-7)")
+    raise NotImplementedError("Task 3.7 not started (docs/lessons/03_torch_scratch.md#task-3-7)")
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:

@@ -68,7 +68,7 @@ def train_one_epoch(
         ``(mean loss per sample, accuracy)`` over the epoch.
     """
     # TODO: Task 3.8 -- see docs/lessons/03_torch_scratch.md#task-3-8
-    raise NotImplementedError("Task 3.8 not started: replace this line with your code (docs: docs/lessons/03_torch_scratch.md#task-3-8)")
+    raise NotImplementedError("Task 3.8 not started (docs/lessons/03_torch_scratch.md#task-3-8)")
 
 
 @torch.no_grad()
@@ -82,7 +82,7 @@ def evaluate(
     as p; per-class accuracy is its diagonal over its row sums.
     """
     # TODO: Task 3.9 -- see docs/lessons/03_torch_scratch.md#task-3-9
-    raise NotImplementedError("Task 3.9 not started: replace this line with your code (docs: docs/lessons/03_torch_scratch.md#task-3-9)")
+    raise NotImplementedError("Task 3.9 not started (docs/lessons/03_torch_scratch.md#task-3-9)")
 
 
 def fit(
@@ -110,4 +110,4 @@ def fit(
         The :class:`History` of losses, accuracies and learning rates per epoch.
     """
     # TODO: Task 3.10 -- see docs/lessons/03_torch_scratch.md#task-3-10
-    raise NotImplementedError("Task 3.10 not started: replace this line with your code (docs: docs/lessons/03_torch_scratch.md#task-3-10)")
+    raise NotImplementedError("Task 3.10 not started (docs/lessons/03_torch_scratch.md#task-3-10)")
