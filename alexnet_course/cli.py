@@ -86,6 +86,28 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return run_compare(args)
 
 
+def cmd_grade(args: argparse.Namespace) -> int:
+    from alexnet_course.grading.grader import grade, summary_table
+    from alexnet_course.grading.learner import course_root
+
+    lessons = [x.strip() for x in args.lessons.split(",")] if args.lessons else None
+    results = grade(args.submissions, args.out, course=args.course or course_root(),
+                    lessons=lessons, hidden=args.hidden, timeout=args.timeout, jobs=args.jobs,
+                    memory_mb=args.memory_mb)  # fmt: skip
+    print(summary_table(results))
+    print(f"gradebook: {args.out / 'gradebook.csv'}; per submission: {args.out}/<name>/results.json")
+    return 0
+
+
+def cmd_release(args: argparse.Namespace) -> int:
+    from alexnet_course.grading.grader import release
+    from alexnet_course.grading.learner import course_root
+
+    stubs = release(args.course or course_root(), args.out)
+    print(f"wrote the learner release to {args.out} ({len(stubs)} stub files, no solutions)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="alexnet-course",
@@ -120,6 +142,28 @@ def build_parser() -> argparse.ArgumentParser:
     add_arguments(cmp_)
     _add_data_dir(cmp_)
     cmp_.set_defaults(func=cmd_compare)
+
+    gr = sub.add_parser("grade", help="grade submissions into results.json files and a gradebook")
+    gr.add_argument("submissions", nargs="+", type=Path, metavar="SUBMISSION",
+                    help="a folder or .zip holding a learner's copy of lessons/")
+    gr.add_argument("--out", type=Path, required=True, help="where results and gradebook go")
+    gr.add_argument("--lessons", default=None,
+                    help="comma-separated lessons to grade (default: all)")
+    gr.add_argument("--hidden", type=Path, default=None,
+                    help="folder of hidden tests, HIDDEN/NN_name/test_*.py")
+    gr.add_argument("--timeout", type=float, default=120.0,
+                    help="time limit per graded test in seconds (default 120)")
+    gr.add_argument("--jobs", type=int, default=1, help="submissions graded at once (default 1)")
+    gr.add_argument("--memory-mb", type=int, default=6144,
+                    help="memory limit of each test process in MB (default 6144; 0: none)")
+    gr.add_argument("--course", type=Path, default=None,
+                    help="the instructor's course checkout (default: this one)")
+    gr.set_defaults(func=cmd_grade)
+
+    rel = sub.add_parser("release", help="write the learner's copy of the course (no solutions)")
+    rel.add_argument("out", type=Path)
+    rel.add_argument("--course", type=Path, default=None, help="default: this checkout")
+    rel.set_defaults(func=cmd_release)
 
     stubs = sub.add_parser("stubs", help="regenerate lessons/ stubs from solutions/")
     stubs.add_argument("--check", action="store_true",

@@ -16,6 +16,7 @@ Kept light: importing it must not import torch or TensorFlow.
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import threading
@@ -25,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from alexnet_course.grading import learner
+from alexnet_course.grading import integrity, learner
 
 DEFAULT_TIMEOUT = 120.0
 LESSON_RE = re.compile(r"^\d\d_[a-z0-9_]+$")
@@ -102,7 +103,8 @@ def task_info(item: pytest.Item) -> dict | None:
         "task": str(m.args[0]),
         "points": float(m.kwargs.get("points", 1)),
         "timeout": m.kwargs.get("timeout"),
-        "hidden": bool(m.kwargs.get("hidden", False)) or bool(getattr(item, "_hidden", False)),
+        "hidden": bool(m.kwargs.get("hidden", False))
+        or Path(str(item.path)).name.startswith(HIDDEN_PREFIX),
     }
 
 
@@ -114,6 +116,10 @@ def lesson_of(item: pytest.Item) -> str:
 
 
 BOARD = pytest.StashKey[Scoreboard]()
+CHANNEL = pytest.StashKey[integrity.Channel]()
+SNAPSHOT = pytest.StashKey[dict]()
+HIDDEN_PREFIX = "test_hidden_"
+TAMPER_EXIT = 86
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -140,6 +146,32 @@ def pytest_configure(config: pytest.Config) -> None:
     if config.getoption("--solutions"):
         learner.configure("solutions", config.getoption("--solutions-dir"))
     config.stash[BOARD] = Scoreboard()
+    config.stash[CHANNEL] = integrity.Channel()  # active only when the grader runs us
+
+
+def _test_modules(session: pytest.Session) -> list:
+    mods = {id(m): m for item in session.items if (m := getattr(item, "module", None))}
+    return list(mods.values())
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    channel = session.config.stash[CHANNEL]
+    if not channel.active:
+        return
+    tests = []
+    for item in session.items:
+        if (info := task_info(item)) is not None:
+            tests.append({"nodeid": item.nodeid, "task": info["task"], "points": info["points"],
+                          "hidden": info["hidden"]})  # fmt: skip
+    channel.send({"event": "collected", "tests": tests})
+    session.config.stash[SNAPSHOT] = integrity.snapshot(_test_modules(session))
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    channel = item.config.stash[CHANNEL]
+    if channel.active and task_info(item) is not None:
+        channel.send({"event": "start", "nodeid": item.nodeid})
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -204,7 +236,25 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
         report.longrepr = f"not started: {exc.value}"
     elif exc is not None and report.failed and exc.errisinstance(learner.LearnerImportError):
         report.longrepr = str(exc.value)
-    item.config.stash[BOARD].record(item, report)
+    channel = item.config.stash[CHANNEL]
+    tampered: list[str] = []
+    if channel.active and call.when == "call":
+        tampered = integrity.changed(item.config.stash.get(SNAPSHOT, {}),
+                                     _test_modules(item.session))  # fmt: skip
+        if tampered:
+            report.outcome = "failed"
+            report.longrepr = ("tampering detected: this test's code replaced "
+                               + ", ".join(tampered[:5]))  # fmt: skip
+    board = item.config.stash[BOARD]
+    board.record(item, report)
+    out = board.outcomes.get(item.nodeid)
+    final = call.when == "call" or (call.when == "setup" and not report.passed) or (
+        call.when == "teardown" and report.failed)
+    if channel.active and out is not None and final:
+        channel.send({"event": "result", "nodeid": item.nodeid, "status": out.status,
+                      "output": out.output, "tampered": bool(tampered)})  # fmt: skip
+        if tampered:
+            os._exit(TAMPER_EXIT)  # the grader re-runs the remaining tests in a fresh process
     return report
 
 
@@ -242,6 +292,9 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    channel = session.config.stash.get(CHANNEL, None)
+    if channel is not None and channel.active:
+        channel.send({"event": "done"})
     path = session.config.getoption("--results-json")
     board = session.config.stash.get(BOARD, None)
     if not path or board is None:
