@@ -1,0 +1,106 @@
+"""Typical wrong implementations, one list per lesson. Each entry is
+(name, learner file, exact text in the solution, replacement[, graded test file]): applying
+the replacement to the reference solution gives a mistake learners make, and the lesson's
+graded suite must fail on it (tests/test_lessons.py checks that)."""
+
+# (name, file, exact text in the solution, replacement): each is one typical mistake.
+MUTANTS_03 = [
+    ("conv1_stride_2", "alexnet.py", "kernel_size=11, stride=4", "kernel_size=11, stride=2"),
+    ("conv2_padding_1", "alexnet.py", "kernel_size=5, padding=2", "kernel_size=5, padding=1"),
+    ("conv1_missing_relu", "alexnet.py",
+     "nn.Conv2d(3, 96, kernel_size=11, stride=4),  # (N, 96, 55, 55)\n        nn.ReLU(inplace=True),",
+     "nn.Conv2d(3, 96, kernel_size=11, stride=4),"),
+    ("lrn_missing", "alexnet.py", "return paper_lrn()", "return nn.Identity()"),
+    ("lrn_alpha_not_scaled", "alexnet.py", "alpha=5 * 1e-4", "alpha=1e-4"),
+    ("lrn_k_1", "alexnet.py", "beta=0.75, k=2.0", "beta=0.75, k=1.0"),
+    ("flatten_channels_last", "alexnet.py", "x = torch.flatten(x, 1)",
+     "x = torch.flatten(x.permute(0, 2, 3, 1), 1)"),
+    ("flatten_size_wrong", "alexnet.py", "nn.Linear(256 * 6 * 6, 4096)", "nn.Linear(256 * 5 * 5, 4096)"),
+    ("pool_2_2", "alexnet.py", "nn.MaxPool2d(kernel_size=3, stride=2),  # (N, 96, 27, 27)",
+     "nn.MaxPool2d(kernel_size=2, stride=2),"),
+    ("softmax_output", "alexnet.py", "return self.classifier(x)  # (N, num_classes)",
+     "return torch.softmax(self.classifier(x), dim=1)"),
+    ("init_ignored", "alexnet.py", "        init_paper_weights(self)\n", ""),
+    ("init_std_0_1", "alexnet.py", "mean=0.0, std=0.01)", "mean=0.0, std=0.1)"),
+    ("bias_constants_wrong", "alexnet.py", "ones = {1, 3, 4, 5, 6}", "ones = {1, 3, 4}"),
+    ("dropout_missing", "alexnet.py", "nn.Dropout(p=dropout),\n        nn.Linear(4096, 4096)",
+     "nn.Linear(4096, 4096)"),
+    ("softmax_before_cross_entropy", "train.py", "loss = loss_fn(logits, labels)",
+     "loss = loss_fn(logits.softmax(1), labels)"),
+    ("forgot_zero_grad", "train.py", "        optimizer.zero_grad(set_to_none=True)\n", ""),
+    ("train_mode_not_set", "train.py", "    model.train()\n", ""),
+    ("loss_not_weighted_by_batch", "train.py", "total_loss += loss.item() * len(labels)\n",
+     "total_loss += loss.item()\n"),
+    ("evaluate_in_training_mode", "train.py", "model.eval()", "model.train()"),
+    ("per_class_over_subset", "train.py",
+     "pairs = labels.cpu() * num_classes + logits.argmax(1).cpu()",
+     "pairs = (labels.cpu() * num_classes + logits.argmax(1).cpu())[:4]"),
+    ("outputs_and_labels_swapped", "train.py",
+     "pairs = labels.cpu() * num_classes + logits.argmax(1).cpu()",
+     "pairs = logits.argmax(1).cpu() * num_classes + labels.cpu()"),
+    ("checkpoint_on_training_accuracy", "train.py",
+     "if result.accuracy > history.best_val_accuracy:",
+     "if train_acc >= max(history.train_accuracy):"),
+    ("scheduler_never_stepped", "train.py", "            scheduler.step()\n", "            pass\n"),
+    ("forward_does_extra_work", "alexnet.py",
+     "x = self.features(x)  # (N, 256, 6, 6) at 227 px",
+     "x = self.features(x)  # (N, 256, 6, 6) at 227 px\n"
+     "        x = x + 0 * self.features(x.new_zeros(x.shape[0], 3, 227, 227)).mean()",
+     "test_speed.py"),
+]
+
+MUTANTS_01 = [
+    ("reshape_without_transpose", "data.py",
+     "data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)", "data.reshape(-1, 32, 32, 3)"),
+    ("channels_swapped_bgr", "data.py", "images = data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)",
+     "images = data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)[..., ::-1]"),
+    ("stats_not_scaled", "data.py", "x = images.reshape(-1, images.shape[-1]).astype(np.float64) / 255.0",
+     "x = images.reshape(-1, images.shape[-1]).astype(np.float64)"),
+    ("stats_on_the_test_set", "data.py", "mean, std = channel_stats(x[train_idx])",
+     "mean, std = channel_stats(read_batch(folder / 'test_batch')[0])"),
+    ("normalised_twice", "data.py", "    x = normalize(x, mean, std)\n",
+     "    x = normalize(normalize(x, mean, std), mean, std)\n"),
+    ("augmentation_at_evaluation", "data.py", "    if train:\n        x = augment(",
+     "    if True:\n        x = augment("),
+    ("flip_not_seeded", "data.py", "flip = torch.rand(n, generator=generator) < 0.5",
+     "flip = torch.rand(n) < 0.5"),
+    ("resize_align_corners", "data.py", 'mode="bilinear", align_corners=False,',
+     'mode="bilinear", align_corners=True,'),
+    ("split_overlaps", "data.py", "train_idx = np.setdiff1d(np.arange(n), val_idx)",
+     "train_idx = np.arange(n)"),
+    ("split_not_stratified", "data.py",
+     "val = np.concatenate([rng.permutation(np.flatnonzero(labels == c))[:k]",
+     "val = np.concatenate([rng.permutation(n)[:val_size]] or [rng.permutation(np.flatnonzero(labels == c))[:k]"),
+    ("keras_channels_first", "data.py", "        x = tf.image.resize(x, (size, size), method=\"bilinear\", antialias=False)\n    return x",
+     "        x = tf.image.resize(x, (size, size), method=\"bilinear\", antialias=False)\n    return tf.transpose(x, [0, 3, 1, 2])"),
+    ("grid_not_unnormalised", "data.py", "shown = denormalize(images.float(), mean, std).clamp(0, 1)",
+     "shown = images.float().clamp(0, 1)"),
+]
+
+MUTANTS_02 = [
+    ("head_left_at_1000", "pretrained.py", "model.classifier[6] = nn.Linear(4096, num_classes)",
+     "model.classifier[6] = nn.Linear(4096, 1000)"),
+    ("weights_not_loaded", "pretrained.py", "model = alexnet(weights=WEIGHTS)",
+     "model = alexnet(weights=None)"),
+    ("deprecated_pretrained_true", "pretrained.py", "model = alexnet(weights=WEIGHTS)",
+     "model = alexnet(pretrained=True)"),
+    ("features_not_frozen", "pretrained.py", "p.requires_grad_(False)", "p.requires_grad_(True)"),
+    ("everything_frozen", "pretrained.py", "        for p in model.features.parameters():",
+     "        for p in model.parameters():"),
+    ("seed_normalisation_0_5", "pretrained.py",
+     'return {"mean": tuple(t.mean), "std": tuple(t.std),',
+     'return {"mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5),'),
+    ("one_parameter_group", "pretrained.py", "return torch.optim.SGD(groups, lr=lr, momentum=momentum)",
+     "return torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)"),
+    ("frozen_parameters_in_optimizer", "pretrained.py",
+     "if p.requires_grad and id(p) not in head_ids", "if id(p) not in head_ids"),
+    ("finetune_in_eval_mode", "pretrained.py", "        model.train()\n", "        model.eval()\n"),
+    ("finetune_no_zero_grad", "pretrained.py", "            optimizer.zero_grad(set_to_none=True)\n", ""),
+]
+
+MUTANTS = {"01_data": MUTANTS_01, "02_torch_pretrained": MUTANTS_02,
+           "03_torch_scratch": MUTANTS_03}
+# The graded test file that should catch a mistake in each learner file (the whole suite
+# would too; targeting keeps the project's tests fast).
+TARGET = {"alexnet.py": "test_model.py", "train.py": "test_train.py", "data.py": "test_data.py",
+          "pretrained.py": "test_pretrained.py"}

@@ -1,0 +1,75 @@
+"""Every lesson's graded suite: passes on the solution, fails on the stubs ("not started"),
+and catches each typical wrong implementation in tests/mutants.py."""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from tests.conftest import ROOT, copy_lesson, run_pytest
+from tests.mutants import MUTANTS, TARGET
+
+LESSONS = sorted(p.name for p in (ROOT / "solutions").iterdir() if p.is_dir())
+
+
+@pytest.mark.parametrize("lesson", LESSONS)
+def test_graded_suite_passes_on_the_solution(lesson, tmp_path):
+    t0 = time.perf_counter()
+    rc, res, out = run_pytest(ROOT / "lessons" / lesson, "--solutions", results=tmp_path / "r.json")
+    seconds = time.perf_counter() - t0
+    assert rc == 0, out[-3000:]
+    failed = [t["name"] for t in res["tests"] if t["status"] == "failed"]
+    assert not failed and res["score"] == res["max_score"] > 0, out[-3000:]
+    assert f"{lesson}: {res['score']:g}/{res['max_score']:g}" in out
+    print(f"{lesson} --solutions: {len(res['tests'])} graded tests in {seconds:.1f} s")
+
+
+@pytest.mark.parametrize("lesson", LESSONS)
+def test_graded_suite_fails_every_test_on_the_stubs(lesson, tmp_path):
+    rc, res, out = run_pytest(ROOT / "lessons" / lesson, results=tmp_path / "r.json")
+    assert rc == 1, out[-2000:]
+    graded = [t for t in res["tests"] if t["status"] != "skipped"]
+    passing = [t["name"] for t in graded if t["status"] != "failed"]
+    assert graded and not passing, passing
+    assert res["score"] == 0
+    assert all("not started" in t["tags"] for t in graded), [
+        t["name"] for t in graded if "not started" not in t["tags"]]
+    assert "NOT STARTED" in out and f"{lesson}: 0/" in out
+
+
+def _apply(lesson, mutant, dest):
+    name, file, old, new = mutant[:4]
+    folder = copy_lesson(lesson, dest / name)
+    path = folder / file
+    text = path.read_text()
+    assert text.count(old) == 1, f"mutant {name}: {old!r} found {text.count(old)} times"
+    path.write_text(text.replace(old, new))
+    return folder
+
+
+@pytest.mark.parametrize("lesson", sorted(MUTANTS))
+def test_mutants_apply_to_the_solution(lesson, tmp_path):
+    assert len(MUTANTS[lesson]) >= 10
+    for m in MUTANTS[lesson]:
+        _apply(lesson, m, tmp_path)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("lesson", sorted(MUTANTS))
+def test_every_typical_mistake_is_caught(lesson, tmp_path):
+    def run(mutant):
+        folder = _apply(lesson, mutant, tmp_path)
+        target = folder / (mutant[4] if len(mutant) > 4 else TARGET[mutant[1]])
+        rc, res, out = run_pytest(target, "-x", "--benchmark-disable",
+                                  results=tmp_path / f"{mutant[0]}.json",
+                                  env={"OMP_NUM_THREADS": "1"})  # two at a time on 2 cores
+        failed = [t["name"] for t in res.get("tests", []) if t["status"] == "failed"]
+        return mutant[0], rc, failed, out
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        outcomes = list(pool.map(run, MUTANTS[lesson]))
+    survivors = [(name, out[-1500:]) for name, rc, failed, out in outcomes if rc == 0 or not failed]
+    assert not survivors, "mutants the graded suite accepted:\n" + "\n\n".join(
+        f"{n}:\n{o}" for n, o in survivors)
