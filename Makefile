@@ -7,7 +7,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 TORCH_PKGS ?= torch==2.14.1 torchvision==0.29.1
-EXTRAS ?= dev
+EXTRAS ?= dev,docs
 STAMP := $(VENV)/.installed-$(EXTRAS)
 
 .PHONY: install compare test stubs docs serve-docs clean

@@ -98,9 +98,54 @@ MUTANTS_02 = [
     ("finetune_no_zero_grad", "pretrained.py", "            optimizer.zero_grad(set_to_none=True)\n", ""),
 ]
 
+MUTANTS_04 = [
+    ("softmax_with_from_logits", "keras_alexnet.py",
+     'layers.Dense(num_classes, name="fc8", **paper_init(0.0))',
+     'layers.Dense(num_classes, activation="softmax", name="fc8", **paper_init(0.0))'),
+    ("conv1_same_padding", "keras_alexnet.py", 'strides=4, padding="valid"',
+     'strides=4, padding="same"'),
+    ("conv2_valid_padding", "keras_alexnet.py", 'layers.Conv2D(256, 5, padding="same"',
+     'layers.Conv2D(256, 5, padding="valid"'),
+    ("kernel_not_transposed_to_hwio", "keras_alexnet.py",
+     "w = w.transpose(2, 3, 1, 0)  # OIHW -> HWIO", "w = w.transpose(3, 2, 1, 0)"),
+    ("flatten_order_not_ported", "keras_alexnet.py",
+     "w = w.reshape(w.shape[0], -1, 6, 6).transpose(0, 2, 3, 1)  # (out, h, w, c)",
+     "w = w.reshape(w.shape[0], -1, 6, 6)"),
+    ("lrn_radius_is_n", "keras_alexnet.py", "depth_radius=2, bias=2.0", "depth_radius=5, bias=2.0"),
+    ("lrn_alpha_divided_by_n", "keras_alexnet.py", "alpha=1e-4,\n", "alpha=1e-4 / 5,\n"),
+    ("batchnorm_keras_epsilon", "keras_alexnet.py", 'BN = {"epsilon": 1e-5, "momentum": 0.9}',
+     'BN = {"epsilon": 1e-3, "momentum": 0.9}'),
+    ("batchnorm_frozen_while_training", "keras_alexnet.py",
+     "return layers.BatchNormalization(name=name, **BN)",
+     "return layers.BatchNormalization(name=name, trainable=False, **BN)"),
+    ("init_glorot", "keras_alexnet.py",
+     'return {"kernel_initializer": keras.initializers.RandomNormal(0.0, 0.01),',
+     'return {"kernel_initializer": keras.initializers.GlorotUniform(),'),
+    ("missing_training_true", "keras_train.py", "logits = model(x, training=True)",
+     "logits = model(x)"),
+    # (softmax then from_logits=True is not listed: on the TensorFlow backend Keras notices
+    # the softmax and takes its input as the logits, so the loss comes out right)
+    ("loss_without_from_logits", "keras_train.py",
+     "loss_fn = loss_fn or keras.losses.SparseCategoricalCrossentropy(from_logits=True)",
+     "loss_fn = loss_fn or keras.losses.SparseCategoricalCrossentropy()"),
+    ("seed_schedule_compounds", "keras_train.py",
+     "return float(initial_lr * drop ** (epoch // every))",
+     "return float((lr if lr is not None else initial_lr) / (epoch + 1))"),
+    ("checkpoint_on_training_accuracy", "keras_train.py",
+     'keras.callbacks.ModelCheckpoint(checkpoint_path, monitor="val_accuracy"',
+     'keras.callbacks.ModelCheckpoint(checkpoint_path, monitor="accuracy"'),
+    ("evaluate_in_training_mode", "keras_train.py", "model(x, training=False)",
+     "model(x, training=True)"),
+    ("per_class_over_subset", "keras_train.py", "np.add.at(cm, (np.asarray(y), pred), 1)",
+     "np.add.at(cm, (np.asarray(y)[:4], pred[:4]), 1)"),
+    ("confusion_transposed", "keras_train.py", "np.add.at(cm, (np.asarray(y), pred), 1)",
+     "np.add.at(cm, (pred, np.asarray(y)), 1)"),
+]
+
 MUTANTS = {"01_data": MUTANTS_01, "02_torch_pretrained": MUTANTS_02,
-           "03_torch_scratch": MUTANTS_03}
+           "03_torch_scratch": MUTANTS_03, "04_keras_scratch": MUTANTS_04}
 # The graded test file that should catch a mistake in each learner file (the whole suite
 # would too; targeting keeps the project's tests fast).
 TARGET = {"alexnet.py": "test_model.py", "train.py": "test_train.py", "data.py": "test_data.py",
-          "pretrained.py": "test_pretrained.py"}
+          "pretrained.py": "test_pretrained.py", "keras_alexnet.py": "test_keras_model.py",
+          "keras_train.py": "test_keras_train.py"}

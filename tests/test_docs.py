@@ -1,0 +1,48 @@
+"""The course site: every docs link the graded tests and stubs print exists, every task has
+its section, and the site builds with ``mkdocs build --strict``."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+import pytest
+
+from alexnet_course.grading.stubs import tasks_of
+from tests.conftest import ROOT
+
+LINK = re.compile(r"docs/lessons/(\d\d_[a-z0-9_]+)\.md(?:#(task-[\d-]+))?")
+
+
+def anchors(page) -> set[str]:
+    return set(re.findall(r"\{#(task-[\d-]+)\}", page.read_text()))
+
+
+def test_every_docs_link_in_lessons_exists():
+    missing = []
+    for f in sorted((ROOT / "lessons").rglob("*.py")):
+        for lesson, anchor in LINK.findall(f.read_text()):
+            page = ROOT / "docs" / "lessons" / f"{lesson}.md"
+            if not page.exists() or (anchor and anchor not in anchors(page)):
+                missing.append(f"{f.relative_to(ROOT)} -> {lesson}.md#{anchor}")
+    assert not missing, "docs links to nowhere:\n" + "\n".join(sorted(set(missing)))
+
+
+def test_every_task_has_a_docs_section():
+    for sol in sorted((ROOT / "solutions").iterdir()):
+        page = ROOT / "docs" / "lessons" / f"{sol.name}.md"
+        assert page.exists(), f"no docs page for {sol.name}"
+        want = {"task-" + t.replace(".", "-") for t in tasks_of(sol)}
+        assert want <= anchors(page), f"{page.name} lacks {sorted(want - anchors(page))}"
+
+
+def test_site_builds_strict(tmp_path):
+    pytest.importorskip("mkdocs", reason="the docs extra is not installed (pip install -e .[docs])")
+    pytest.importorskip("material", reason="mkdocs-material is not installed (the docs extra)")
+    proc = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "-d",
+                           str(tmp_path / "site")], cwd=ROOT, capture_output=True, text=True,
+                          timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    for page in ("index.html", "lessons/03_torch_scratch/index.html", "instructors/index.html"):
+        assert (tmp_path / "site" / page).exists(), page
