@@ -86,6 +86,23 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return run_compare(args)
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    import json
+
+    from alexnet_course.compare.bench import run_bench
+    from alexnet_course.data import load_cifar10
+    from alexnet_course.grading.learner import course_root
+
+    impl = args.impl or ("solutions" if (course_root() / "solutions").is_dir() else "lessons")
+    data = load_cifar10(args.data_dir, val_size=0, download=not args.no_download)
+    result = run_bench(data, impl=impl, steps=args.steps, batch_size=args.batch_size,
+                       size=args.size)  # fmt: skip
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(result, indent=2))
+    return 0
+
+
 def cmd_grade(args: argparse.Namespace) -> int:
     from alexnet_course.grading.grader import grade, summary_table
     from alexnet_course.grading.learner import course_root
@@ -164,6 +181,18 @@ def build_parser() -> argparse.ArgumentParser:
     rel.add_argument("out", type=Path)
     rel.add_argument("--course", type=Path, default=None, help="default: this checkout")
     rel.set_defaults(func=cmd_release)
+
+    bench = sub.add_parser("bench", help="the seed notebook's input pipeline against the "
+                           "course's: training images/second and their ratio")  # fmt: skip
+    _add_data_dir(bench)
+    bench.add_argument("--steps", type=int, default=5, help="timed training steps (default 5)")
+    bench.add_argument("--batch-size", type=int, default=32, help="default 32")
+    bench.add_argument("--size", type=int, default=224, help="input size in pixels (default 224)")
+    bench.add_argument("--impl", choices=("solutions", "lessons"), default=None,
+                       help="whose AlexNet to train (default: solutions where they exist)")
+    bench.add_argument("--no-download", action="store_true", help="never download CIFAR-10")
+    bench.add_argument("--out", type=Path, default=None, help="also write the numbers as JSON")
+    bench.set_defaults(func=cmd_bench)
 
     stubs = sub.add_parser("stubs", help="regenerate lessons/ stubs from solutions/")
     stubs.add_argument("--check", action="store_true",

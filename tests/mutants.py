@@ -142,10 +142,34 @@ MUTANTS_04 = [
      "np.add.at(cm, (pred, np.asarray(y)), 1)"),
 ]
 
-MUTANTS = {"01_data": MUTANTS_01, "02_torch_pretrained": MUTANTS_02,
+MUTANTS_05 = [
+    ("confusion_transposed", "analysis.py",
+     "np.add.at(cm, (np.asarray(y_true), np.asarray(y_pred)), 1)",
+     "np.add.at(cm, (np.asarray(y_pred), np.asarray(y_true)), 1)"),
+    ("per_class_over_predictions", "analysis.py", "rows = cm.sum(axis=1)", "rows = cm.sum(axis=0)"),
+    ("table_worst_first", "analysis.py", 'key=lambda r: -r["test_accuracy"]',
+     'key=lambda r: r["test_accuracy"]'),
+    ("skipped_arm_as_zero", "analysis.py",
+     'lines.append(f"| {r[\'arm\']} | not run: {r.get(\'reason\', r.get(\'status\'))} | - |")',
+     'lines.append(f"| {r[\'arm\']} | 0.00% | 0.0 min |")'),
+    ("time_in_seconds", "analysis.py", "{r['train_seconds'] / 60:.1f} min", "{r['train_seconds']:.1f} min"),
+    ("gap_inverted", "analysis.py", 'return float(h["train_accuracy"][-1] - h["val_accuracy"][-1])',
+     'return float(h["val_accuracy"][-1] - h["train_accuracy"][-1])'),
+    ("gain_against_lesson03_model", "analysis.py", 'by_arm["torch-tv-scratch"]["test_accuracy"]',
+     'by_arm["torch-scratch"]["test_accuracy"]'),
+    ("val_curve_plots_train", "analysis.py", 'ax_acc.plot(epochs, h["val_accuracy"], label="val")',
+     'ax_acc.plot(epochs, h["train_accuracy"], label="val")'),
+    ("epochs_from_zero", "analysis.py", 'epochs = np.arange(1, len(h["val_loss"]) + 1)',
+     'epochs = np.arange(len(h["val_loss"]))'),
+    ("missing_arm_counts_as_zero", "analysis.py",
+     '            raise ValueError(f"{arm} did not run: no result to compare")',
+     '            by_arm[arm] = {"test_accuracy": 0.0}'),
+]
+
+MUTANTS = {"05_analysis": MUTANTS_05, "01_data": MUTANTS_01, "02_torch_pretrained": MUTANTS_02,
            "03_torch_scratch": MUTANTS_03, "04_keras_scratch": MUTANTS_04}
 # The graded test file that should catch a mistake in each learner file (the whole suite
 # would too; targeting keeps the project's tests fast).
 TARGET = {"alexnet.py": "test_model.py", "train.py": "test_train.py", "data.py": "test_data.py",
           "pretrained.py": "test_pretrained.py", "keras_alexnet.py": "test_keras_model.py",
-          "keras_train.py": "test_keras_train.py"}
+          "keras_train.py": "test_keras_train.py", "analysis.py": "test_analysis.py"}

@@ -95,15 +95,13 @@ ATTACKS = {
     "patch_plugin": "import alexnet_course.grading.plugin as p\n"
                     "p.Scoreboard.score = lambda self, o: o.points\nreturn 0\n",
     "edit_tests": textwrap.dedent('''\
-        import pathlib
+        import os, pathlib
         for t in pathlib.Path(__file__).parent.glob("test_*.py"):
             t.write_text("def test_nothing():\\n    pass\\n")
-        import alexnet_course, json, importlib.metadata as md, pathlib as pl
-        (pl.Path(alexnet_course.__file__).parent / "grading" / "checks.py").write_text("x = 1\\n")
-        # and the instructor's own copy, found through the install's metadata
-        url = json.loads(md.distribution("alexnet-course").read_text("direct_url.json"))["url"]
-        original = pl.Path(url.removeprefix("file://")) / "alexnet_course" / "grading"
-        (original / "checks.py").write_text("x = 1\\n")
+        import alexnet_course
+        (pathlib.Path(alexnet_course.__file__).parent / "grading" / "checks.py").write_text("x = 1")
+        # and the instructor's own copy of the tests, wherever the course lives
+        pathlib.Path(os.environ["COURSE_TESTS"]).write_text("def test_one():\\n    pass\\n")
         return 0
         '''),
     "loop_forever": "while True:\n    pass\n",
@@ -124,26 +122,17 @@ EXTRAS = {
 }
 
 
-@pytest.fixture
-def checks_py():
-    """One attack edits the installed course package: make sure it is put back whatever
-    happens to this test."""
-    import alexnet_course
-
-    path = Path(alexnet_course.__file__).parent / "grading" / "checks.py"
-    before = path.read_bytes()
-    yield path, before
-    if path.read_bytes() != before:
-        path.write_bytes(before)
-
-
 @pytest.mark.slow
-def test_no_attack_forges_a_grade_and_the_rest_is_graded(course, tmp_path, checks_py):
-    checks_py, before = checks_py
+def test_no_attack_forges_a_grade_and_the_rest_is_graded(course, tmp_path, monkeypatch):
+    # one attack edits the course's own test file, whose path it is told (a learner who
+    # knows where the course lives); another edits its copy of the course package
+    course_tests = course / "lessons" / "09_demo" / "test_demo.py"
+    before = course_tests.read_bytes()
+    monkeypatch.setenv("COURSE_TESTS", str(course_tests))
     subs = [submission(tmp_path / "subs", n, body, EXTRAS.get(n)) for n, body in ATTACKS.items()]
     out = tmp_path / "out"
     results = grade(subs, out, course=course, timeout=3, jobs=2, memory_mb=1024, echo=lambda s: None)
-    assert checks_py.read_bytes() == before  # restored
+    assert course_tests.read_bytes() == before  # restored
     scores = {r.name: {t.nodeid.split("::")[-1]: t.status for t in r.tests} for r in results}
     outputs = {r.name: [r.errors] + [(t.nodeid, t.status, t.output[:300]) for t in r.tests]
                for r in results}
@@ -166,7 +155,7 @@ def test_no_attack_forges_a_grade_and_the_rest_is_graded(course, tmp_path, check
     assert {row["submission"]: row["total"] for row in book}["honest"] == "3"
     assert {row["submission"]: row["total"] for row in book}["loop_forever"] == "2"
     assert {row["submission"]: row["total"] for row in book}["edit_tests"] == "0"
-    assert list((out / "_modified").rglob("*checks.py"))  # the modified copy is kept
+    assert list((out / "_modified").rglob("*test_demo.py"))  # the modified copy is kept
 
 
 def test_gradebook_results_json_zip_and_determinism(course, tmp_path):
@@ -247,9 +236,13 @@ def test_release_has_no_solutions_and_grades_zero_while_solutions_grade_full(tmp
         (sol / lesson.name).mkdir(parents=True)
         for f in lesson.glob("*.py"):
             (sol / lesson.name / f.name).write_text(f.read_text())
-    results = {r.name: r for r in grade([out, tmp_path / "sol"], tmp_path / "g", course=ROOT,
-                                        timeout=120, jobs=2, echo=lambda s: None)}  # fmt: skip
-    rel, full = results["release"], results["sol"]
+    rel = grade([out], tmp_path / "g", course=ROOT, timeout=120, jobs=1, echo=lambda s: None)[0]
+    assert {t.lesson for t in rel.tests} == {p.name for p in (ROOT / "solutions").iterdir()}
     assert rel.tests and all(t.score == 0 for t in rel.tests)
+    # full points through the grader, on the quick lessons (every lesson's suite passing on
+    # its solution is checked in test_lessons.py)
+    quick = ["01_data", "05_analysis"]
+    full = grade([tmp_path / "sol"], tmp_path / "g2", course=ROOT, lessons=quick, timeout=120,
+                 echo=lambda s: None)[0]  # fmt: skip
     assert all(t.status in ("passed", "skipped") for t in full.tests), [
         (t.nodeid, t.output[:300]) for t in full.tests if t.status not in ("passed", "skipped")]

@@ -30,7 +30,8 @@ def test_every_lesson_has_solutions_and_tests():
 
 
 def test_stub_replaces_fences_with_the_uniform_stub():
-    src = '"""Doc."""\n\ndef f(x):\n    """Task 3.1."""\n    ### BEGIN SOLUTION 3.1\n    return x\n    ### END SOLUTION 3.1\n'
+    src = ('"""Doc."""\n\ndef f(x):\n    """Task 3.1."""\n    ### BEGIN SOLUTION 3.1\n'
+           "    return x\n    ### END SOLUTION 3.1\n")
     out = make_stub(src, "f.py", "03_torch_scratch")
     assert "return x" not in out and "BEGIN SOLUTION" not in out
     assert "    # TODO: Task 3.1 -- see docs/lessons/03_torch_scratch.md#task-3-1\n" in out

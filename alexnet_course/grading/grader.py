@@ -18,7 +18,6 @@ after each, and a summary table.
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import os
 import re

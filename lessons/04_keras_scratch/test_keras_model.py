@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import torch
 import torchvision  # noqa: F401  (import torch's libraries before TensorFlow's)
-
 from torch import nn
 
 from alexnet_course.grading import learner
@@ -185,7 +184,6 @@ def test_port_gives_the_same_logits_as_pytorch(norm):
 
 @pytest.mark.task("4.5", points=2)
 def test_port_torchvision_alexnet():
-    import torchvision
 
     torch.manual_seed(1)
     tv = torchvision.models.alexnet(num_classes=10).eval()

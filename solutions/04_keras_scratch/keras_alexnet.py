@@ -20,8 +20,8 @@ Shapes for a (N, 227, 227, 3) input: conv1 block (N, 27, 27, 96), conv2 block
 
 from __future__ import annotations
 
-import numpy as np
 import keras
+import numpy as np
 import tensorflow as tf
 from keras import layers
 

@@ -1,0 +1,434 @@
+"""``alexnet-course compare``: run the reference solutions end to end on one profile.
+
+Five arms, each built from the lessons' code (``solutions/`` by default, the learner's
+``lessons/`` with ``--impl lessons``; the runner never re-implements a model):
+
+* ``torch-scratch``: lesson 03's AlexNet (the paper's, with the profile's norm);
+* ``torch-tv-scratch``: torchvision's architecture from random weights;
+* ``torch-pretrained``: lesson 02's ImageNet AlexNet with a new head, fine-tuned with two
+  learning rates (with ``torch-tv-scratch`` it isolates what pretraining alone buys);
+* ``keras-scratch``: lesson 04's Keras AlexNet and training step;
+* ``keras-pretrained``: torchvision's ImageNet weights ported into Keras by lesson 04.
+
+Every arm gets the same data, split, augmentation, input size and epoch budget. Each epoch
+ends with a checkpoint; ``--resume`` continues from the last one. An arm that cannot run
+(no cached weights and no network, no TensorFlow) is reported as skipped with the reason,
+and the other arms still run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import platform
+import subprocess
+import sys
+import time
+import traceback
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from alexnet_course import CourseError, __version__
+
+ARMS = ("torch-scratch", "torch-tv-scratch", "torch-pretrained", "keras-scratch",
+        "keras-pretrained")  # fmt: skip
+SEED_NOTEBOOK = {"torch-pretrained": 0.8218, "torch-scratch": 0.5893, "keras-scratch": 0.593}
+
+
+@dataclass(frozen=True)
+class Profile:
+    """One budget for every arm."""
+
+    name: str
+    synthetic: bool
+    input_size: int
+    epochs: int
+    batch_size: int
+    lr: float
+    norm: str
+    bf16: bool
+    val_size: int
+    train_limit: int | None = None  # use only the first N training images
+
+
+PROFILES = {
+    # generated data, seconds: runs in the test suite
+    "smoke": Profile("smoke", True, 67, 2, 32, 0.01, "batch", False, 100),
+    # real CIFAR-10 on a 2-core CPU: 67 px (the smallest input the paper's layer stack takes),
+    # bf16 autocast for torch, BatchNorm (trains in few epochs), 2 epochs
+    "cpu": Profile("cpu", False, 67, 2, 128, 0.02, "batch", True, 5000),
+    # the seed's setting at full resolution, on a GPU
+    "gpu": Profile("gpu", False, 227, 30, 128, 0.02, "batch", True, 5000),
+}
+
+
+class ArmSkipped(Exception):
+    """An arm cannot run here; the message is the reason."""
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--profile", choices=sorted(PROFILES), default=None,
+                   help="smoke (generated data, seconds), cpu (real CIFAR-10 on a CPU), gpu "
+                        "(227 px); default: gpu with CUDA, else cpu")  # fmt: skip
+    p.add_argument("--arms", default=",".join(ARMS),
+                   help=f"comma-separated arms (default: all of {', '.join(ARMS)})")
+    p.add_argument("--out", type=Path, default=Path("runs/compare"),
+                   help="output folder (default runs/compare)")
+    p.add_argument("--impl", choices=("solutions", "lessons"), default=None,
+                   help="run the reference solutions (default where they exist) or your "
+                        "lesson files")  # fmt: skip
+    p.add_argument("--seed", type=int, default=0, help="the one seed of the run (default 0)")
+    p.add_argument("--epochs", type=int, default=None, help="override the profile's epochs")
+    p.add_argument("--no-download", action="store_true",
+                   help="never download CIFAR-10 or weights (fail or skip instead)")
+    p.add_argument("--data-label", default=None,
+                   help='how results name the data, e.g. "CIFAR-10 (JPEG copy)"')
+    p.add_argument("--resume", action="store_true",
+                   help="continue each arm from its last per-epoch checkpoint in --out")
+
+
+def _git_commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                              timeout=5, check=True).stdout.strip()  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def _versions() -> dict:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for name in ("torch", "torchvision", "tensorflow", "keras", "numpy"):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            pass
+    return out
+
+
+def provenance(args, profile: Profile, data, device) -> dict:
+    import torch
+
+    return {
+        "command": " ".join(["alexnet-course", *sys.argv[1:]]),
+        "git_commit": _git_commit(),
+        "alexnet_course": __version__,
+        "python": platform.python_version(),
+        "versions": _versions(),
+        "device": str(device),
+        "hardware": f"{platform.machine()}, {torch.get_num_threads()} CPU threads"
+        + (f", {torch.cuda.get_device_name()}" if device.type == "cuda" else ""),
+        "precision": "bf16 autocast (torch arms), fp32 (keras arms)" if profile.bf16 else "fp32",
+        "data_source": "synthetic (alexnet-course data synth)" if profile.synthetic
+        else f"{args.data_label or 'CIFAR-10'} at {data.source}",
+        "data_sha256": data.checksum,
+        "split": {"train": len(data.train), "val": len(data.val), "test": len(data.test),
+                  "val_seed": data.val_seed},
+        "seed": args.seed,
+        "impl": args.impl,
+        "profile": asdict(profile),
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+    }  # fmt: skip
+
+
+def _load_data(args, profile: Profile):
+    from alexnet_course.data import load_cifar10, write_synthetic_cifar10
+
+    if profile.synthetic:
+        root = args.out / "synthetic-data"
+        if not (root / "cifar-10-batches-py").is_dir():
+            write_synthetic_cifar10(root, n_train=600, n_test=200, seed=args.seed)
+        return load_cifar10(root, val_size=profile.val_size, seed=args.seed)
+    return load_cifar10(args.data_dir, val_size=profile.val_size, seed=args.seed,
+                        download=not args.no_download)  # fmt: skip
+
+
+def _progress(total: int, desc: str):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit="batch", leave=True, dynamic_ncols=True,
+                mininterval=1.0, file=sys.stdout)  # fmt: skip
+
+
+# ---------------------------------------------------------------- torch arms
+def _torch_model(arm: str, profile: Profile, data, args):
+    from alexnet_course.data import CIFAR10_MEAN, CIFAR10_STD, IMAGENET_MEAN, IMAGENET_STD
+    from alexnet_course.grading.learner import load_lesson_module
+
+    k = data.num_classes
+    if arm == "torch-scratch":
+        alexnet = load_lesson_module("03_torch_scratch", "alexnet", args.impl)
+        return alexnet.AlexNet(num_classes=k, norm=profile.norm), CIFAR10_MEAN, CIFAR10_STD, None
+    if arm == "torch-tv-scratch":
+        import torchvision
+
+        return torchvision.models.alexnet(num_classes=k), CIFAR10_MEAN, CIFAR10_STD, None
+    pretrained = load_lesson_module("02_torch_pretrained", "pretrained", args.impl)
+    _require_weights(pretrained.WEIGHTS, args)
+    model = pretrained.build_model(num_classes=k, mode="finetune")
+    return model, IMAGENET_MEAN, IMAGENET_STD, pretrained.make_optimizer
+
+
+def _require_weights(weights, args) -> None:
+    from alexnet_course.weights import WeightsError, ensure_weights
+
+    try:
+        ensure_weights(weights, download=not args.no_download)
+    except WeightsError as e:
+        raise ArmSkipped(str(e)) from None
+
+
+def run_torch_arm(arm: str, args, profile: Profile, data, device, folder: Path) -> dict:
+    import torch
+
+    from alexnet_course.data.torch_pipeline import TorchBatches
+    from alexnet_course.grading.learner import load_lesson_module
+
+    train = load_lesson_module("03_torch_scratch", "train", args.impl)
+    model, mean, std, make_opt = _torch_model(arm, profile, data, args)
+    model.to(device)
+    cl = device.type == "cuda"
+    if cl:
+        model = model.to(memory_format=torch.channels_last)
+    kw = dict(batch_size=profile.batch_size, mean=mean, std=std, size=profile.input_size,
+              seed=args.seed, device=device, channels_last=cl)  # fmt: skip
+    tr = TorchBatches(data.train, train=True, **kw)
+    va = TorchBatches(data.val, **kw)
+    te = TorchBatches(data.test, **kw)
+    if make_opt is not None:  # pretrained: the new head at lr, pretrained layers at lr / 10
+        opt = make_opt(model, lr=profile.lr, backbone_lr=profile.lr / 10)
+    else:
+        opt = torch.optim.SGD(model.parameters(), lr=profile.lr, momentum=0.9,
+                              weight_decay=5e-4)  # fmt: skip
+    epochs = args.epochs or profile.epochs
+    sched = torch.optim.lr_scheduler.OneCycleLR(
+        opt, max_lr=[g["lr"] for g in opt.param_groups], total_steps=epochs * len(tr))
+    history = {"train_loss": [], "train_accuracy": [], "val_loss": [], "val_accuracy": [],
+               "epoch_seconds": []}  # fmt: skip
+    start, best, best_state = 0, -math.inf, None
+    ckpt = folder / "checkpoint.pt"
+    if args.resume and ckpt.is_file():
+        state = torch.load(ckpt, map_location=device, weights_only=False)
+        if state.get("epochs") != epochs:
+            raise CourseError(f"{ckpt} was written by a {state.get('epochs')}-epoch run; resume "
+                              f"with --epochs {state.get('epochs')} (or start afresh without "
+                              "--resume)")  # fmt: skip
+        torch.set_rng_state(state["rng"])
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        history, start = state["history"], state["epoch"] + 1
+        best, best_state = state["best"], state["best_state"]
+        print(f"  resumed after epoch {start} from {ckpt}")
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=profile.bf16)
+
+    class Stepped:  # OneCycle steps per batch; a progress bar shows live loss and accuracy
+        def __init__(self, loader, bar):
+            self.loader, self.bar = loader, bar
+
+        def __iter__(self):
+            for x, y in self.loader:
+                yield x, y
+                sched.step()
+                self.bar.update(1)
+
+    for epoch in range(start, epochs):
+        tr.set_epoch(epoch)
+        t0 = time.perf_counter()
+        with _progress(len(tr), f"{arm} epoch {epoch + 1}/{epochs}") as bar, autocast:
+            loss, acc = train.train_one_epoch(model, Stepped(tr, bar), opt)
+            bar.set_postfix(loss=f"{loss:.3f}", acc=f"{acc:.3f}")
+            seconds = time.perf_counter() - t0
+            ev = train.evaluate(model, va, data.num_classes)
+            bar.set_postfix(loss=f"{loss:.3f}", acc=f"{acc:.3f}", val_acc=f"{ev.accuracy:.3f}")
+        for key, v in (("train_loss", loss), ("train_accuracy", acc), ("val_loss", ev.loss),
+                       ("val_accuracy", ev.accuracy), ("epoch_seconds", seconds)):
+            history[key].append(v)
+        if ev.accuracy > best:
+            best = ev.accuracy
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        torch.save({"epoch": epoch, "epochs": epochs, "rng": torch.get_rng_state(),
+                    "model": model.state_dict(), "optimizer": opt.state_dict(),
+                    "scheduler": sched.state_dict(), "history": history, "best": best,
+                    "best_state": best_state}, ckpt.with_suffix(".tmp"))  # fmt: skip
+        ckpt.with_suffix(".tmp").replace(ckpt)
+    model.load_state_dict(best_state)
+    with autocast:
+        result = train.evaluate(model, te, data.num_classes)
+    n_params = sum(p.numel() for p in model.parameters())
+    n_train = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return _result(arm, result.accuracy, result.loss, result.per_class_accuracy,
+                   result.confusion_matrix, history, len(data.train), n_params, n_train)
+
+
+# ---------------------------------------------------------------- keras arms
+def run_keras_arm(arm: str, args, profile: Profile, data, device, folder: Path) -> dict:
+    import numpy as np
+
+    try:
+        import keras
+        import tensorflow as tf  # noqa: F401
+    except ImportError as e:
+        raise ArmSkipped(f"TensorFlow/Keras is not installed ({e})") from None
+    from alexnet_course.data import CIFAR10_MEAN, CIFAR10_STD, IMAGENET_MEAN, IMAGENET_STD
+    from alexnet_course.data.keras_pipeline import make_dataset
+    from alexnet_course.grading.learner import load_lesson_module
+
+    ka = load_lesson_module("04_keras_scratch", "keras_alexnet", args.impl)
+    kt = load_lesson_module("04_keras_scratch", "keras_train", args.impl)
+    k, size = data.num_classes, profile.input_size
+    if arm == "keras-scratch":
+        model, mean, std = ka.build_alexnet(k, profile.norm, size), CIFAR10_MEAN, CIFAR10_STD
+    else:
+        import torchvision
+
+        _require_weights(torchvision.models.AlexNet_Weights.IMAGENET1K_V1, args)
+        tv = torchvision.models.alexnet(weights=torchvision.models.AlexNet_Weights.IMAGENET1K_V1)
+        tv.classifier[6] = __import__("torch").nn.Linear(4096, k)
+        model = ka.build_torchvision_alexnet(k, size)
+        ka.port_torch_weights(tv.eval(), model)
+        mean, std = IMAGENET_MEAN, IMAGENET_STD
+    kw = dict(batch_size=profile.batch_size, mean=mean, std=std, size=size, seed=args.seed)
+    tr = make_dataset(data.train, train=True, **kw)
+    va = make_dataset(data.val, **kw)
+    te = make_dataset(data.test, **kw)
+    epochs = args.epochs or profile.epochs
+    steps = -(-len(data.train) // profile.batch_size)
+    schedule = keras.optimizers.schedules.CosineDecay(profile.lr, epochs * steps)
+    opt = keras.optimizers.SGD(schedule, momentum=0.9)
+    step = kt.make_train_step(model, opt)
+    history = {"train_loss": [], "train_accuracy": [], "val_loss": [], "val_accuracy": [],
+               "epoch_seconds": []}  # fmt: skip
+    start, best = 0, -math.inf
+    ckpt, best_path = folder / "checkpoint.weights.h5", folder / "best.weights.h5"
+    state_file = folder / "checkpoint.json"
+    if args.resume and state_file.is_file():
+        state = json.loads(state_file.read_text())
+        model.load_weights(ckpt)
+        history, start, best = state["history"], state["epoch"] + 1, state["best"]
+        opt.iterations.assign(start * steps)
+        print(f"  resumed after epoch {start} from {ckpt}")
+    loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    for epoch in range(start, epochs):
+        t0 = time.perf_counter()
+        total, seen = 0.0, 0
+        with _progress(steps, f"{arm} epoch {epoch + 1}/{epochs}") as bar:
+            for x, y in tr:
+                loss = float(step(x, y))
+                total += loss * len(y)
+                seen += len(y)
+                bar.update(1)
+                bar.set_postfix(loss=f"{total / seen:.3f}")
+            seconds = time.perf_counter() - t0
+            # lesson 04's step returns the loss only: the keras arms record no training
+            # accuracy (None) rather than pay a second forward pass for it
+            ev = kt.evaluate_keras(model, va, k)
+            val_loss = float(np.mean([float(loss_fn(y, model(x, training=False)))
+                                      for x, y in va]))  # fmt: skip
+            bar.set_postfix(loss=f"{total / seen:.3f}", val_acc=f"{ev['accuracy']:.3f}")
+        for key, v in (("train_loss", total / seen), ("train_accuracy", None),
+                       ("val_loss", val_loss), ("val_accuracy", ev["accuracy"]),
+                       ("epoch_seconds", seconds)):
+            history[key].append(v)
+        if ev["accuracy"] > best:
+            best = ev["accuracy"]
+            model.save_weights(best_path)
+        model.save_weights(ckpt)
+        state_file.write_text(json.dumps({"epoch": epoch, "history": history, "best": best}))
+    model.load_weights(best_path)
+    ev = kt.evaluate_keras(model, te, k)
+    test_loss = float(np.mean([float(loss_fn(y, model(x, training=False))) for x, y in te]))
+    n_train = int(sum(np.prod(v.shape) for v in model.trainable_weights))
+    return _result(arm, ev["accuracy"], test_loss, ev["per_class_accuracy"],
+                   ev["confusion_matrix"], history, len(data.train), n_train, n_train)
+
+
+def _result(arm, accuracy, loss, per_class, confusion, history, n_train_images, params,
+            trainable) -> dict:  # fmt: skip
+    seconds = float(sum(history["epoch_seconds"]))
+    epochs = len(history["epoch_seconds"])
+    return {
+        "arm": arm,
+        "status": "ok",
+        "test_accuracy": float(accuracy),
+        "test_loss": float(loss),
+        "per_class_accuracy": [float(v) for v in per_class],
+        "confusion_matrix": [[int(c) for c in row] for row in confusion],
+        "history": {k: [None if x is None else float(x) for x in v] for k, v in history.items()},
+        "train_seconds": seconds,
+        "images_per_second": epochs * n_train_images / seconds if seconds else 0.0,
+        "parameters": int(params),
+        "trainable_parameters": int(trainable),
+    }
+
+
+def _sample_grid(args, data, path: Path) -> None:
+    """A labelled grid of test images, drawn by lesson 01's ``show_batch``."""
+    from alexnet_course.data import CIFAR10_MEAN, CIFAR10_STD
+    from alexnet_course.grading.learner import load_lesson_module
+
+    try:
+        lesson = load_lesson_module("01_data", "data", args.impl)
+        x = lesson.preprocess(data.test.images[:32], CIFAR10_MEAN, CIFAR10_STD)
+        lesson.show_batch(x, data.test.labels[:32], data.classes, path, CIFAR10_MEAN,
+                          CIFAR10_STD)  # fmt: skip
+    except (NotImplementedError, CourseError) as e:
+        print(f"sample grid skipped: {e}")
+
+
+# ---------------------------------------------------------------- the command
+def run_compare(args: argparse.Namespace) -> int:
+    import torch
+
+    from alexnet_course.compare.report import write_report
+    from alexnet_course.device import pick_device, seed_everything
+    from alexnet_course.grading.learner import course_root
+
+    name = args.profile or ("gpu" if torch.cuda.is_available() else "cpu")
+    profile = PROFILES[name]
+    arms = [a.strip() for a in args.arms.split(",") if a.strip()]
+    unknown = sorted(set(arms) - set(ARMS))
+    if unknown:
+        raise CourseError(f"unknown arm(s) {', '.join(unknown)}; choose from {', '.join(ARMS)}")
+    if args.impl is None:
+        args.impl = "solutions" if (course_root() / "solutions").is_dir() else "lessons"
+    device = pick_device()
+    if name == "gpu" and device.type != "cuda":
+        raise CourseError("--profile gpu needs a CUDA GPU; none was found (use --profile cpu)")
+    args.out.mkdir(parents=True, exist_ok=True)
+    seed_everything(args.seed)
+    data = _load_data(args, profile)
+    prov = provenance(args, profile, data, device)
+    print(f"alexnet-course compare: profile {name}, device {device}, {prov['data_source']} "
+          f"({len(data.train)} train / {len(data.val)} val / {len(data.test)} test), "
+          f"implementation: {args.impl}")  # fmt: skip
+    _sample_grid(args, data, args.out / "samples.png")
+    results = []
+    for arm in arms:
+        folder = args.out / arm
+        folder.mkdir(exist_ok=True)
+        seed_everything(args.seed, tensorflow=arm.startswith("keras") or None)
+        t0 = time.perf_counter()
+        try:
+            runner = run_keras_arm if arm.startswith("keras") else run_torch_arm
+            res = runner(arm, args, profile, data, device, folder)
+        except ArmSkipped as e:
+            res = {"arm": arm, "status": "skipped", "reason": str(e)}
+            print(f"[{arm}] skipped: {e}")
+        except (KeyboardInterrupt, CourseError):
+            raise
+        except Exception as e:  # one arm's crash must not lose the others
+            res = {"arm": arm, "status": "failed", "reason": f"{type(e).__name__}: {e}",
+                   "traceback": traceback.format_exc()[-4000:]}  # fmt: skip
+            print(f"[{arm}] failed: {type(e).__name__}: {e}")
+        res["wall_seconds"] = time.perf_counter() - t0
+        res["provenance"] = prov
+        tmp = folder / "results.json.tmp"
+        tmp.write_text(json.dumps(res, indent=2))
+        tmp.replace(folder / "results.json")
+        results.append(res)
+    report = write_report(results, args.out, data.classes)
+    print(report)
+    return 0

@@ -1,0 +1,103 @@
+"""``alexnet-course compare`` and ``bench`` on generated data (no network, no ../shared)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+import torchvision  # noqa: F401  (torch's libraries before TensorFlow's)
+
+from alexnet_course.cli import main
+
+FILE = "alexnet-owt-7be5be79.pth"
+
+
+@pytest.fixture(scope="module")
+def torch_home(tmp_path_factory):
+    """A hub cache holding a random AlexNet state dict under the ImageNet weights' name."""
+    home = tmp_path_factory.mktemp("torch_home")
+    (home / "hub" / "checkpoints").mkdir(parents=True)
+    torch.manual_seed(0)
+    torch.save(torchvision.models.alexnet().state_dict(), home / "hub" / "checkpoints" / FILE)
+    return home
+
+
+@pytest.mark.slow
+def test_smoke_profile_runs_every_arm(tmp_path, torch_home, monkeypatch, capsys):
+    monkeypatch.setenv("TORCH_HOME", str(torch_home))
+    out = tmp_path / "run"
+    assert main(["compare", "--profile", "smoke", "--out", str(out), "--no-download"]) == 0
+    printed = capsys.readouterr().out
+    for arm in ("torch-scratch", "torch-tv-scratch", "torch-pretrained", "keras-scratch",
+                "keras-pretrained"):  # fmt: skip
+        res = json.loads((out / arm / "results.json").read_text())
+        assert res["status"] == "ok", (arm, res.get("reason"), res.get("traceback"))
+        assert 0.0 <= res["test_accuracy"] <= 1.0 and len(res["per_class_accuracy"]) == 10
+        assert np.array(res["confusion_matrix"]).sum() == 200
+        assert len(res["history"]["val_accuracy"]) == 2 and res["images_per_second"] > 0
+        prov = res["provenance"]
+        for key in ("command", "git_commit", "versions", "device", "precision", "data_source",
+                    "data_sha256", "seed", "split"):
+            assert prov[key] not in (None, ""), (arm, key)
+    scratch = json.loads((out / "torch-scratch" / "results.json").read_text())
+    assert scratch["test_accuracy"] > 0.3  # generated data: 10 classes, chance is 0.1
+    assert scratch["parameters"] == 58_322_314 + 2 * (96 + 256 + 384 + 384 + 256)
+    report = (out / "report.md").read_text()
+    assert "| torch-scratch | ok |" in report and "seed notebook: torch-pretrained" in report
+    for fig in ("learning_curves.png", "per_class_accuracy.png", "confusion_matrices.png",
+                "accuracy_vs_time.png", "samples.png"):
+        assert (out / fig).stat().st_size > 1000, fig
+    assert "epoch 2/2" in printed
+
+
+def test_pretrained_arms_are_skipped_without_weights(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty"))
+    out = tmp_path / "run"
+    assert main(["compare", "--profile", "smoke", "--out", str(out), "--no-download",
+                 "--arms", "torch-pretrained,torch-scratch", "--epochs", "1"]) == 0  # fmt: skip
+    skipped = json.loads((out / "torch-pretrained" / "results.json").read_text())
+    assert skipped["status"] == "skipped" and FILE in skipped["reason"]
+    assert json.loads((out / "torch-scratch" / "results.json").read_text())["status"] == "ok"
+    assert "| torch-pretrained | skipped:" in (out / "report.md").read_text()
+
+
+def test_interrupted_run_resumes_to_the_same_result(tmp_path, capsys, monkeypatch):
+    from alexnet_course.grading.learner import load_lesson_module
+
+    common = ["compare", "--profile", "smoke", "--arms", "torch-scratch", "--epochs", "2"]
+    assert main([*common, "--out", str(tmp_path / "whole")]) == 0
+    whole = json.loads((tmp_path / "whole" / "torch-scratch" / "results.json").read_text())
+
+    train = load_lesson_module("03_torch_scratch", "train", "solutions")
+    real_evaluate, calls = train.evaluate, []
+
+    def interrupt_in_epoch_2(*args, **kwargs):  # Ctrl-C during the second epoch
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real_evaluate(*args, **kwargs)
+
+    out = tmp_path / "cut"
+    monkeypatch.setattr(train, "evaluate", interrupt_in_epoch_2)
+    assert main([*common, "--out", str(out)]) == 130
+    assert (out / "torch-scratch" / "checkpoint.pt").exists()
+    monkeypatch.setattr(train, "evaluate", real_evaluate)
+    capsys.readouterr()
+    assert main([*common, "--out", str(out), "--resume"]) == 0
+    assert "resumed after epoch 1" in capsys.readouterr().out
+    resumed = json.loads((out / "torch-scratch" / "results.json").read_text())
+    assert resumed["history"]["val_accuracy"] == whole["history"]["val_accuracy"]
+    assert resumed["test_accuracy"] == whole["test_accuracy"]
+    assert main([*common[:-1], "3", "--out", str(out), "--resume"]) == 2  # other epochs
+
+
+def test_bench_prints_both_pipelines_and_the_ratio(tmp_path, capsys):
+    assert main(["data", "synth", str(tmp_path), "--n-train", "200", "--n-test", "20"]) == 0
+    assert main(["bench", "--data-dir", str(tmp_path), "--steps", "1", "--batch-size", "4",
+                 "--size", "67", "--out", str(tmp_path / "bench.json")]) == 0  # fmt: skip
+    out = capsys.readouterr().out
+    assert "seed pipeline" in out and "reference pipeline" in out and "ratio:" in out
+    res = json.loads((tmp_path / "bench.json").read_text())
+    assert res["ratio"] > 0 and res["seed_images_per_s"] > 0
