@@ -48,3 +48,42 @@ def copy_lesson(lesson: str, dest: Path, source: str = "solutions") -> Path:
     for f in learner_files(ROOT / "solutions" / lesson):
         shutil.copy((ROOT / source / lesson / f.name), target / f.name)
     return target
+
+
+@pytest.fixture(scope="session")
+def fake_torch_home(tmp_path_factory) -> Path:
+    """A torch hub cache holding a random AlexNet state dict under the ImageNet weights'
+    file name, so the pretrained arms run offline."""
+    import torch
+    import torchvision
+
+    home = tmp_path_factory.mktemp("torch_home")
+    (home / "hub" / "checkpoints").mkdir(parents=True)
+    torch.manual_seed(0)
+    torch.save(torchvision.models.alexnet().state_dict(),
+               home / "hub" / "checkpoints" / "alexnet-owt-7be5be79.pth")
+    return home
+
+
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory, fake_torch_home) -> tuple[Path, str]:
+    """``alexnet-course compare --profile smoke`` with every arm, once per test session."""
+    import contextlib
+    import io
+
+    from alexnet_course.cli import main
+
+    out = tmp_path_factory.mktemp("smoke") / "run"
+    buf = io.StringIO()
+    old = os.environ.get("TORCH_HOME")
+    os.environ["TORCH_HOME"] = str(fake_torch_home)
+    try:
+        with contextlib.redirect_stdout(buf):
+            rc = main(["compare", "--profile", "smoke", "--out", str(out), "--no-download"])
+    finally:
+        if old is None:
+            os.environ.pop("TORCH_HOME", None)
+        else:
+            os.environ["TORCH_HOME"] = old
+    assert rc == 0, buf.getvalue()[-3000:]
+    return out, buf.getvalue()

@@ -6,7 +6,6 @@ import json
 
 import numpy as np
 import pytest
-import torch
 import torchvision  # noqa: F401  (torch's libraries before TensorFlow's)
 
 from alexnet_course.cli import main
@@ -14,22 +13,9 @@ from alexnet_course.cli import main
 FILE = "alexnet-owt-7be5be79.pth"
 
 
-@pytest.fixture(scope="module")
-def torch_home(tmp_path_factory):
-    """A hub cache holding a random AlexNet state dict under the ImageNet weights' name."""
-    home = tmp_path_factory.mktemp("torch_home")
-    (home / "hub" / "checkpoints").mkdir(parents=True)
-    torch.manual_seed(0)
-    torch.save(torchvision.models.alexnet().state_dict(), home / "hub" / "checkpoints" / FILE)
-    return home
-
-
 @pytest.mark.slow
-def test_smoke_profile_runs_every_arm(tmp_path, torch_home, monkeypatch, capsys):
-    monkeypatch.setenv("TORCH_HOME", str(torch_home))
-    out = tmp_path / "run"
-    assert main(["compare", "--profile", "smoke", "--out", str(out), "--no-download"]) == 0
-    printed = capsys.readouterr().out
+def test_smoke_profile_runs_every_arm(smoke_run):
+    out, printed = smoke_run
     for arm in ("torch-scratch", "torch-tv-scratch", "torch-pretrained", "keras-scratch",
                 "keras-pretrained"):  # fmt: skip
         res = json.loads((out / arm / "results.json").read_text())

@@ -46,3 +46,20 @@ def test_site_builds_strict(tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     for page in ("index.html", "lessons/03_torch_scratch/index.html", "instructors/index.html"):
         assert (tmp_path / "site" / page).exists(), page
+
+
+@pytest.mark.slow
+def test_comparison_notebook_runs_on_smoke_results(smoke_run, monkeypatch):
+    nbformat = pytest.importorskip("nbformat", reason="the docs extra is not installed")
+    nbclient = pytest.importorskip("nbclient", reason="the docs extra is not installed")
+    pytest.importorskip("ipykernel", reason="the docs extra is not installed")
+    out, _ = smoke_run
+    monkeypatch.setenv("ALEXNET_COURSE_RUN", str(out))
+    nb = nbformat.read(ROOT / "docs" / "comparison.ipynb", as_version=4)
+    nbclient.NotebookClient(nb, timeout=300, kernel_name="python3",
+                            resources={"metadata": {"path": str(ROOT / "docs")}}).execute()
+    text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code"
+                   for o in c.get("outputs", []))  # fmt: skip
+    assert "| torch-scratch | ok |" in text and "synthetic" in text
+    images = [o for c in nb.cells for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
+    assert len(images) == 4
