@@ -63,3 +63,18 @@ def test_comparison_notebook_runs_on_smoke_results(smoke_run, monkeypatch):
     assert "| torch-scratch | ok |" in text and "synthetic" in text
     images = [o for c in nb.cells for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
     assert len(images) == 4
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["01_data", "03_torch_scratch", "04_keras_scratch"])
+def test_lesson_notebooks_run_against_the_solutions(name, monkeypatch):
+    nbformat = pytest.importorskip("nbformat", reason="the docs extra is not installed")
+    nbclient = pytest.importorskip("nbclient", reason="the docs extra is not installed")
+    pytest.importorskip("ipykernel", reason="the docs extra is not installed")
+    monkeypatch.setenv("ALEXNET_COURSE_IMPL", "solutions")
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    nb = nbformat.read(ROOT / "docs" / "lessons" / f"{name}.ipynb", as_version=4)
+    nbclient.NotebookClient(nb, timeout=600, kernel_name="python3",
+                            resources={"metadata": {"path": str(ROOT)}}).execute()
+    errors = [o for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
+    assert not errors
