@@ -46,10 +46,8 @@ def test_errors_are_one_line_with_status_2(tmp_path):
     assert "Traceback" not in proc.stderr
 
 
-def test_compare_smoke_writes_results_with_provenance(tmp_path):
-    out = tmp_path / "run"
-    assert main(["compare", "--profile", "smoke", "--out", str(out), "--arms",
-                 "torch-scratch"]) == 0  # fmt: skip
+def test_compare_smoke_writes_results_with_provenance(smoke_run):
+    out, _ = smoke_run  # the session's smoke run: one comparison serves every test
     res = json.loads((out / "torch-scratch" / "results.json").read_text())
     assert res["status"] == "ok" and res["test_accuracy"] > 0.3  # 10 classes: chance is 0.1
     assert len(res["history"]["val_accuracy"]) == 2

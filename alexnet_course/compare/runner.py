@@ -205,8 +205,7 @@ def run_torch_arm(arm: str, args, profile: Profile, data, device, folder: Path) 
     epochs = args.epochs or profile.epochs
     sched = torch.optim.lr_scheduler.OneCycleLR(
         opt, max_lr=[g["lr"] for g in opt.param_groups], total_steps=epochs * len(tr))
-    history = {"train_loss": [], "train_accuracy": [], "val_loss": [], "val_accuracy": [],
-               "epoch_seconds": []}  # fmt: skip
+    history = _new_history()
     start, best, best_state = 0, -math.inf, None
     ckpt = folder / "checkpoint.pt"
     if args.resume and ckpt.is_file():
@@ -299,8 +298,7 @@ def run_keras_arm(arm: str, args, profile: Profile, data, device, folder: Path) 
     schedule = keras.optimizers.schedules.CosineDecay(profile.lr, epochs * steps)
     opt = keras.optimizers.SGD(schedule, momentum=0.9)
     step = kt.make_train_step(model, opt)
-    history = {"train_loss": [], "train_accuracy": [], "val_loss": [], "val_accuracy": [],
-               "epoch_seconds": []}  # fmt: skip
+    history = _new_history()
     start, best = 0, -math.inf
     ckpt, best_path = folder / "checkpoint.weights.h5", folder / "best.weights.h5"
     state_file = folder / "checkpoint.json"
@@ -343,6 +341,12 @@ def run_keras_arm(arm: str, args, profile: Profile, data, device, folder: Path) 
     n_train = int(sum(np.prod(v.shape) for v in model.trainable_weights))
     return _result(arm, ev["accuracy"], test_loss, ev["per_class_accuracy"],
                    ev["confusion_matrix"], history, len(data.train), n_train, n_train)
+
+
+def _new_history() -> dict[str, list]:
+    """Per-epoch curves, the same keys for every arm."""
+    return {k: [] for k in ("train_loss", "train_accuracy", "val_loss", "val_accuracy",
+                            "epoch_seconds")}  # fmt: skip
 
 
 def _result(arm, accuracy, loss, per_class, confusion, history, n_train_images, params,

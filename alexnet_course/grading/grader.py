@@ -38,7 +38,7 @@ from pathlib import Path
 from alexnet_course import CourseError
 from alexnet_course.grading.integrity import KEY_FD_ENV, REPORT_FD_ENV, verify
 from alexnet_course.grading.plugin import HIDDEN_PREFIX
-from alexnet_course.grading.stubs import LESSON_DIR
+from alexnet_course.grading.stubs import LESSON_DIR, learner_files
 
 MAX_ZIP_BYTES = 500 * 2**20
 # Starts pytest with the private copy of the course package first: the editable install's
@@ -111,9 +111,7 @@ def read_lessons(course: Path, lessons: list[str] | None, hidden: Path | None) -
         if hidden is not None and (hidden / name).is_dir():
             for p in sorted((hidden / name).glob("test_*.py")):
                 tests[HIDDEN_PREFIX + p.name.removeprefix("test_")] = p.read_bytes()
-        files = sorted(p.name for p in folder.glob("*.py")
-                       if not p.name.startswith("test_") and p.name not in ("conftest.py",
-                                                                             "__init__.py"))  # fmt: skip
+        files = [p.name for p in learner_files(folder)]
         if not tests:
             raise GradeError(f"{folder} has no graded tests (test_*.py)")
         specs.append(LessonSpec(name, files, tests))
@@ -241,10 +239,7 @@ def _run_once(run_dir: Path, spec: LessonSpec, nodeids: list[str] | None, timeou
     cmd = ["/bin/sh", "-c", '"$@" & wait', "sh", *inner]
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "PYTEST"))}
     env.update({REPORT_FD_ENV: str(w_fd), KEY_FD_ENV: str(kr_fd), "PYTHONDONTWRITEBYTECODE": "1",
-                "PYTHONNOUSERSITE": "1",
-                "OMP_NUM_THREADS": env.get("OMP_NUM_THREADS", "")})
-    if not env["OMP_NUM_THREADS"]:
-        env.pop("OMP_NUM_THREADS")
+                "PYTHONNOUSERSITE": "1"})
     log = open(run_dir / "pytest-output.txt", "ab")
     proc = subprocess.Popen(cmd, cwd=run_dir, env=env, stdin=subprocess.DEVNULL, stdout=log,
                             stderr=subprocess.STDOUT, pass_fds=(w_fd, kr_fd),
