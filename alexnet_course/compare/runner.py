@@ -203,7 +203,6 @@ def _torch_model(arm: str, profile: Profile, data, args):
         return model, CIFAR10_MEAN, CIFAR10_STD, None
     if arm == "torch-tv-scratch":
         import torchvision
-
         from torch import nn
 
         model = torchvision.models.alexnet(num_classes=k)
