@@ -46,7 +46,14 @@ def test_pretrained_arms_are_skipped_without_weights(tmp_path, monkeypatch):
     skipped = json.loads((out / "torch-pretrained" / "results.json").read_text())
     assert skipped["status"] == "skipped" and FILE in skipped["reason"]
     assert json.loads((out / "torch-scratch" / "results.json").read_text())["status"] == "ok"
-    assert "| torch-pretrained | skipped:" in (out / "report.md").read_text()
+    report = (out / "report.md").read_text()
+    assert "| torch-pretrained | skipped (see below) |" in report
+    assert f"- torch-pretrained skipped: {skipped['reason']}" in report
+    # a later run of one arm into the same folder keeps the other arm in the report
+    assert main(["compare", "--profile", "smoke", "--out", str(out), "--no-download",
+                 "--arms", "torch-tv-scratch", "--epochs", "1"]) == 0  # fmt: skip
+    report = (out / "report.md").read_text()
+    assert "| torch-scratch | ok |" in report and "| torch-tv-scratch | ok |" in report
 
 
 def test_interrupted_run_resumes_to_the_same_result(tmp_path, capsys, monkeypatch):

@@ -112,10 +112,12 @@ def markdown_table(results: list[dict]) -> str:
                 f"{r['train_seconds'] / 60:.1f} min | {r['images_per_second']:.0f} | "
                 f"{r['parameters']:,} ({r['trainable_parameters']:,}) |")
         else:
-            lines.append(f"| {r['arm']} | {r.get('status')}: {r.get('reason', '')} | | | | | | |")
+            lines.append(f"| {r['arm']} | {r.get('status')} (see below) | | | | | | |")
     for arm, acc, setting in SEED_ROWS:
         lines.append(f"| seed notebook: {arm} | reported | {acc} | | | | | {setting} |")
-    return "\n".join(lines)
+    reasons = [f"- {r['arm']} {r.get('status')}: {r.get('reason', '')}" for r in results
+               if r.get("status") != "ok"]  # fmt: skip
+    return "\n".join(lines + ([""] + reasons if reasons else []))
 
 
 def write_report(results: list[dict], out: Path, classes) -> str:
