@@ -94,3 +94,28 @@ def test_bench_prints_both_pipelines_and_the_ratio(tmp_path, capsys):
     assert "seed pipeline" in out and "reference pipeline" in out and "ratio:" in out
     res = json.loads((tmp_path / "bench.json").read_text())
     assert res["ratio"] > 0 and res["seed_images_per_s"] > 0
+
+
+def test_bf16_forward_sees_every_steps_weights():
+    """The runner's bf16 autocast wraps each forward: one region around a whole epoch would
+    reuse the first step's bf16 weights and the network would never learn."""
+    import torch
+    from torch import nn
+
+    from alexnet_course.compare.runner import autocast_forward
+
+    torch.manual_seed(0)
+    model = autocast_forward(nn.Sequential(nn.Linear(8, 4)))
+    opt = torch.optim.SGD(model.parameters(), lr=0.5)
+    x, y = torch.randn(16, 8), torch.randint(0, 4, (16,))
+    losses = []
+    for _ in range(5):
+        out = model(x)
+        assert out.dtype == torch.bfloat16
+        loss = nn.functional.cross_entropy(out, y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0] - 0.1, losses
+    assert list(model.state_dict()) == ["0.weight", "0.bias"]

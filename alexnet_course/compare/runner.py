@@ -232,6 +232,31 @@ def _require_weights(weights, args) -> None:
         raise ArmSkipped(str(e)) from None
 
 
+def autocast_forward(model, dtype=None):
+    """Run ``model``'s forward (and only it) under bf16 autocast, one region per call.
+
+    One ``torch.autocast`` region around a whole epoch does not work: autocast caches the
+    low-precision copies of the weights until the outermost region exits, so every step of
+    the epoch would run the forward with the weights of the first step, and the network
+    would not learn (this runner's first ``cpu`` run did exactly that). Wrapping the
+    forward leaves the state dict and the lesson's training loop untouched.
+    """
+    import functools
+
+    import torch
+
+    device = next(model.parameters()).device
+    inner = model.forward
+
+    @functools.wraps(inner)
+    def forward(*args, **kwargs):
+        with torch.autocast(device.type, dtype=dtype or torch.bfloat16):
+            return inner(*args, **kwargs)
+
+    model.forward = forward
+    return model
+
+
 def run_torch_arm(arm: str, args, profile: Profile, data, device, folder: Path) -> dict:
     import torch
 
@@ -274,7 +299,8 @@ def run_torch_arm(arm: str, args, profile: Profile, data, device, folder: Path) 
         history, start = state["history"], state["epoch"] + 1
         best, best_state = state["best"], state["best_state"]
         print(f"  resumed after epoch {start} from {ckpt}")
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=profile.bf16)
+    if profile.bf16:
+        autocast_forward(model)
 
     class Stepped:  # the schedule steps per batch; a progress bar shows live loss and accuracy
         def __init__(self, loader, bar):
@@ -289,7 +315,7 @@ def run_torch_arm(arm: str, args, profile: Profile, data, device, folder: Path) 
     for epoch in range(start, epochs):
         tr.set_epoch(epoch)
         t0 = time.perf_counter()
-        with _progress(len(tr), f"{arm} epoch {epoch + 1}/{epochs}") as bar, autocast:
+        with _progress(len(tr), f"{arm} epoch {epoch + 1}/{epochs}") as bar:
             loss, acc = train.train_one_epoch(model, Stepped(tr, bar), opt)
             bar.set_postfix(loss=f"{loss:.3f}", acc=f"{acc:.3f}")
             seconds = time.perf_counter() - t0
@@ -307,8 +333,7 @@ def run_torch_arm(arm: str, args, profile: Profile, data, device, folder: Path) 
                     "best_state": best_state}, ckpt.with_suffix(".tmp"))  # fmt: skip
         ckpt.with_suffix(".tmp").replace(ckpt)
     model.load_state_dict(best_state)
-    with autocast:
-        result = train.evaluate(model, te, data.num_classes)
+    result = train.evaluate(model, te, data.num_classes)
     n_params = sum(p.numel() for p in model.parameters())
     n_train = sum(p.numel() for p in model.parameters() if p.requires_grad)
     return _result(arm, result.accuracy, result.loss, result.per_class_accuracy,
