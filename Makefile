@@ -10,7 +10,7 @@ TORCH_PKGS ?= torch==2.14.1 torchvision==0.29.1
 EXTRAS ?= dev,docs
 STAMP := $(VENV)/.installed-$(EXTRAS)
 
-.PHONY: install compare test stubs docs serve-docs clean
+.PHONY: install compare test stubs docs serve site-check screenshots clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,5 +30,17 @@ test: $(STAMP)
 stubs: $(STAMP)
 	$(BIN)/alexnet-course stubs
 
+docs: $(STAMP)  # the site into ./site, strict
+	$(BIN)/mkdocs build --strict
+
+serve: $(STAMP)  # the site at http://127.0.0.1:8000, rebuilt on every change
+	$(BIN)/mkdocs serve
+
+site-check: $(STAMP)  # every main page in headless Chromium (apt-get install chromium)
+	$(BIN)/alexnet-course site check
+
+screenshots: $(STAMP)  # full-page PNGs of the main pages into site-screenshots/
+	$(BIN)/alexnet-course site screenshots site-screenshots
+
 clean:
-	rm -rf $(VENV) runs site .benchmarks
+	rm -rf $(VENV) runs site site-screenshots .benchmarks

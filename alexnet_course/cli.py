@@ -125,6 +125,12 @@ def cmd_release(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_site(args: argparse.Namespace) -> int:
+    from alexnet_course.site import main as site_main
+
+    return site_main(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="alexnet-course",
@@ -199,6 +205,19 @@ def build_parser() -> argparse.ArgumentParser:
                        help="only check that the committed stubs are up to date")
     stubs.add_argument("--root", type=Path, default=None, help="the course checkout")
     stubs.set_defaults(func=cmd_stubs)
+
+    site = sub.add_parser("site", help="the course site in headless Chromium: check, screenshots")
+    ssub = site.add_subparsers(dest="site_command", metavar="ACTION", required=True)
+    for name, text in (("check", "build, serve on localhost and check every main page"),
+                       ("screenshots", "full-page PNGs of the main pages into OUT")):  # fmt: skip
+        sp = ssub.add_parser(name, help=text)
+        if name == "screenshots":
+            sp.add_argument("out", type=Path, metavar="OUT", help="folder for the PNGs")
+        sp.add_argument("--site", type=Path, default=None,
+                        help="an already built site folder (default: build one with mkdocs)")
+        sp.add_argument("--chromium", default=None,
+                        help="the Chromium binary (default: $CHROMIUM, else chromium on PATH)")
+        sp.set_defaults(func=cmd_site)
     return p
 
 

@@ -119,3 +119,25 @@ def test_bf16_forward_sees_every_steps_weights():
         losses.append(loss.item())
     assert losses[-1] < losses[0] - 0.1, losses
     assert list(model.state_dict()) == ["0.weight", "0.bias"]
+
+
+def test_every_arm_follows_the_same_learning_rate_curve():
+    """torch (LambdaLR over lr_factor) and Keras (its schedule object) give the same rates."""
+    pytest.importorskip("keras", reason="Keras is not installed")
+    import torch
+
+    from alexnet_course.compare.runner import _KerasSchedule, lr_factor
+
+    total, peak = 40, 0.02
+    keras_schedule = _KerasSchedule(peak, total, 0.3)
+    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=peak)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, total, 0.3))
+    torch_rates = []
+    for _ in range(total):
+        torch_rates.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    keras_rates = [float(keras_schedule(s)) for s in range(total)]
+    assert max(abs(a - b) for a, b in zip(torch_rates, keras_rates)) < 1e-7
+    assert torch_rates[0] == pytest.approx(peak / 25) and max(torch_rates) == pytest.approx(peak)
+    assert torch_rates[-1] < peak / 50  # decays to (nearly) zero

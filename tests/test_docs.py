@@ -66,15 +66,36 @@ def test_comparison_notebook_runs_on_smoke_results(smoke_run, monkeypatch):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["01_data", "03_torch_scratch", "04_keras_scratch"])
-def test_lesson_notebooks_run_against_the_solutions(name, monkeypatch):
+@pytest.mark.parametrize(
+    "name", ["01_data", "02_torch_pretrained", "03_torch_scratch", "04_keras_scratch", "05_analysis"]
+)
+def test_lesson_notebooks_run_against_the_solutions(name, monkeypatch, request):
     nbformat = pytest.importorskip("nbformat", reason="the docs extra is not installed")
     nbclient = pytest.importorskip("nbclient", reason="the docs extra is not installed")
     pytest.importorskip("ipykernel", reason="the docs extra is not installed")
     monkeypatch.setenv("ALEXNET_COURSE_IMPL", "solutions")
     monkeypatch.setenv("MPLBACKEND", "Agg")
-    nb = nbformat.read(ROOT / "docs" / "lessons" / f"{name}.ipynb", as_version=4)
+    if name == "02_torch_pretrained":  # offline: a weights file of the right shapes
+        monkeypatch.setenv("TORCH_HOME", str(request.getfixturevalue("fake_torch_home")))
+    if name == "05_analysis":  # every arm ran in the smoke run, so every cell has numbers
+        monkeypatch.setenv("ALEXNET_COURSE_RUN", str(request.getfixturevalue("smoke_run")[0]))
+    nb = nbformat.read(ROOT / "docs" / "lessons" / f"{name}_notebook.ipynb", as_version=4)
     nbclient.NotebookClient(nb, timeout=600, kernel_name="python3",
-                            resources={"metadata": {"path": str(ROOT)}}).execute()
+                            resources={"metadata": {"path": str(ROOT)}}).execute()  # fmt: skip
     errors = [o for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
-    assert not errors
+    assert not errors, errors
+    text = "".join(o.get("text", "") for c in nb.cells for o in c.get("outputs", []))
+    images = [o for c in nb.cells for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
+    assert images, "the notebook drew no figure"
+    if name == "02_torch_pretrained":
+        assert "trainable   54,575,114   frozen    2,469,696" in text
+    if name == "05_analysis":
+        assert "pretraining buys" in text and "cannot compare" not in text
+
+
+def test_every_notebook_is_in_the_site_nav():
+    nav = (ROOT / "mkdocs.yml").read_text()
+    for nb in sorted((ROOT / "docs").rglob("*.ipynb")):
+        assert str(nb.relative_to(ROOT / "docs")) in nav, f"{nb.name} is not in mkdocs.yml's nav"
+    for lesson in sorted((ROOT / "solutions").iterdir()):
+        assert (ROOT / "docs" / "lessons" / f"{lesson.name}_notebook.ipynb").exists(), lesson.name

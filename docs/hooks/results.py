@@ -26,7 +26,9 @@ def _comparison(folder: Path, rel: str, page_dir: str) -> str:
     lines = [markdown_table(results), "",
              f"- command: `{prov['command']}` (profile `{prov['profile']['name']}`: "
              f"{prov['profile']['input_size']} px, {prov['profile']['epochs']} epochs, batch "
-             f"{prov['profile']['batch_size']}, norm `{prov['profile']['norm']}`)",
+             f"{prov['profile']['batch_size']}, norm `{prov['profile']['norm']}`, peak "
+             f"learning rate {prov['profile']['lr']}, scratch init "
+             f"`{prov['profile'].get('scratch_init', 'paper')}`)",
              f"- hardware: {prov['hardware']}; device `{prov['device']}`; precision: "
              f"{prov['precision']}",
              f"- data: {prov['data_source']} (sha256 `{prov['data_sha256'][:16]}…`), split "
@@ -41,16 +43,23 @@ def _comparison(folder: Path, rel: str, page_dir: str) -> str:
 
 
 def _headline(folder: Path, rel: str) -> str:
-    results = [r for r in load_results(folder) if r.get("status") == "ok"]
+    everything = load_results(folder)
+    results = [r for r in everything if r.get("status") == "ok"]
     if not results:
         return f"*No comparison results committed under `docs/{rel}` yet.*"
     prov = results[0]["provenance"]
     minutes = sum(r["train_seconds"] for r in results) / 60
     parts = ", ".join(f"**{r['arm']} {100 * r['test_accuracy']:.1f}%**" for r in
                       sorted(results, key=lambda r: -r["test_accuracy"]))  # fmt: skip
-    return (f"Measured on {prov['hardware']} ({prov['profile']['name']} profile, "
+    text = (f"Measured on {prov['hardware']} ({prov['profile']['name']} profile, "
+            f"{prov['profile']['epochs']} epochs at {prov['profile']['input_size']} px, "
             f"{minutes:.0f} minutes of training in all, {prov['data_source'].split(' at ')[0]}): "
-            f"{parts} test accuracy.")
+            f"{parts} test accuracy.")  # fmt: skip
+    missing = [r["arm"] for r in everything if r.get("status") != "ok"]
+    if missing:
+        text += (f" Not run there: {', '.join(missing)} (see the [results](results.md) for "
+                 "why).")  # fmt: skip
+    return text
 
 
 def on_page_markdown(markdown: str, page, config, files) -> str:
