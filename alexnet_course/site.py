@@ -197,12 +197,39 @@ def _check_results(page, report: PageReport) -> None:
     report.checks.append(f"table with {len(arms)} rows, {len(images) - len(broken)} figures")
 
 
+def _check_tabs_across_pages(b, base: str, first: str, second: str, tab: str) -> PageReport:
+    """With ``content.tabs.link`` a tab picked on one page is the one shown on the next."""
+    report = PageReport(f"{first} -> {second} (linked tabs)")
+    context = b.new_context()
+    try:
+        page = context.new_page()
+        page.goto(base + first, wait_until="networkidle")
+        page.locator(".tabbed-labels > label", has_text=tab).first.click()
+        page.goto(base + second, wait_until="networkidle")
+        shown = page.evaluate(
+            """(tab) => [...document.querySelectorAll('.tabbed-set')].map(set => {
+                const labels = [...set.querySelectorAll(':scope > .tabbed-labels > label')];
+                const i = labels.findIndex(l => l.innerText.trim() === tab);
+                return i >= 0 && set.querySelectorAll(':scope > input')[i].checked;
+            })""",
+            tab,
+        )
+        if not shown or not all(shown):
+            report.problems.append(f"{tab!r} picked on {first} is not shown on {second}: {shown}")
+        else:
+            report.checks.append(f"{tab!r} picked on {first} is shown on {second}")
+    finally:
+        context.close()
+    return report
+
+
 def check_site(site: Path, executable: str | None = None,
                pages: list[str] | None = None) -> list[PageReport]:  # fmt: skip
     """Open every main page of a built site (or ``pages``) in headless Chromium; returns one
     report per page (``problems`` empty when the page is fine)."""
     reports = []
-    pages = pages if pages is not None else OTHER_PAGES + LESSON_PAGES + NOTEBOOK_PAGES
+    everything = OTHER_PAGES + LESSON_PAGES + NOTEBOOK_PAGES
+    pages = pages if pages is not None else everything
     with serve(site) as base, browser(executable) as b:
         for path in pages:
             report = PageReport(path or "/")
@@ -217,6 +244,9 @@ def check_site(site: Path, executable: str | None = None,
                 _check_results(page, report)
             page.close()
             reports.append(report)
+        if pages == everything:
+            reports.append(_check_tabs_across_pages(b, base, "lessons/03_torch_scratch/",
+                                                    "lessons/04_keras_scratch/", "Keras"))  # fmt: skip
     return reports
 
 

@@ -42,6 +42,8 @@ def test_every_main_page_is_fine_in_chromium(built_site):
     assert len(tabbed) >= 3, {p: by_path[p].checks for p in LESSON_PAGES}
     assert any("typeset" in c for c in by_path["lessons/03_torch_scratch/"].checks)
     assert any("figures" in c for c in by_path["results/"].checks)
+    linked = [r for r in reports if "linked tabs" in r.path]
+    assert linked and linked[0].checks, "the tab picked on one page was not checked on the next"
 
 
 @pytest.mark.slow

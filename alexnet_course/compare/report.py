@@ -13,8 +13,11 @@ SEED_ROWS = [  # the seed notebook's own figures, quoted as its record
 
 
 def load_results(folder: Path) -> list[dict]:
-    """Every ``*/results.json`` under ``folder``, in arm order."""
-    return [json.loads(p.read_text()) for p in sorted(folder.glob("*/results.json"))]
+    """Every ``*/results.json`` under ``folder``, in the runner's arm order."""
+    from alexnet_course.compare.runner import ARMS
+
+    results = [json.loads(p.read_text()) for p in sorted(Path(folder).glob("*/results.json"))]
+    return sorted(results, key=lambda r: ARMS.index(r["arm"]) if r.get("arm") in ARMS else len(ARMS))
 
 
 def _plt():
@@ -40,7 +43,10 @@ def plot_learning_curves(results: list[dict], path: Path) -> None:
         axes[1].plot(ep, h["val_accuracy"], "-", label=f"{r['arm']} val")
     axes[0].set(xlabel="epoch", ylabel="loss", title="Loss")
     axes[1].set(xlabel="epoch", ylabel="accuracy", title="Accuracy")
+    from matplotlib.ticker import MaxNLocator
+
     for ax in axes:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # whole epochs only
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     fig.tight_layout()

@@ -22,6 +22,7 @@ import argparse
 import json
 import math
 import platform
+import shlex
 import subprocess
 import sys
 import time
@@ -128,7 +129,7 @@ def provenance(args, profile: Profile, data, device) -> dict:
     import torch
 
     return {
-        "command": " ".join(["alexnet-course", *sys.argv[1:]]),
+        "command": shlex.join(["alexnet-course", *sys.argv[1:]]),
         "git_commit": _git_commit(),
         "alexnet_course": __version__,
         "python": platform.python_version(),
