@@ -9,11 +9,15 @@ from __future__ import annotations
 import os
 import random
 import sys
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+if TYPE_CHECKING:
+    import torch
 
-def pick_device(prefer: str | None = None):
+
+def pick_device(prefer: str | None = None) -> torch.device:
     """Return the best available ``torch.device``: CUDA, else MPS, else CPU.
 
     Args:
@@ -21,7 +25,7 @@ def pick_device(prefer: str | None = None):
             The environment variable ``ALEXNET_COURSE_DEVICE`` has the same effect.
 
     Returns:
-        A ``torch.device``.
+        The device chosen.
     """
     import torch
 

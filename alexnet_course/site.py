@@ -61,7 +61,7 @@ def build(out: Path, root: Path | None = None) -> Path:
     from alexnet_course.grading.learner import course_root
 
     root = root or course_root()
-    proc = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "-q", "-d",
+    proc = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "-d",
                            str(out)], cwd=root, capture_output=True, text=True,
                           timeout=600)  # fmt: skip
     if proc.returncode:
