@@ -139,6 +139,18 @@ def _open(b, url: str, report: PageReport, base: str):
     return page
 
 
+# For each content-tab set on the page: null when it has no tab of that name, else whether
+# that tab is selected and whether its block is displayed.
+TAB_STATE = """(name) => [...document.querySelectorAll('.tabbed-set')].map(set => {
+    const labels = [...set.querySelectorAll(':scope > .tabbed-labels > label')];
+    const i = labels.findIndex(l => l.innerText.trim() === name);
+    if (i < 0) return null;
+    const block = set.querySelectorAll(':scope > .tabbed-content > .tabbed-block')[i];
+    return {checked: set.querySelectorAll(':scope > input')[i].checked,
+            visible: block.offsetParent !== null};
+})"""
+
+
 def _check_tabs(page, report: PageReport) -> None:
     """Click each tab label of the first tab set; with ``content.tabs.link`` every other set
     on the page that has a tab of the same name must switch too."""
@@ -150,17 +162,7 @@ def _check_tabs(page, report: PageReport) -> None:
         name = labels.nth(i).inner_text().strip()
         labels.nth(i).click()
         page.wait_for_timeout(50)
-        shown = page.evaluate(
-            """(name) => [...document.querySelectorAll('.tabbed-set')].map(set => {
-                const labels = [...set.querySelectorAll(':scope > .tabbed-labels > label')];
-                const inputs = [...set.querySelectorAll(':scope > input')];
-                const i = labels.findIndex(l => l.innerText.trim() === name);
-                if (i < 0) return null;
-                const block = set.querySelectorAll(':scope > .tabbed-content > .tabbed-block')[i];
-                return inputs[i].checked && block.offsetParent !== null;
-            })""",
-            name,
-        )
+        shown = [s and s["checked"] and s["visible"] for s in page.evaluate(TAB_STATE, name)]
         wrong = [j for j, ok in enumerate(shown) if ok is False]
         if wrong:
             report.problems.append(f"tab {name!r} did not switch tab set(s) {wrong}")
@@ -206,14 +208,7 @@ def _check_tabs_across_pages(b, base: str, first: str, second: str, tab: str) ->
         page.goto(base + first, wait_until="networkidle")
         page.locator(".tabbed-labels > label", has_text=tab).first.click()
         page.goto(base + second, wait_until="networkidle")
-        shown = page.evaluate(
-            """(tab) => [...document.querySelectorAll('.tabbed-set')].map(set => {
-                const labels = [...set.querySelectorAll(':scope > .tabbed-labels > label')];
-                const i = labels.findIndex(l => l.innerText.trim() === tab);
-                return i >= 0 && set.querySelectorAll(':scope > input')[i].checked;
-            })""",
-            tab,
-        )
+        shown = [bool(s and s["checked"]) for s in page.evaluate(TAB_STATE, tab)]
         if not shown or not all(shown):
             report.problems.append(f"{tab!r} picked on {first} is not shown on {second}: {shown}")
         else:

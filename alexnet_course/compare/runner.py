@@ -491,7 +491,7 @@ def _sample_grid(args, data, path: Path) -> None:
 def run_compare(args: argparse.Namespace) -> int:
     import torch
 
-    from alexnet_course.compare.report import write_report
+    from alexnet_course.compare.report import load_results, write_report
     from alexnet_course.device import pick_device, seed_everything
     from alexnet_course.grading.learner import course_root
 
@@ -538,11 +538,8 @@ def run_compare(args: argparse.Namespace) -> int:
         tmp.write_text(json.dumps(res, indent=2))
         tmp.replace(folder / "results.json")
         results.append(res)
-    for arm in ARMS:  # arms run earlier into the same folder stay in the report
-        earlier = args.out / arm / "results.json"
-        if arm not in arms and earlier.is_file():
-            results.append(json.loads(earlier.read_text()))
-    results.sort(key=lambda r: ARMS.index(r["arm"]) if r.get("arm") in ARMS else len(ARMS))
-    report = write_report(results, args.out, data.classes)
+    # every arm's results.json in the folder: this run's, and those of arms run earlier into
+    # the same folder, which stay in the report
+    report = write_report(load_results(args.out), args.out, data.classes)
     print(report)
     return 0
