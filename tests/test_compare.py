@@ -141,3 +141,81 @@ def test_every_arm_follows_the_same_learning_rate_curve():
     assert max(abs(a - b) for a, b in zip(torch_rates, keras_rates)) < 1e-7
     assert torch_rates[0] == pytest.approx(peak / 25) and max(torch_rates) == pytest.approx(peak)
     assert torch_rates[-1] < peak / 50  # decays to (nearly) zero
+
+
+def _fake_times(table):
+    """A stand-in for settings._step_seconds: fixed seconds per (bf16, channels_last)."""
+
+    def measure(model, x, y, *, bf16, channels_last, steps):
+        return [table[(bf16, channels_last)]] * steps
+
+    return measure
+
+
+def test_no_bf16_support_means_fp32(monkeypatch):
+    """A CPU without bf16 units: bf16 autocast is never even measured, the profile falls back
+    to fp32 (it ran 54x slower than fp32 on such a CPU)."""
+    import torch
+    from torch import nn
+
+    from alexnet_course.compare import settings
+
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: False)
+    assert settings.bf16_supported(torch.device("cpu")) is False
+    tried = []
+
+    def measure(model, x, y, *, bf16, channels_last, steps):
+        tried.append(bf16)
+        return [1.0] * steps
+
+    got = settings.measure_settings(lambda: nn.Conv2d(3, 4, 3), torch.device("cpu"),
+                                    batch_size=2, size=8, measure=measure)  # fmt: skip
+    assert got["autocast"] is None and got["bf16_supported"] is False
+    assert True not in tried and "without bf16 support" in got["reason"]
+    smoke = settings.fixed_settings(torch.device("cpu"), bf16=True, reason="x")
+    assert smoke["autocast"] is None
+
+
+@pytest.mark.parametrize("table, autocast, cl", [
+    ({(False, False): 1.0, (False, True): 0.99, (True, False): 0.5, (True, True): 0.6}, "bf16", False),
+    ({(False, False): 1.0, (False, True): 0.8, (True, False): 30.0, (True, True): 40.0}, None, True),
+    ({(False, False): 1.0, (False, True): 0.97, (True, False): 0.98, (True, True): 0.99}, None, False),
+])  # fmt: skip
+def test_settings_follow_the_measurement(monkeypatch, table, autocast, cl):
+    """With bf16 units, bf16 is used only when it measures faster; a setting must gain 5%."""
+    import torch
+    from torch import nn
+
+    from alexnet_course.compare import settings
+
+    monkeypatch.setattr(settings, "bf16_supported", lambda device: True)
+    got = settings.measure_settings(lambda: nn.Conv2d(3, 4, 3), torch.device("cpu"),
+                                    batch_size=2, size=8, measure=_fake_times(table))  # fmt: skip
+    assert (got["autocast"], got["channels_last"]) == (autocast, cl)
+    assert set(got["step_seconds"]) == {"fp32", "fp32+channels_last", "bf16", "bf16+channels_last"}
+
+
+def test_cpu_run_without_bf16_trains_in_fp32_and_records_it(tmp_path, monkeypatch):
+    """The whole runner on a CPU forced to 'no bf16': the arm's results.json says fp32 and
+    the settings that ran (the model never saw autocast)."""
+    import dataclasses
+
+    import torch
+
+    from alexnet_course.compare import runner
+
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: False)
+    monkeypatch.setitem(runner.PROFILES, "smoke",
+                        dataclasses.replace(runner.PROFILES["smoke"], bf16=True, tune=True))
+    seen = []
+    real = runner.autocast_forward
+    monkeypatch.setattr(runner, "autocast_forward", lambda m, *a: seen.append(m) or real(m, *a))
+    out = tmp_path / "run"
+    assert main(["compare", "--profile", "smoke", "--out", str(out), "--no-download",
+                 "--arms", "torch-scratch", "--epochs", "1"]) == 0  # fmt: skip
+    res = json.loads((out / "torch-scratch" / "results.json").read_text())
+    assert res["status"] == "ok", res.get("traceback")
+    assert res["settings"]["autocast"] is None and res["settings"]["bf16_supported"] is False
+    assert set(res["settings"]["step_seconds"]) == {"fp32", "fp32+channels_last"}
+    assert res["provenance"]["precision"].startswith("fp32")
+    assert not seen

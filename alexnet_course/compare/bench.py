@@ -36,21 +36,6 @@ def _seed_loader(images, labels, batch_size: int, size: int):
                                        num_workers=2, drop_last=True)  # fmt: skip
 
 
-def _bf16_ok(device) -> bool:
-    import torch
-
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    if device.type == "cpu":
-        try:
-            from torch.backends import mkldnn
-
-            return bool(mkldnn.is_available()) and torch.ops.mkldnn._is_mkldnn_bf16_supported()
-        except (AttributeError, RuntimeError):
-            return False
-    return False
-
-
 def _time_steps(model, batches, steps: int, device, bf16: bool) -> float:
     """Seconds for ``steps`` training steps (after one warm-up step), data loading included."""
     import torch
@@ -107,7 +92,9 @@ def run_bench(data, *, impl: str, steps: int = 5, batch_size: int = 32, size: in
     batches = TorchBatches(Split(images, labels), batch_size=batch_size, mean=CIFAR10_MEAN,
                            std=CIFAR10_STD, size=size, train=True, device=device,
                            channels_last=cl, drop_last=True)  # fmt: skip
-    bf16 = _bf16_ok(device)
+    from alexnet_course.compare.settings import bf16_supported
+
+    bf16 = bf16_supported(device)
     ref_t = _time_steps(ref_model, batches, steps, device, bf16=bf16)
     seed_ips, ref_ips = steps * batch_size / seed_t, steps * batch_size / ref_t
     result = {"device": str(device), "steps": steps, "batch_size": batch_size, "size": size,

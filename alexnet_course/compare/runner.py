@@ -65,13 +65,16 @@ class Profile:
     # accuracy 0.12), against 0.26 after one epoch with He init.
     tv_scratch_init: str = "he"
     warmup: float = 0.3  # share of the steps the learning rate warms up over
+    # measure bf16 autocast (where the hardware has it) and channels_last before the torch
+    # arms and use what is fastest here (compare/settings.py); off: fp32, contiguous
+    tune: bool = True
 
 
 PROFILES = {
     # generated data, seconds: runs in the test suite
-    "smoke": Profile("smoke", True, 67, 2, 32, 0.01, "batch", False, 100),
+    "smoke": Profile("smoke", True, 67, 2, 32, 0.01, "batch", False, 100, tune=False),
     # real CIFAR-10 on a 2-core CPU: 67 px (the smallest input the paper's layer stack takes),
-    # bf16 autocast for torch, BatchNorm (trains in few epochs), 3 epochs. The paper's init
+    # bf16 autocast for torch where this CPU has bf16 units and it measures faster, BatchNorm (trains in few epochs), 3 epochs. The paper's init
     # (biases of 1 in fc6/fc7) under BatchNorm learnt much slower in a probe (validation
     # accuracy 0.24 against 0.43 after 80 steps on 10k images), hence PyTorch's default.
     "cpu": Profile("cpu", False, 67, 3, 128, 0.02, "batch", True, 5000),
@@ -128,6 +131,8 @@ def _versions() -> dict:
 def provenance(args, profile: Profile, data, device) -> dict:
     import torch
 
+    from alexnet_course.compare.settings import describe
+
     return {
         "command": shlex.join(["alexnet-course", *sys.argv[1:]]),
         "git_commit": _git_commit(),
@@ -137,7 +142,8 @@ def provenance(args, profile: Profile, data, device) -> dict:
         "device": str(device),
         "hardware": f"{platform.machine()}, {torch.get_num_threads()} CPU threads"
         + (f", {torch.cuda.get_device_name()}" if device.type == "cuda" else ""),
-        "precision": "bf16 autocast (torch arms), fp32 (keras arms)" if profile.bf16 else "fp32",
+        "precision": (f"{describe(args.torch_settings)} (torch arms), fp32 (keras arms)"
+                      if args.torch_settings else "fp32"),
         "data_source": "synthetic (alexnet-course data synth)" if profile.synthetic
         else f"{args.data_label or 'CIFAR-10'} at {data.source}",
         "data_sha256": data.checksum,
@@ -267,7 +273,8 @@ def run_torch_arm(arm: str, args, profile: Profile, data, device, folder: Path) 
     train = load_lesson_module("03_torch_scratch", "train", args.impl)
     model, mean, std, make_opt = _torch_model(arm, profile, data, args)
     model.to(device)
-    cl = device.type == "cuda"
+    settings = args.torch_settings
+    cl = settings["channels_last"]
     if cl:
         model = model.to(memory_format=torch.channels_last)
     kw = dict(batch_size=profile.batch_size, mean=mean, std=std, size=profile.input_size,
@@ -300,7 +307,7 @@ def run_torch_arm(arm: str, args, profile: Profile, data, device, folder: Path) 
         history, start = state["history"], state["epoch"] + 1
         best, best_state = state["best"], state["best_state"]
         print(f"  resumed after epoch {start} from {ckpt}")
-    if profile.bf16:
+    if settings["autocast"] == "bf16":
         autocast_forward(model)
 
     class Stepped:  # the schedule steps per batch; a progress bar shows live loss and accuracy
@@ -337,8 +344,29 @@ def run_torch_arm(arm: str, args, profile: Profile, data, device, folder: Path) 
     result = train.evaluate(model, te, data.num_classes)
     n_params = sum(p.numel() for p in model.parameters())
     n_train = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    return _result(arm, result.accuracy, result.loss, result.per_class_accuracy,
-                   result.confusion_matrix, history, len(data.train), n_params, n_train)
+    res = _result(arm, result.accuracy, result.loss, result.per_class_accuracy,
+                  result.confusion_matrix, history, len(data.train), n_params, n_train)
+    res["settings"] = settings
+    return res
+
+
+def torch_settings(args, profile: Profile, data, device) -> dict:
+    """The torch arms' precision and memory format, measured once on lesson 03's model (see
+    :mod:`alexnet_course.compare.settings`); every torch arm then trains with them."""
+    from alexnet_course.compare import settings as st
+
+    if not profile.tune:
+        return st.fixed_settings(device, bf16=profile.bf16,
+                                 reason=f"profile {profile.name}: not measured")
+    print("measuring training settings (precision, memory format) on this machine ...")
+
+    def make():
+        return scratch_torch_alexnet(profile, data.num_classes, args.impl)
+
+    chosen = st.measure_settings(make, device, batch_size=profile.batch_size,
+                                 size=profile.input_size, allow_bf16=profile.bf16)
+    print(f"  {chosen['reason']}")
+    return chosen
 
 
 # ---------------------------------------------------------------- keras arms
@@ -509,6 +537,9 @@ def run_compare(args: argparse.Namespace) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     seed_everything(args.seed)
     data = _load_data(args, profile)
+    args.torch_settings = None
+    if any(a.startswith("torch") for a in arms):
+        args.torch_settings = torch_settings(args, profile, data, device)
     prov = provenance(args, profile, data, device)
     print(f"alexnet-course compare: profile {name}, device {device}, {prov['data_source']} "
           f"({len(data.train)} train / {len(data.val)} val / {len(data.test)} test), "
