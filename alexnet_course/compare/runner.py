@@ -74,7 +74,8 @@ PROFILES = {
     # generated data, seconds: runs in the test suite
     "smoke": Profile("smoke", True, 67, 2, 32, 0.01, "batch", False, 100, tune=False),
     # real CIFAR-10 on a 2-core CPU: 67 px (the smallest input the paper's layer stack takes),
-    # bf16 autocast for torch where this CPU has bf16 units and it measures faster, BatchNorm (trains in few epochs), 3 epochs. The paper's init
+    # bf16 autocast for torch where this CPU has bf16 units and it measures faster,
+    # BatchNorm (trains in few epochs), 3 epochs. The paper's init
     # (biases of 1 in fc6/fc7) under BatchNorm learnt much slower in a probe (validation
     # accuracy 0.24 against 0.43 after 80 steps on 10k images), hence PyTorch's default.
     "cpu": Profile("cpu", False, 67, 3, 128, 0.02, "batch", True, 5000),
