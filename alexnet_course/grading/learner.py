@@ -23,7 +23,7 @@ from alexnet_course import CourseError
 
 IMPL_ENV = "ALEXNET_COURSE_IMPL"
 ROOT_ENV = "ALEXNET_COURSE_ROOT"
-_config: dict = {"impl": None, "solutions_dir": None}
+_config: dict = {"impl": None, "solutions_dir": None, "sealed": False}
 _cache: dict[Path, types.ModuleType] = {}
 
 
@@ -36,6 +36,13 @@ def configure(impl: str | None = None, solutions_dir: str | Path | None = None) 
     ``"solutions"``; ``solutions_dir`` overrides where the solutions are."""
     _config["impl"] = impl
     _config["solutions_dir"] = Path(solutions_dir).resolve() if solutions_dir else None
+    _cache.clear()
+
+
+def seal() -> None:
+    """Refuse to load any learner file in this process from now on (the grader's test
+    process: learner code runs only in its sandboxed workers)."""
+    _config["sealed"] = True
     _cache.clear()
 
 
@@ -108,6 +115,9 @@ class LazyModule(types.ModuleType):
 
     def _load(self) -> types.ModuleType:
         lesson_dir, name = self.__dict__["_where"]
+        if _config["sealed"]:
+            raise LearnerImportError(f"{name}.py is not loaded in the grader's process: this "
+                                     "test must call the learner's code through observe()")
         return import_file(source_dir(lesson_dir) / f"{name}.py")
 
     def __getattr__(self, attr: str):

@@ -9,6 +9,10 @@
   ``timeout=``), so a learner's endless loop fails one test instead of hanging the run.
 - At the end a score table per task and each lesson's total ("03_torch_scratch: 41/50").
 - ``--results-json PATH`` writes Gradescope's results.json.
+- Under ``alexnet-course grade`` (the environment names the workers) the tests run here but
+  every call into learner code goes to a sandboxed worker (:mod:`.remote`), and the
+  learner modules refuse to load in this process; ``--collect-json PATH`` writes the graded
+  tests, tasks and points of a collection (the grader's trusted test list).
 
 Kept light: importing it must not import torch or TensorFlow.
 """
@@ -26,7 +30,7 @@ from pathlib import Path
 
 import pytest
 
-from alexnet_course.grading import integrity, learner
+from alexnet_course.grading import learner, remote
 
 DEFAULT_TIMEOUT = 120.0
 LESSON_RE = re.compile(r"^\d\d_[a-z0-9_]+$")
@@ -116,10 +120,7 @@ def lesson_of(item: pytest.Item) -> str:
 
 
 BOARD = pytest.StashKey[Scoreboard]()
-CHANNEL = pytest.StashKey[integrity.Channel]()
-SNAPSHOT = pytest.StashKey[dict]()
 HIDDEN_PREFIX = "test_hidden_"
-TAMPER_EXIT = 86
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -135,6 +136,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                 help=f"time limit per graded test in seconds (default {DEFAULT_TIMEOUT:g}; "
                      "0 turns it off)")  # fmt: skip
     g.addoption("--no-score", action="store_true", help="do not print the score table")
+    g.addoption("--collect-json", default=None, metavar="PATH",
+                help="write the graded tests (node id, task, points, hidden, gpu) to PATH")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -146,32 +149,32 @@ def pytest_configure(config: pytest.Config) -> None:
     if config.getoption("--solutions"):
         learner.configure("solutions", config.getoption("--solutions-dir"))
     config.stash[BOARD] = Scoreboard()
-    config.stash[CHANNEL] = integrity.Channel()  # active only when the grader runs us
+    spec = os.environ.pop(remote.WORKER_ENV, None)
+    if spec is not None:  # graded: learner code only in the workers, never here
+        remote.configure_remote(json.loads(spec))
+        learner.seal()
 
 
-def _test_modules(session: pytest.Session) -> list:
-    mods = {id(m): m for item in session.items if (m := getattr(item, "module", None))}
-    return list(mods.values())
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if remote.remote():
+        remote.configure_remote(None)  # stops the workers
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
-    channel = session.config.stash[CHANNEL]
-    if not channel.active:
+    path = session.config.getoption("--collect-json")
+    if not path:
         return
     tests = []
     for item in session.items:
         if (info := task_info(item)) is not None:
-            tests.append({"nodeid": item.nodeid, "task": info["task"], "points": info["points"],
-                          "hidden": info["hidden"]})  # fmt: skip
-    channel.send({"event": "collected", "tests": tests})
-    session.config.stash[SNAPSHOT] = integrity.snapshot(_test_modules(session))
+            tests.append({"nodeid": item.nodeid, "file": Path(str(item.path)).name,
+                          "task": info["task"], "points": info["points"],
+                          "hidden": info["hidden"], "gpu": _gpu_skipped(item)})  # fmt: skip
+    Path(path).write_text(json.dumps(tests, indent=1))
 
 
-@pytest.hookimpl(tryfirst=True)
-def pytest_runtest_setup(item: pytest.Item) -> None:
-    channel = item.config.stash[CHANNEL]
-    if channel.active and task_info(item) is not None:
-        channel.send({"event": "start", "nodeid": item.nodeid})
+def _gpu_skipped(item: pytest.Item) -> bool:
+    return item.get_closest_marker("gpu") is not None and not _cuda()
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -234,27 +237,11 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     if exc is not None and report.failed and exc.errisinstance(NotImplementedError):
         report.not_started = True
         report.longrepr = f"not started: {exc.value}"
-    elif exc is not None and report.failed and exc.errisinstance(learner.LearnerImportError):
+    elif exc is not None and report.failed and exc.errisinstance(
+        (learner.LearnerImportError, remote.LearnerError)
+    ):
         report.longrepr = str(exc.value)
-    channel = item.config.stash[CHANNEL]
-    tampered: list[str] = []
-    if channel.active and call.when == "call":
-        tampered = integrity.changed(item.config.stash.get(SNAPSHOT, {}),
-                                     _test_modules(item.session))  # fmt: skip
-        if tampered:
-            report.outcome = "failed"
-            report.longrepr = ("tampering detected: this test's code replaced "
-                               + ", ".join(tampered[:5]))  # fmt: skip
-    board = item.config.stash[BOARD]
-    board.record(item, report)
-    out = board.outcomes.get(item.nodeid)
-    final = call.when == "call" or (call.when == "setup" and not report.passed) or (
-        call.when == "teardown" and report.failed)
-    if channel.active and out is not None and final:
-        channel.send({"event": "result", "nodeid": item.nodeid, "status": out.status,
-                      "output": out.output, "tampered": bool(tampered)})  # fmt: skip
-        if tampered:
-            os._exit(TAMPER_EXIT)  # the grader re-runs the remaining tests in a fresh process
+    item.config.stash[BOARD].record(item, report)
     return report
 
 
@@ -292,9 +279,6 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    channel = session.config.stash.get(CHANNEL, None)
-    if channel is not None and channel.active:
-        channel.send({"event": "done"})
     path = session.config.getoption("--results-json")
     board = session.config.stash.get(BOARD, None)
     if not path or board is None:
