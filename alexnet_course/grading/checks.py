@@ -52,3 +52,22 @@ def expect_close(got: Any, expected: Any, what: str, *, atol: float, rtol: float
               f"(atol {atol:g}, rtol {rtol:g}); max |difference| {err.max():.3g} at index "
               f"{tuple(int(j) for j in i)}", f"{e[i]:.6g}", f"{g[i]:.6g}",
               kw.get("hint"), kw.get("docs"))  # fmt: skip
+
+
+def expect_raises(exc_type: type[BaseException] | tuple, call, what: str, *,
+                  hint: str | None = None, docs: str | None = None) -> BaseException:  # fmt: skip
+    """Call ``call()`` and fail with a teaching message unless it raises ``exc_type``.
+
+    Returns the exception raised, for further checks of its message.
+    """
+    names = " or ".join(t.__name__ for t in (exc_type if isinstance(exc_type, tuple) else (exc_type,)))
+    try:
+        got = call()
+    except exc_type as e:
+        return e
+    except NotImplementedError:
+        raise
+    except Exception as e:  # noqa: BLE001 - the wrong exception is the learner's mistake
+        _fail(what, f"raises {names}", f"raised {type(e).__name__}: {e}", hint, docs)
+    _fail(what, f"raises {names}", f"returned {got!r:.200}" if got is not None else "returned normally",
+          hint, docs)  # fmt: skip
