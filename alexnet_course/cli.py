@@ -110,7 +110,7 @@ def cmd_grade(args: argparse.Namespace) -> int:
     lessons = [x.strip() for x in args.lessons.split(",")] if args.lessons else None
     results = grade(args.submissions, args.out, course=args.course or course_root(),
                     lessons=lessons, hidden=args.hidden, timeout=args.timeout, jobs=args.jobs,
-                    memory_mb=args.memory_mb)  # fmt: skip
+                    memory_mb=args.memory_mb, use_sandbox=not args.no_sandbox)  # fmt: skip
     print(summary_table(results))
     print(f"gradebook: {args.out / 'gradebook.csv'}; per submission: {args.out}/<name>/results.json")
     return 0
@@ -179,6 +179,10 @@ def build_parser() -> argparse.ArgumentParser:
     gr.add_argument("--jobs", type=int, default=1, help="submissions graded at once (default 1)")
     gr.add_argument("--memory-mb", type=int, default=6144,
                     help="memory limit of each test process in MB (default 6144; 0: none)")
+    gr.add_argument("--no-sandbox", action="store_true",
+                    help="run learner code without bubblewrap (macOS, containers without user "
+                         "namespaces): verdicts still stay out of learner code, but learner code "
+                         "can read and write whatever your user can")  # fmt: skip
     gr.add_argument("--course", type=Path, default=None,
                     help="the instructor's course checkout (default: this one)")
     gr.set_defaults(func=cmd_grade)

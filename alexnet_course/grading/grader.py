@@ -1,18 +1,21 @@
-"""``alexnet-course grade``: grade a class of submissions, tamper-evidently, into a gradebook.
+"""``alexnet-course grade``: grade a class of submissions into a gradebook that learner code
+cannot forge.
 
-For each submission (a folder or a .zip holding a learner's copy of ``lessons/``) and each
-lesson, the grader copies ONLY the learner files (the files the stub generator writes) out of
-the submission, next to the instructor's pristine graded tests (and ``--hidden`` tests) in a
-fresh temporary folder, and runs pytest there in a separate process: its own session, a
-memory limit, a time limit per test, no user site-packages, the learner's own conftest.py,
-pytest settings, sitecustomize.py and .pth files never copied. Results come back through an
-authenticated pipe, one test at a time (see :mod:`alexnet_course.grading.integrity`); when
-the test process dies, hangs or is caught tampering, the test it was running scores 0 and
-the remaining tests run again in a fresh process.
+The trust boundary (docs/instructors.md has the threat model):
 
-Outputs: ``OUT/<submission>/results.json`` (Gradescope's format) as soon as a submission is
-graded, ``OUT/gradebook.csv`` (a row per submission, a column per task, the total) rewritten
-after each, and a summary table.
+* **Trusted collection.** The graded tests, their tasks and their points are read from the
+  instructor's pristine test files by a pytest process that never imports learner code
+  (:func:`collect`). A submission's maximum is that list's sum, whatever happens later.
+* **No verdict where learner code ran.** For each submission and lesson, the tests run in a
+  fresh pytest process that holds no learner code: the learner modules refuse to load there.
+  Each test's observe half runs in a worker (:mod:`.remote`), in a bubblewrap sandbox
+  (:mod:`.sandbox`), and comes back as data (JSON + npz, never pickle); the checks, the
+  tolerances and the points are decided in the test process. Hidden tests get a worker of
+  their own, which alone sees them.
+* **Outputs.** Only the grader writes ``--out``: ``OUT/<submission>/results.json``
+  (Gradescope's format) and ``OUT/gradebook.csv``, each after the submission's processes have
+  all ended. A test that could not run (a collection error, a crash) scores 0 of its points
+  with the reason; never 0/0.
 """
 
 from __future__ import annotations
@@ -21,8 +24,6 @@ import csv
 import json
 import os
 import re
-import secrets
-import select
 import shutil
 import signal
 import subprocess
@@ -36,19 +37,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from alexnet_course import CourseError
-from alexnet_course.grading.integrity import KEY_FD_ENV, REPORT_FD_ENV, verify
+from alexnet_course.grading import remote, sandbox
 from alexnet_course.grading.plugin import HIDDEN_PREFIX
 from alexnet_course.grading.stubs import LESSON_DIR, learner_files
 
 MAX_ZIP_BYTES = 500 * 2**20
-# Starts pytest with the private copy of the course package first: the editable install's
-# import hook (setuptools' __editable__ finder) would otherwise win over sys.path.
-BOOTSTRAP = (
-    "import sys; private = sys.argv.pop(1); "
-    "sys.meta_path[:] = [f for f in sys.meta_path if 'editable' not in "
-    "getattr(f, '__module__', type(f).__module__)]; "
-    "sys.path.insert(0, private); import pytest; sys.exit(pytest.main(sys.argv[1:]))"
-)
+RESERVED = {"gradebook.csv", "gradebook.csv.tmp", "summary.txt"}  # names of --out's own files
 
 
 class GradeError(CourseError):
@@ -57,11 +51,12 @@ class GradeError(CourseError):
 
 @dataclass
 class LessonSpec:
-    """What the instructor's course says a lesson is, read once before any learner code runs."""
+    """What the instructor's course says a lesson is, read before any learner code runs."""
 
     name: str
     learner_files: list[str]
     tests: dict[str, bytes]  # file name -> content (pristine, kept in memory)
+    graded: list[dict] = field(default_factory=list)  # the trusted test list (see collect)
 
 
 @dataclass
@@ -71,9 +66,8 @@ class TestResult:
     task: str
     points: float
     hidden: bool
-    status: str = "failed"
+    status: str = "failed"  # passed | failed | not started | skipped (a GPU test, no GPU)
     output: str = ""
-    final: bool = False
 
     @property
     def score(self) -> float:
@@ -81,13 +75,15 @@ class TestResult:
 
     @property
     def max_points(self) -> float:
-        """A GPU test skipped on a machine without one counts for nothing (as in the plugin)."""
+        """A GPU test on a machine without one is not run and counts for nothing; which
+        tests those are is decided by the trusted collection, not by a test process."""
         return 0.0 if self.status == "skipped" else self.points
 
 
 @dataclass
 class SubmissionResult:
     name: str
+    source: str = ""
     tests: list[TestResult] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     seconds: float = 0.0
@@ -118,41 +114,41 @@ def read_lessons(course: Path, lessons: list[str] | None, hidden: Path | None) -
     return specs
 
 
-def package_fingerprint(course: Path | None = None, hidden: Path | None = None) -> dict[Path, bytes]:
-    """The files a submission must not change: the course package's source, the lessons'
-    graded tests and the hidden tests. Kept in memory, restored after every lesson run."""
-    pkg = Path(__file__).resolve().parents[1]
-    files = sorted(pkg.rglob("*.py"))
-    if course is not None:
-        files += sorted((course / "lessons").glob("*/test_*.py"))
-    if hidden is not None:
-        files += sorted(hidden.glob("*/test_*.py"))
-    return {p.resolve(): p.read_bytes() for p in files}
+def _write_tests(spec: LessonSpec, folder: Path, *, hidden: bool | None = None) -> None:
+    """The pristine tests of ``spec`` into ``folder`` (only the hidden or only the visible
+    ones when ``hidden`` says so)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, content in spec.tests.items():
+        if hidden is None or name.startswith(HIDDEN_PREFIX) == hidden:
+            (folder / name).write_bytes(content)
 
 
-def package_files(pristine: dict[Path, bytes]) -> dict[str, bytes]:
-    """The course package's files from the pristine copy, keyed by path under its parent."""
-    pkg = Path(__file__).resolve().parents[1]
-    return {str(p.relative_to(pkg.parent)): c for p, c in pristine.items()
-            if p.is_relative_to(pkg)}  # fmt: skip
+def _pytest_env(worker_spec: dict) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "PYTEST"))}
+    env.update({remote.WORKER_ENV: json.dumps(worker_spec), "PYTHONDONTWRITEBYTECODE": "1",
+                "PYTHONNOUSERSITE": "1", "MPLBACKEND": "Agg"})  # fmt: skip
+    return env
 
 
-def restore_package(pristine: dict[Path, bytes], keep: Path) -> list[str]:
-    """Put back every course file that differs from its pristine content, first copying the
-    changed file into ``keep`` (nothing is lost). Returns the changed files' names."""
-    changed = []
-    for path, content in pristine.items():
-        try:
-            now = path.read_bytes()
-        except OSError:
-            now = None
-        if now != content:
-            if now is not None:
-                keep.mkdir(parents=True, exist_ok=True)
-                (keep / f"{len(changed)}-{path.name}").write_bytes(now)
-            path.write_bytes(content)
-            changed.append(path.name)
-    return changed
+def collect(spec: LessonSpec, workdir: Path) -> list[dict]:
+    """The trusted test list of one lesson: pytest's collection of the pristine tests, in a
+    process where learner modules cannot load (there are no learner files beside them)."""
+    run = workdir / "collect"
+    _write_tests(spec, run / spec.name)
+    listing = run / "collected.json"
+    (run / "grader.ini").write_text("[pytest]\n")
+    cmd = [sys.executable, "-s", "-m", "pytest", "-c", str(run / "grader.ini"), "--rootdir",
+           str(run), "-p", "no:cacheprovider", "--collect-only", "-q", "--collect-json",
+           str(listing), spec.name]  # fmt: skip
+    proc = subprocess.run(cmd, cwd=run, env=_pytest_env({}), capture_output=True, text=True,
+                          timeout=600)  # fmt: skip
+    if proc.returncode != 0 or not listing.is_file():
+        raise GradeError(f"the course's own tests of {spec.name} do not collect (pytest exit "
+                         f"{proc.returncode}):\n{(proc.stdout + proc.stderr)[-2000:]}")  # fmt: skip
+    graded = json.loads(listing.read_text())
+    if not graded:
+        raise GradeError(f"{spec.name}: no graded test (@pytest.mark.task) was collected")
+    return graded
 
 
 # ---------------------------------------------------------------- the submission side
@@ -201,217 +197,116 @@ def find_lessons_root(folder: Path) -> Path:
 
 
 # ---------------------------------------------------------------- running one lesson
-def _limits(memory_mb: int):
-    def apply() -> None:
-        import resource
-
-        if memory_mb:
-            limit = memory_mb * 2**20
-            resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
-        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-
-    return apply
+def _failed_all(spec: LessonSpec, why: str) -> list[TestResult]:
+    return [_result(spec, t, "failed", why) for t in spec.graded]
 
 
-def _run_once(run_dir: Path, spec: LessonSpec, nodeids: list[str] | None, timeout: float,
-              memory_mb: int, on_record, package: dict[str, bytes]) -> tuple[int | None, str]:  # fmt: skip
-    """One pytest process over ``nodeids`` (all tests when None). Calls ``on_record`` for each
-    authentic record; returns (exit code or None if killed, reason)."""
-    key = secrets.token_bytes(32)
-    r_fd, w_fd = os.pipe()
-    kr_fd, kw_fd = os.pipe()
-    os.write(kw_fd, key)
-    os.close(kw_fd)
-    ini = run_dir / "grader.ini"
-    ini.write_text("[pytest]\n")
-    # A private copy of the course package, first on the path: a submission that edits the
-    # package edits only its own copy, never what a submission graded beside it imports.
-    # It is written from the copy read into memory before grading began, not from disk.
-    private = run_dir / "_course"
-    for rel, content in package.items():
-        (private / rel).parent.mkdir(parents=True, exist_ok=True)
-        (private / rel).write_bytes(content)
-    targets = nodeids if nodeids is not None else [spec.name]
-    inner = [sys.executable, "-s", "-c", BOOTSTRAP, str(private), "-c", str(ini), "--rootdir", str(run_dir),
-             "-p", "no:cacheprovider", "-p", "no:randomly", "-q", "--no-header",
-             "--benchmark-disable-gc", "--task-timeout", str(timeout), *targets]  # fmt: skip
-    # A shell between us and pytest: learner code that kills its parent kills the shell.
-    cmd = ["/bin/sh", "-c", '"$@" & wait', "sh", *inner]
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "PYTEST"))}
-    env.update({REPORT_FD_ENV: str(w_fd), KEY_FD_ENV: str(kr_fd), "PYTHONDONTWRITEBYTECODE": "1",
-                "PYTHONNOUSERSITE": "1"})
-    log = open(run_dir / "pytest-output.txt", "ab")
-    proc = subprocess.Popen(cmd, cwd=run_dir, env=env, stdin=subprocess.DEVNULL, stdout=log,
-                            stderr=subprocess.STDOUT, pass_fds=(w_fd, kr_fd),
-                            start_new_session=True, preexec_fn=_limits(memory_mb))  # fmt: skip
-    os.close(w_fd)
-    os.close(kr_fd)
-    buf, reason = b"", ""
-    idle_limit = timeout + min(30.0, timeout)  # the plugin stops a test at `timeout`; this
-    # catches what it cannot (a hang in C code, a learner who disabled the alarm)
-    last = time.monotonic()
-    with os.fdopen(r_fd, "rb", buffering=0) as pipe:
-        while True:
-            ready, _, _ = select.select([pipe], [], [], 1.0)
-            if ready:
-                chunk = pipe.read(65536)
-                if not chunk:
-                    break  # every writer closed: the test process is gone
-                buf += chunk
-                *lines, buf = buf.split(b"\n")
-                for line in lines:
-                    record = verify(key, line.decode(errors="replace"))
-                    if record is not None:
-                        last = time.monotonic()
-                        on_record(record)
-            elif time.monotonic() - last > idle_limit:
-                reason = f"no progress for {idle_limit:.0f} s: the test process was stopped"
-                break
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-    code = proc.wait()
-    log.close()
-    return (None if reason else code), reason
+def _result(spec: LessonSpec, t: dict, status: str, output: str) -> TestResult:
+    if t.get("gpu"):
+        status, output = "skipped", "not run here (needs CUDA)"
+    return TestResult(t["nodeid"], spec.name, t["task"], float(t["points"]), bool(t["hidden"]),
+                      status, output)  # fmt: skip
+
+
+def _copy_learner_files(spec: LessonSpec, src: Path, dest: Path) -> list[str]:
+    """Copy ONLY the learner files (regular files, not links) out of the submission."""
+    copied = []
+    for name in spec.learner_files:
+        f = src / name
+        if f.is_file() and not f.is_symlink() and f.stat().st_size <= 16 * 2**20:
+            shutil.copyfile(f, dest / name)
+            copied.append(name)
+    return copied
 
 
 def grade_lesson(spec: LessonSpec, lessons_root: Path | None, *, timeout: float,
-                 memory_mb: int, workdir: Path, package: dict[str, bytes]) -> list[TestResult]:  # fmt: skip
-    """Every graded test of one lesson for one submission, robust to crashes and tampering."""
-    results: dict[str, TestResult] = {}
-    order: list[str] = []
-    notes: list[str] = []
-    attempt = 0
-    remaining: list[str] | None = None
-    while True:
-        attempt += 1
-        run_dir = workdir / f"run{attempt}"
-        lesson_dir = run_dir / spec.name
-        lesson_dir.mkdir(parents=True)
-        for name, content in spec.tests.items():  # pristine copies, fresh for every run
-            (lesson_dir / name).write_bytes(content)
-        src = lessons_root / spec.name if lessons_root is not None else None
-        for name in spec.learner_files:
-            f = src / name if src is not None else None
-            if f is not None and f.is_file() and not f.is_symlink():
-                shutil.copyfile(f, lesson_dir / name)
-        state = {"current": None, "done": False, "tampered": False}
-
-        def on_record(rec: dict, state=state, run_dir=run_dir) -> None:
-            event = rec.get("event")
-            if event == "collected" and not order:
-                for t in rec["tests"]:
-                    nodeid = t["nodeid"]
-                    order.append(nodeid)
-                    results[nodeid] = TestResult(nodeid, spec.name, t["task"],
-                                                 float(t["points"]), bool(t["hidden"]),
-                                                 status="failed", output="not run")  # fmt: skip
-            elif event == "start":
-                state["current"] = rec["nodeid"]
-            elif event == "result" and rec["nodeid"] in results:
-                r = results[rec["nodeid"]]
-                r.status, r.output = rec["status"], rec["output"]
-                r.output = r.output if r.status != "passed" else ""
-                r.final = True
-                if rec.get("tampered"):
-                    state["tampered"] = True
-                state["current"] = None
-            elif event == "done":
-                state["done"] = True
-
-        code, reason = _run_once(run_dir, spec, remaining, timeout, memory_mb, on_record,
-                                 package)  # fmt: skip
-        if not order:
-            out = (run_dir / "pytest-output.txt").read_text(errors="replace")[-2000:]
-            notes.append(f"{spec.name}: the tests could not be collected (exit {code}).\n{out}")
-            break
-        cur = state["current"]
-        if cur is not None and cur in results:
-            why = reason or f"the test process ended during this test (exit code {code})"
-            results[cur].status, results[cur].output = "failed", why
-            results[cur].final = True
-        if state["done"] and not state["tampered"]:
-            break
-        remaining = [n for n in order if not results[n].final]
-        if not remaining or attempt > len(order):
-            break
-        notes.append(f"{spec.name}: run {attempt} ended early ({reason or f'exit {code}'}); "
-                     f"re-running {len(remaining)} remaining test(s) in a fresh process")
-    out = [results[n] for n in order]
-    for r in out:
-        if not r.final and r.output == "not run":
-            r.output = "not run: the test process ended before this test"
-    if notes:
-        for r in out[:1]:
-            r.output = (r.output + "\n" if r.output else "") + "\n".join(notes)
-    return out
+                 limits: sandbox.Limits, workdir: Path, library: Path,
+                 use_sandbox: bool = True) -> list[TestResult]:  # fmt: skip
+    """Every graded test of one lesson for one submission; see the module docstring."""
+    src = lessons_root / spec.name if lessons_root is not None else None
+    if src is None or not src.is_dir() or src.is_symlink():
+        return _failed_all(spec, f"no lessons/{spec.name}/ folder in the submission")
+    trusted = workdir / "tests" / spec.name
+    _write_tests(spec, trusted)
+    workers: dict[str, list[str]] = {}
+    copied: list[str] = []
+    for hidden in (False, True):
+        names = [n for n in spec.tests if n.startswith(HIDDEN_PREFIX) == hidden]
+        if not names:
+            continue
+        folder = workdir / ("hidden" if hidden else "visible") / spec.name
+        _write_tests(spec, folder, hidden=hidden)
+        copied = _copy_learner_files(spec, src, folder)
+        argv = sandbox.worker_command(folder, library, sandbox=use_sandbox)
+        workers.update({n: argv for n in names})
+    if not copied:
+        return _failed_all(spec, f"none of the learner files ({', '.join(spec.learner_files)}) "
+                                 f"is in lessons/{spec.name}/ of the submission")  # fmt: skip
+    outcomes_file = workdir / "outcomes.json"
+    (workdir / "grader.ini").write_text("[pytest]\n")
+    cmd = [sys.executable, "-s", "-m", "pytest", "-c", str(workdir / "grader.ini"), "--rootdir",
+           str(workdir / "tests"), "-p", "no:cacheprovider", "-q", "--no-header",
+           "--task-timeout", str(timeout), "--outcomes-json", str(outcomes_file),
+           "--benchmark-disable-gc", spec.name]  # fmt: skip
+    wall = timeout * (len(spec.graded) + 2) + 120
+    log_path = workdir / "pytest-output.txt"
+    reason = ""
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(cmd, cwd=workdir / "tests", env=_pytest_env(workers),
+                                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True, preexec_fn=sandbox.apply_limits(limits))  # fmt: skip
+        try:
+            code = proc.wait(timeout=wall)
+        except subprocess.TimeoutExpired:
+            code, reason = None, f"the lesson's tests ran past {wall:.0f} s and were stopped"
+        finally:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+            proc.wait()
+    outcomes = {}
+    if outcomes_file.is_file():
+        try:
+            outcomes = {o["nodeid"]: o for o in json.loads(outcomes_file.read_text())}
+        except (ValueError, KeyError, TypeError):
+            outcomes = {}
+    tail = log_path.read_text(errors="replace")[-1500:]
+    why_missing = reason or f"not run: the test process ended early (exit {code})\n{tail}"
+    results = []
+    for t in spec.graded:
+        o = outcomes.get(t["nodeid"])
+        if o is None:
+            results.append(_result(spec, t, "failed", why_missing))
+            continue
+        status = o["status"] if o["status"] in ("passed", "failed", "not started") else "failed"
+        results.append(_result(spec, t, status, "" if status == "passed" else str(o["output"])))
+    return results
 
 
 # ---------------------------------------------------------------- whole submissions
-class CourseGuard:
-    """Checks after every lesson run that no course file changed. A changed file is kept
-    (copied to ``OUT/_modified/``: nothing is lost, an instructor's own edit made during
-    grading included) and the pristine content put back. Every run in flight since the
-    previous check could have made the change: those are graded again one at a time, where
-    the culprit is certain."""
-
-    def __init__(self, pristine: dict[Path, bytes], keep: Path) -> None:
-        self.pristine = pristine
-        self.keep = keep
-        self.lock = threading.Lock()
-        self.runs: dict[int, tuple[str, str, float | None]] = {}  # id -> (sub, lesson, end)
-        self.last_check = 0.0
-        self.suspects: set[tuple[str, str]] = set()
-        self._next = 0
-
-    def begin(self, submission: str, lesson: str) -> int:
-        with self.lock:
-            self._next += 1
-            self.runs[self._next] = (submission, lesson, None)
-            return self._next
-
-    def end(self, run: int) -> list[str]:
-        with self.lock:
-            sub, lesson, _ = self.runs[run]
-            now = time.monotonic()
-            self.runs[run] = (sub, lesson, now)
-            touched = restore_package(self.pristine, self.keep / f"{sub}-{lesson}-{run}")
-            if touched:
-                for s, les, ended in self.runs.values():
-                    if ended is None or ended >= self.last_check:  # in flight since last check
-                        self.suspects.add((s, les))
-            self.last_check = now
-            return touched
-
-
-def grade_submission(path: Path, specs: list[LessonSpec], *, timeout: float, memory_mb: int,
-                     guard: CourseGuard, exclusive: bool) -> SubmissionResult:  # fmt: skip
-    """Grade every lesson of one submission. With ``exclusive`` (nothing else is being graded
-    at the same time) a change to the course files is this submission's: the lesson scores 0.
-    """
-    name = safe_name(path)
-    result = SubmissionResult(name)
+def grade_submission(path: Path, name: str, specs: list[LessonSpec], *, timeout: float,
+                     limits: sandbox.Limits, library: Path, use_sandbox: bool,
+                     scratch: Path) -> SubmissionResult:  # fmt: skip
+    """Grade every lesson of one submission, in a private folder under ``scratch``."""
+    result = SubmissionResult(name, source=str(path))
     t0 = time.time()
-    with tempfile.TemporaryDirectory(prefix=f"grade-{name}-") as tmp:
-        tmp = Path(tmp)
+    tmp = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=scratch))
+    try:
         try:
             lessons_root = find_lessons_root(unpack(path, tmp / "submission"))
         except (GradeError, OSError) as e:
             result.errors.append(str(e))
             lessons_root = None
         for spec in specs:
-            run = guard.begin(name, spec.name)
-            tests = grade_lesson(spec, lessons_root, timeout=timeout, memory_mb=memory_mb,
-                                 workdir=tmp / spec.name, package=package_files(guard.pristine))
-            touched = guard.end(run)
-            if touched and exclusive:
-                result.errors.append(f"{spec.name}: course files were modified during "
-                                     f"grading ({', '.join(touched)}); restored (the modified "
-                                     "copies are in _modified/), lesson scored 0")  # fmt: skip
-                for t in tests:
-                    t.status, t.output = "failed", "course files were modified"
-            result.tests += tests
+            if lessons_root is None:
+                result.tests += _failed_all(spec, result.errors[0])
+                continue
+            result.tests += grade_lesson(spec, lessons_root, timeout=timeout, limits=limits,
+                                         workdir=tmp / spec.name, library=library,
+                                         use_sandbox=use_sandbox)  # fmt: skip
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     result.seconds = time.time() - t0
     return result
 
@@ -419,9 +314,7 @@ def grade_submission(path: Path, specs: list[LessonSpec], *, timeout: float, mem
 def gradescope_json(result: SubmissionResult) -> dict:
     tests = []
     for t in result.tests:
-        output = t.output
-        if t.hidden and t.status != "passed":
-            output = "hidden test failed"
+        output = "" if t.hidden else t.output  # hidden tests: no source and no output
         tests.append({
             "name": f"{t.lesson} task {t.task}: {t.nodeid.split('::')[-1]}",
             "number": t.task,
@@ -436,6 +329,7 @@ def gradescope_json(result: SubmissionResult) -> dict:
         "max_score": sum(t["max_score"] for t in tests),
         "execution_time": round(result.seconds, 2),
         "visibility": "visible",
+        "stdout_visibility": "hidden",
         "tests": tests,
     }
     if result.errors:
@@ -466,62 +360,77 @@ def write_gradebook(results: list[SubmissionResult], path: Path, columns) -> Non
     tmp.replace(path)
 
 
+def output_names(submissions: list[Path], echo=print) -> list[str]:
+    """One output folder name per submission: ``safe_name``, renamed (with a line saying so)
+    when it would collide with the grader's own files or another submission's name."""
+    names, taken = [], set(RESERVED)
+    for s in submissions:
+        base = name = safe_name(s)
+        n = 1
+        while name.lower() in taken:
+            n += 1
+            name = f"{base}-{n}" if base.lower() not in RESERVED else f"{base}-submission"
+            if name.lower() in taken:
+                name = f"{base}-submission-{n}"
+        if name != base:
+            echo(f"note: submission {s} is graded as {name!r} ({base!r} is taken by "
+                 f"{'an output of the grader' if base.lower() in RESERVED else 'another submission'})")
+        taken.add(name.lower())
+        names.append(name)
+    return names
+
+
 def grade(submissions: list[Path], out: Path, *, course: Path, lessons: list[str] | None = None,
           hidden: Path | None = None, timeout: float = 120.0, jobs: int = 1,
-          memory_mb: int = 6144, echo=print) -> list[SubmissionResult]:  # fmt: skip
+          memory_mb: int = 6144, use_sandbox: bool = True, echo=print) -> list[SubmissionResult]:  # fmt: skip
     """Grade every submission; see the module docstring."""
     if hidden is not None and not hidden.is_dir():
         raise GradeError(f"--hidden {hidden}: no such folder")
     missing = [str(s) for s in submissions if not s.exists()]
     if missing:
         raise GradeError(f"no such submission: {', '.join(missing)}")
-    names = [safe_name(s) for s in submissions]
-    dupes = sorted({n for n in names if names.count(n) > 1})
-    if dupes:
-        raise GradeError(f"two submissions share the name {', '.join(dupes)}; rename one")
+    out = out.resolve()
+    for s in submissions:
+        if out == s.resolve() or out.is_relative_to(s.resolve()):
+            raise GradeError(f"--out {out} is inside the submission {s}; choose another folder")
+    if use_sandbox:
+        sandbox.check_sandbox()
+    names = output_names(submissions, echo)
     specs = read_lessons(course, lessons, hidden)
-    guard = CourseGuard(package_fingerprint(course, hidden), out / "_modified")
-    out.mkdir(parents=True, exist_ok=True)
-    done: dict[str, SubmissionResult] = {}
-    lock = threading.Lock()
+    scratch = Path(tempfile.mkdtemp(prefix="alexnet-course-grade-"))
+    try:
+        library = sandbox.worker_library(scratch / "library")
+        for spec in specs:  # the trusted test list, before any learner code runs
+            spec.graded = collect(spec, scratch / f"collect-{spec.name}")
+        limits = sandbox.Limits(memory_mb=memory_mb, cpu_seconds=int(
+            timeout * max(len(sp.graded) for sp in specs) * 4 + 600))  # fmt: skip
+        out.mkdir(parents=True, exist_ok=True)
+        done: dict[str, SubmissionResult] = {}
+        lock = threading.Lock()
 
-    def publish(res: SubmissionResult) -> None:
-        folder = out / res.name
-        folder.mkdir(exist_ok=True)
-        data = gradescope_json(res)
-        (folder / "results.json").write_text(json.dumps(data, indent=2))
-        with lock:
-            done[res.name] = res
-            write_gradebook(list(done.values()), out / "gradebook.csv",
-                            _task_columns(list(done.values())))  # fmt: skip
-            echo(f"graded {res.name}: {data['score']:g}/{data['max_score']:g} "
-                 f"({res.seconds:.0f} s){' - ' + res.errors[0] if res.errors else ''}")
+        def one(item: tuple[Path, str]) -> SubmissionResult:
+            path, name = item
+            res = grade_submission(path, name, specs, timeout=timeout, limits=limits,
+                                   library=library, use_sandbox=use_sandbox, scratch=scratch)  # fmt: skip
+            with lock:  # every process of this submission has ended: publish
+                folder = out / name
+                folder.mkdir(exist_ok=True)
+                data = gradescope_json(res)
+                tmp = folder / "results.json.tmp"
+                tmp.write_text(json.dumps(data, indent=2))
+                tmp.replace(folder / "results.json")
+                done[name] = res
+                write_gradebook(list(done.values()), out / "gradebook.csv",
+                                _task_columns(list(done.values())))  # fmt: skip
+                echo(f"graded {name}: {data['score']:g}/{data['max_score']:g} "
+                     f"({res.seconds:.0f} s){' - ' + res.errors[0] if res.errors else ''}")
+            return res
 
-    exclusive = jobs <= 1
-
-    def one(path: Path) -> SubmissionResult:
-        res = grade_submission(path, specs, timeout=timeout, memory_mb=memory_mb, guard=guard,
-                               exclusive=exclusive)  # fmt: skip
-        if not any(s == res.name for s, _ in guard.suspects):
-            publish(res)
-        return res
-
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        results = {r.name: r for r in pool.map(one, submissions)}
-    # Course files changed while several submissions were in flight: grade those again, one
-    # at a time, so the change is pinned on the submission that made it.
-    by_name = {safe_name(p): p for p in submissions}
-    for name in sorted({s for s, _ in guard.suspects}):
-        lessons_again = {les for s, les in guard.suspects if s == name}
-        again = grade_submission(by_name[name], [sp for sp in specs if sp.name in lessons_again],
-                                 timeout=timeout, memory_mb=memory_mb, guard=guard,
-                                 exclusive=True)  # fmt: skip
-        res = results[name]
-        res.tests = [t for t in res.tests if t.lesson not in lessons_again] + again.tests
-        res.errors += again.errors
-        res.seconds += again.seconds
-        publish(res)
-    return [results[safe_name(p)] for p in submissions]
+        with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+            results = list(pool.map(one, zip(submissions, names)))
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return results
 
 
 def summary_table(results: list[SubmissionResult]) -> str:

@@ -136,6 +136,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                 help=f"time limit per graded test in seconds (default {DEFAULT_TIMEOUT:g}; "
                      "0 turns it off)")  # fmt: skip
     g.addoption("--no-score", action="store_true", help="do not print the score table")
+    g.addoption("--outcomes-json", default=None, metavar="PATH",
+                help="write each graded test's node id, status and output to PATH (the grader)")
     g.addoption("--collect-json", default=None, metavar="PATH",
                 help="write the graded tests (node id, task, points, hidden, gpu) to PATH")
 
@@ -279,11 +281,17 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    path = session.config.getoption("--results-json")
     board = session.config.stash.get(BOARD, None)
-    if not path or board is None:
+    if board is None:
         return
-    write_results_json(board, Path(path))
+    if path := session.config.getoption("--outcomes-json"):
+        rows = [{"nodeid": o.nodeid, "status": o.status, "output": o.output}
+                for o in board.outcomes.values()]  # fmt: skip
+        tmp = Path(path).with_suffix(".tmp")
+        tmp.write_text(json.dumps(rows))
+        tmp.replace(path)
+    if path := session.config.getoption("--results-json"):
+        write_results_json(board, Path(path))
 
 
 def write_results_json(board: Scoreboard, path: Path) -> dict:

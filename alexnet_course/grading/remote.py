@@ -275,12 +275,13 @@ def observe(fn: Callable, *args: Any, **kwargs: Any) -> Any:
     file, name = _where(fn)
     if not remote():
         return normalize(fn(*normalize(list(args)), **normalize(dict(kwargs))))
-    worker = _state["workers"].get(file)
+    argv = _state["spec"].get(file)
+    if argv is None:
+        raise LearnerError(f"no worker is configured for {file}")
+    key = json.dumps(argv)  # test files with the same command share one worker
+    worker = _state["workers"].get(key)
     if worker is None or not worker.alive():
-        argv = _state["spec"].get(file)
-        if argv is None:
-            raise LearnerError(f"no worker is configured for {file}")
-        worker = _state["workers"][file] = Worker(argv)
+        worker = _state["workers"][key] = Worker(argv)
     return worker.call(file, name, list(args), dict(kwargs))
 
 
