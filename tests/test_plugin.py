@@ -94,10 +94,28 @@ def test_gpu():
     assert torch.cuda.is_available()
 '''
     d = lesson(tmp_path, "def one():\n    return 1\ndef two():\n    return 2\n", tests)
-    rc, res, out = run_pytest(d, "-rs", results=tmp_path / "r.json")
+    rc, res, out = run_pytest(d, results=tmp_path / "r.json")
     import torch
 
     if torch.cuda.is_available():
         assert res["max_score"] == 11
-    else:
-        assert rc == 0 and "needs a CUDA GPU" in out and res["max_score"] == 6
+    else:  # listed with its points in the table, without -rs, and not in the total
+        assert rc == 0 and res["max_score"] == 6
+        assert "9.3        -/1       (5)  not run here (needs CUDA)" in out
+        assert "(+5 points in GPU tests not run here: needs CUDA)" in out
+    assert "benchmark:" not in out
+
+
+def test_a_test_that_needs_an_unfinished_task_names_it(tmp_path):
+    tests = TESTS + '''
+@pytest.mark.task("9.3", points=1)
+def test_three_uses_one():
+    assert mod.one() + 2 == 3
+'''
+    d = lesson(tmp_path, "def one():\n    raise NotImplementedError('Task 9.1 not started')\n"
+                         "def two():\n    return 2\n", tests)  # fmt: skip
+    rc, res, out = run_pytest(d, results=tmp_path / "r.json")
+    three = next(t for t in res["tests"] if t["number"] == "9.3")
+    assert three["output"].startswith("needs Task 9.1 (not started)")
+    one = next(t for t in res["tests"] if t["name"].endswith("test_one"))
+    assert one["output"].startswith("not started")

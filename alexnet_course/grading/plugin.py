@@ -171,7 +171,8 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         if (info := task_info(item)) is not None:
             tests.append({"nodeid": item.nodeid, "file": Path(str(item.path)).name,
                           "task": info["task"], "points": info["points"],
-                          "hidden": info["hidden"], "gpu": _gpu_skipped(item)})  # fmt: skip
+                          "hidden": info["hidden"], "gpu": _gpu_skipped(item),
+                          "gpu_only": item.get_closest_marker("gpu") is not None})  # fmt: skip
     Path(path).write_text(json.dumps(tests, indent=1))
 
 
@@ -238,9 +239,15 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     exc = call.excinfo
     if exc is not None and report.failed and exc.errisinstance(NotImplementedError):
         report.not_started = True
-        report.longrepr = f"not started: {exc.value}"
+        info, msg = task_info(item), str(exc.value)
+        needed = re.search(r"Task (\d+(?:\.\d+)+)", msg)
+        if info is not None and needed and needed.group(1) != info["task"]:
+            # a test of a later task that calls an earlier, unfinished one
+            report.longrepr = f"needs Task {needed.group(1)} (not started): {msg}"
+        else:
+            report.longrepr = f"not started: {msg}"
     elif exc is not None and report.failed and exc.errisinstance(
-        (learner.LearnerImportError, remote.LearnerError)
+        (learner.LearnerImportError, remote.LearnerError, TaskTimeout)
     ):
         report.longrepr = str(exc.value)
     item.config.stash[BOARD].record(item, report)
@@ -263,21 +270,45 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     tr.write_line(f"{'lesson':<22}{'task':<7}{'tests':>7}{'points':>10}  status")
     totals: dict[str, list[float]] = {}
     for (lesson, task), outs in board.by_task().items():
-        got = sum(board.score(o) for o in outs)
-        top = sum(board.max_score(o) for o in outs)
-        passed = sum(o.status == "passed" for o in outs)
-        counted = [o for o in outs if o.status != "skipped"] or outs
-        statuses = {o.status for o in counted}
-        status = ("done" if statuses == {"passed"} else "not started"
-                  if statuses == {"not started"} else "skipped" if statuses == {"skipped"}
-                  else "to do")  # fmt: skip
-        tr.write_line(f"{lesson:<22}{task:<7}{f'{passed}/{len(counted)}':>7}"
-                      f"{f'{got:g}/{top:g}':>10}  {status}")  # fmt: skip
-        t = totals.setdefault(lesson, [0.0, 0.0])
-        t[0] += got
-        t[1] += top
-    for lesson, (got, top) in totals.items():
-        tr.write_line(f"{lesson}: {got:g}/{top:g}", bold=True)
+        t = totals.setdefault(lesson, [0.0, 0.0, 0.0])
+        counted = [o for o in outs if o.status != "skipped"]
+        if counted:
+            got = sum(board.score(o) for o in counted)
+            top = sum(board.max_score(o) for o in counted)
+            passed = sum(o.status == "passed" for o in counted)
+            statuses = {o.status for o in counted}
+            status = ("done" if statuses == {"passed"} else "not started"
+                      if statuses == {"not started"} else "to do")  # fmt: skip
+            tr.write_line(f"{lesson:<22}{task:<7}{f'{passed}/{len(counted)}':>7}"
+                          f"{f'{got:g}/{top:g}':>10}  {status}")  # fmt: skip
+            t[0] += got
+            t[1] += top
+        skipped = [o for o in outs if o.status == "skipped"]
+        if skipped:  # GPU tests on a machine without one: listed, not counted
+            pts = sum(o.points for o in skipped)
+            tr.write_line(f"{lesson:<22}{task:<7}{f'-/{len(skipped)}':>7}{f'({pts:g})':>10}  "
+                          "not run here (needs CUDA)")  # fmt: skip
+            t[2] += pts
+    for lesson, (got, top, not_run) in totals.items():
+        extra = (f"   (+{not_run:g} points in GPU tests not run here: needs CUDA)"
+                 if not_run else "")  # fmt: skip
+        tr.write_line(f"{lesson}: {got:g}/{top:g}{extra}", bold=True)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_report_header(config: pytest.Config, start_path):
+    """Keep pytest-benchmark's settings line out of a learner's run (``-v`` shows it)."""
+    lines = yield
+    if config.getoption("verbose") > 0:
+        return lines
+    out = []
+    for entry in lines:
+        if isinstance(entry, str) and entry.startswith("benchmark:"):
+            continue
+        if isinstance(entry, list):
+            entry = [e for e in entry if not str(e).startswith("benchmark:")]
+        out.append(entry)
+    return out
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
