@@ -1,10 +1,21 @@
 """Graded tests for lesson 02: a pretrained AlexNet from torchvision (tasks 2.1 - 2.5).
 
-Offline by design: the tests write a weights file of the right shapes (random values, made
-here) into a temporary TORCH_HOME under the weights' own file name, so torchvision's real
-loading path runs without a network.
+Offline by design: the tests write a weights file of the right shapes (seeded values, made
+by :func:`_fake_state`) into a temporary TORCH_HOME under the weights' own file name, so
+torchvision's real loading path runs without a network.
+
+Each test has two halves: an ``_observe_*`` function that calls your code and returns data
+only (weights, flags, losses, outputs), and the test itself, which checks that data against
+what it computes on its own (the same seeded weights, torchvision's AlexNet, a reference
+training loop).
 """
 
+import contextlib
+import functools
+import math
+import os
+import shutil
+import tempfile
 import urllib.error
 import warnings
 from pathlib import Path
@@ -14,163 +25,383 @@ import torch
 from torch import nn
 
 from alexnet_course.grading import learner
-from alexnet_course.grading.checks import expect, expect_close, expect_equal
+from alexnet_course.grading.checks import expect, expect_close, expect_equal, expect_raises
+from alexnet_course.grading.remote import observe
 
 pretrained = learner.load(__file__, "pretrained")
 DOCS = "docs/lessons/02_torch_pretrained.md"
 FILE = "alexnet-owt-7be5be79.pth"  # AlexNet_Weights.IMAGENET1K_V1's file name
+SEED = 123  # the fake ImageNet weights
+HEAD = ("classifier.6.weight", "classifier.6.bias")
 
 
 def docs(task: str) -> str:
     return f"{DOCS}#task-{task.replace('.', '-')}"
 
 
-def count(model, trainable=None):
-    return sum(p.numel() for p in model.parameters()
-               if trainable is None or p.requires_grad == trainable)  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def fake_weights(tmp_path_factory):
-    """A TORCH_HOME whose hub cache holds a random AlexNet state dict under the real name."""
+# ---------------------------------------------------------------- the test's own material
+@functools.lru_cache(maxsize=2)
+def _fake_items(seed: int) -> tuple:
     import torchvision
 
-    home = tmp_path_factory.mktemp("torch_home")
-    ckpt = home / "hub" / "checkpoints"
-    ckpt.mkdir(parents=True)
-    torch.manual_seed(123)
-    state = torchvision.models.alexnet().state_dict()
-    torch.save(state, ckpt / FILE)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("TORCH_HOME", str(home))
-        yield state
+    with torch.device("meta"):
+        shapes = {k: tuple(v.shape) for k, v in torchvision.models.alexnet().state_dict().items()}
+    g = torch.Generator().manual_seed(seed)
+    items = []
+    for name, shape in shapes.items():
+        fan_in = math.prod(shapes[name.replace(".bias", ".weight")][1:])
+        bound = 1 / math.sqrt(fan_in)  # the scale of PyTorch's default initialisation
+        if len(shape) == 2 and math.prod(shape) > 1_000_000:
+            # W[i, j] = row[i + j]: one short row viewed as the whole matrix, so the file
+            # torch.save writes is 10 MB instead of 233 MB (loading copies it out in full)
+            row = (2 * torch.rand(shape[0] + shape[1] - 1, generator=g) - 1) * bound
+            items.append((name, row.as_strided(shape, (1, 1))))
+        else:
+            items.append((name, (2 * torch.rand(shape, generator=g) - 1) * bound))
+    return tuple(items)
 
 
-@pytest.fixture(scope="module")
-def model(fake_weights):
-    return pretrained.build_model(num_classes=10)
+def _fake_state(seed: int = SEED) -> dict:
+    """A state dict with AlexNet_Weights.IMAGENET1K_V1's names and shapes and seeded values:
+    the "pretrained" weights the tests put in the cache (never modify its tensors)."""
+    return dict(_fake_items(seed))
+
+
+def _head(seed: int, num_classes: int) -> dict:
+    """Seeded start values for a new ``num_classes`` head (``classifier.6``)."""
+    g = torch.Generator().manual_seed(seed)
+    bound = 1 / math.sqrt(4096)
+    return {"classifier.6.weight": (2 * torch.rand(num_classes, 4096, generator=g) - 1) * bound,
+            "classifier.6.bias": (2 * torch.rand(num_classes, generator=g) - 1) * bound}  # fmt: skip
+
+
+def _alexnet(num_classes: int, state: dict | None = None) -> nn.Module:
+    """torchvision's AlexNet (no time spent on a random initialisation), loaded with
+    ``state`` when given (copied, never aliased)."""
+    import torchvision
+
+    with torch.device("meta"):
+        model = torchvision.models.alexnet(num_classes=num_classes)
+    model = model.to_empty(device="cpu")
+    if state is not None:
+        model.load_state_dict(state)
+    return model
+
+
+def _start(seed: int, head: dict) -> nn.Module:
+    """The fine-tuning tests' start: the fake pretrained weights and a given new head."""
+    state = {k: v for k, v in _fake_state(seed).items() if k not in HEAD}
+    return _alexnet(len(head["classifier.6.bias"]), {**state, **head})
+
+
+def _freeze_features(model: nn.Module) -> None:
+    """The feature-extraction setting, made here (not with your set_mode)."""
+    for name, p in model.named_parameters():
+        p.requires_grad_(not name.startswith("features."))
+
+
+@contextlib.contextmanager
+def _torch_home(state: dict | None):
+    """A temporary TORCH_HOME, its hub cache holding ``state`` under the weights' real file
+    name (nothing when ``state`` is None); removed afterwards, the environment restored."""
+    home = tempfile.mkdtemp(prefix="torch_home-")
+    old = os.environ.get("TORCH_HOME")
+    try:
+        if state is not None:
+            ckpt = Path(home) / "hub" / "checkpoints"
+            ckpt.mkdir(parents=True)
+            torch.save(state, ckpt / FILE)
+        os.environ["TORCH_HOME"] = home
+        yield home
+    finally:
+        if old is None:
+            os.environ.pop("TORCH_HOME", None)
+        else:
+            os.environ["TORCH_HOME"] = old
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def _flags(model: nn.Module) -> dict:
+    return {name: bool(p.requires_grad) for name, p in model.named_parameters()}
+
+
+def _numels(model: nn.Module) -> dict:
+    return {name: p.numel() for name, p in model.named_parameters()}
+
+
+def _count(numels: dict, flags: dict, trainable: bool) -> int:
+    return sum(n for name, n in numels.items() if flags.get(name) == trainable)
+
+
+# ---------------------------------------------------------------- task 2.1
+def _observe_build(seed, x):
+    with _torch_home(_fake_state(seed)), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        m = pretrained.build_model(num_classes=10)
+    head = m.classifier[6]
+    m.eval()
+    with torch.no_grad():
+        out = m(x)
+    return {"warnings": [str(w.message) for w in caught],
+            "head": {"linear": isinstance(head, nn.Linear), "repr": repr(head)[:200]},
+            "params": {name: p.detach() for name, p in m.named_parameters()},
+            "out": out}  # fmt: skip
 
 
 @pytest.mark.task("2.1", points=3)
-def test_build_model_loads_the_weights_and_replaces_the_head(fake_weights):
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        m = pretrained.build_model(num_classes=10)
-    deprecated = [str(w.message) for w in caught if "pretrained" in str(w.message)]
-    expect(not deprecated, "deprecation warnings", "none (use weights=AlexNet_Weights...)",
-           deprecated[:1], docs=docs("2.1"))  # fmt: skip
-    head = m.classifier[6]
-    expect(isinstance(head, nn.Linear) and head.out_features == 10 and head.in_features == 4096,
-           "model.classifier[6]", "Linear(4096, 10)", repr(head), docs=docs("2.1"))
-    expect_equal(count(m), 57_044_810, "total parameters with a 10-class head",
-                 docs=docs("2.1"))  # fmt: skip
-    for name in ("features.0.weight", "features.10.bias", "classifier.1.weight"):
-        expect(torch.equal(m.state_dict()[name], fake_weights[name]), f"{name} after loading",
-               "the cached pretrained values", "different values: were the weights loaded?",
-               docs=docs("2.1"))  # fmt: skip
+def test_build_model_loads_the_weights_and_replaces_the_head():
     x = torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(0))
-    expect_equal(tuple(m.eval()(x).shape), (2, 10), "output shape on (2, 3, 224, 224)",
+    o = observe(_observe_build, SEED, x)
+    deprecated = [w for w in o["warnings"] if "pretrained" in w]
+    expect(not deprecated, "deprecation warnings", "none (use weights=AlexNet_Weights...)",
+           deprecated[:1], hint="pass the WEIGHTS enum as weights=; pretrained=True is the "
+           "deprecated API", docs=docs("2.1"))  # fmt: skip
+    params = o["params"]
+    shape = tuple(params["classifier.6.weight"].shape) if "classifier.6.weight" in params else None
+    expect(o["head"]["linear"] and shape == (10, 4096),
+           "model.classifier[6]", "Linear(4096, 10)", o["head"]["repr"],
+           hint="after loading, replace classifier[6] by a new Linear from 4096 features to "
+           "num_classes", docs=docs("2.1"))  # fmt: skip
+    expect_equal(sum(p.numel() for p in params.values()), 57_044_810, "total parameters with a "
+                 "10-class head", hint="torchvision's 61,100,840, less the 1000-class head "
+                 "(4,097,000), plus a 10-class one (40,970)", docs=docs("2.1"))  # fmt: skip
+    fake = _fake_state(SEED)
+    expect_equal(sorted(params), sorted(fake), "parameter names (torchvision's AlexNet)",
+                 hint="return torchvision's AlexNet itself, with no layer added or removed",
+                 docs=docs("2.1"))  # fmt: skip
+    for name, value in fake.items():
+        if name not in HEAD:
+            expect(torch.equal(params[name], value), f"{name} after loading",
+                   "the cached pretrained values", "different values: were the weights loaded?",
+                   hint="ensure_weights(WEIGHTS), then alexnet(weights=WEIGHTS): alexnet() "
+                   "without weights starts from random values", docs=docs("2.1"))  # fmt: skip
+    expect_equal(tuple(o["out"].shape), (2, 10), "output shape on (2, 3, 224, 224)",
+                 hint="one logit per class: the new head's out_features is num_classes",
+                 docs=docs("2.1"))  # fmt: skip
+    with torch.no_grad():
+        want = _alexnet(10, params).eval()(x)
+    expect_close(o["out"], want, "output in eval mode against torchvision's AlexNet with your "
+                 "model's weights", atol=1e-4, rtol=1e-4,
+                 hint="return torchvision's alexnet itself, only classifier[6] replaced",
                  docs=docs("2.1"))  # fmt: skip
 
 
-@pytest.mark.task("2.1", points=1)
-def test_build_model_without_cached_weights_and_network(tmp_path, monkeypatch):
+def _observe_offline():
     from alexnet_course import CourseError
-
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
 
     def offline(*args, **kwargs):
         raise urllib.error.URLError("no network")
 
-    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
-    with pytest.raises(CourseError) as e:
-        pretrained.build_model(num_classes=10)
-    msg = str(e.value)
-    expect(FILE in msg and str(tmp_path) in msg and "\n" not in msg, "the error without "
-           "weights and network", "one line naming the file and where to put it", msg,
+    real = torch.hub.download_url_to_file
+    torch.hub.download_url_to_file = offline
+    try:
+        with _torch_home(None) as home:
+            try:
+                pretrained.build_model(num_classes=10)
+            except NotImplementedError:
+                raise
+            except Exception as e:  # noqa: BLE001 - the test reads which error came
+                return {"home": home, "raised": type(e).__name__, "message": str(e)[:2000],
+                        "course_error": isinstance(e, CourseError)}  # fmt: skip
+            return {"home": home, "raised": None}
+    finally:
+        torch.hub.download_url_to_file = real
+
+
+@pytest.mark.task("2.1", points=1)
+def test_build_model_without_cached_weights_and_network():
+    o = observe(_observe_offline)
+    got = "returned a model" if o["raised"] is None else f"{o['raised']}: {o['message'][:300]}"
+    expect(o["raised"] is not None and o["course_error"], "build_model without cached weights "
+           "and without a network", "the course's WeightsError (a CourseError)", got,
+           hint="call ensure_weights(WEIGHTS) before alexnet(weights=...)",
            docs=docs("2.1"))  # fmt: skip
+    msg = o["message"]
+    expect(FILE in msg and o["home"] in msg and "\n" not in msg, "the error without "
+           "weights and network", "one line naming the file and where to put it", msg,
+           hint="let ensure_weights' WeightsError through as it is", docs=docs("2.1"))  # fmt: skip
+
+
+# ---------------------------------------------------------------- task 2.2
+def _observe_modes(modes):
+    m = _alexnet(10)
+    seen = []
+    for mode in modes:
+        pretrained.set_mode(m, mode)
+        seen.append(_flags(m))
+    return {"numels": _numels(m), "flags": seen}
+
+
+def _observe_bad_mode(mode):
+    m = _alexnet(10)
+    pretrained.set_mode(m, mode)
+    return _flags(m)
 
 
 @pytest.mark.task("2.2", points=3)
-def test_feature_extraction_and_finetune_modes(model):
-    pretrained.set_mode(model, "feature_extraction")
-    expect_equal(count(model, trainable=True), 54_575_114, "trainable parameters with "
-                 "frozen features", docs=docs("2.2"))  # fmt: skip
-    expect_equal(count(model, trainable=False), 2_469_696, "frozen parameters (the features)",
-                 docs=docs("2.2"))  # fmt: skip
-    expect(all(p.requires_grad for p in model.classifier.parameters()), "classifier "
-           "parameters", "trainable", "some frozen", docs=docs("2.2"))  # fmt: skip
-    pretrained.set_mode(model, "finetune")
-    expect_equal(count(model, trainable=False), 0, "frozen parameters when fine-tuning",
-                 docs=docs("2.2"))  # fmt: skip
-    pretrained.set_mode(model, "feature_extraction")
-    with pytest.raises(ValueError):
-        pretrained.set_mode(model, "freeze_all")
+def test_feature_extraction_and_finetune_modes():
+    o = observe(_observe_modes, ["feature_extraction", "finetune", "feature_extraction"])
+    numels, (fe, ft, fe_again) = o["numels"], o["flags"]
+    for flags, when in ((fe, ""), (fe_again, " (after finetune)")):
+        hint = "feature extraction: requires_grad False on model.features' parameters, True on all others"
+        expect_equal(_count(numels, flags, True), 54_575_114, "trainable parameters with "
+                     f"frozen features{when}", hint=hint, docs=docs("2.2"))  # fmt: skip
+        expect_equal(_count(numels, flags, False), 2_469_696, "frozen parameters (the "
+                     f"features){when}", hint=hint, docs=docs("2.2"))  # fmt: skip
+        frozen = sorted(n for n, f in flags.items() if n.startswith("classifier.") and not f)
+        expect(not frozen, f"classifier parameters{when}", "trainable", f"frozen: {frozen}",
+               hint="only model.features is frozen: the whole classifier trains",
+               docs=docs("2.2"))  # fmt: skip
+    frozen = sorted(n for n, f in ft.items() if not f)
+    expect_equal(_count(numels, ft, False), 0, "frozen parameters when fine-tuning (after "
+                 "feature_extraction)", hint=f"still frozen: {frozen[:4]}; 'finetune' must "
+                 "make every parameter trainable again", docs=docs("2.2"))  # fmt: skip
+    expect_raises(ValueError, lambda: observe(_observe_bad_mode, "freeze_all"),
+                  "set_mode(model, 'freeze_all')", hint="a mode other than "
+                  "'feature_extraction' or 'finetune' is a mistake to report, not to ignore",
+                  docs=docs("2.2"))  # fmt: skip
+
+
+# ---------------------------------------------------------------- task 2.3
+def _observe_preprocessing():
+    return pretrained.preprocessing()
 
 
 @pytest.mark.task("2.3", points=2)
 def test_preprocessing_is_the_weights_own():
-    p = pretrained.preprocessing()
+    p = observe(_observe_preprocessing)
+    expect(isinstance(p, dict) and {"mean", "std", "size"} <= set(p), "preprocessing()",
+           "a dict with keys 'mean', 'std', 'size'", repr(p)[:200],
+           hint="read the three values from WEIGHTS.transforms()", docs=docs("2.3"))  # fmt: skip
     expect_close(p["mean"], (0.485, 0.456, 0.406), "ImageNet mean", atol=1e-6,
                  hint="read it from AlexNet_Weights.IMAGENET1K_V1.transforms()",
                  docs=docs("2.3"))  # fmt: skip
-    expect_close(p["std"], (0.229, 0.224, 0.225), "ImageNet std", atol=1e-6, docs=docs("2.3"))
-    expect_equal(p["size"], 224, "input size (crop)", docs=docs("2.3"))
+    expect_close(p["std"], (0.229, 0.224, 0.225), "ImageNet std", atol=1e-6,
+                 hint="read it from AlexNet_Weights.IMAGENET1K_V1.transforms()",
+                 docs=docs("2.3"))  # fmt: skip
+    expect_equal(p["size"], 224, "input size (crop)",
+                 hint="the crop the network sees, not the size it resizes to first",
+                 docs=docs("2.3"))  # fmt: skip
+
+
+# ---------------------------------------------------------------- task 2.4
+def _observe_optimizer(modes, lr, backbone_lr):
+    m = _alexnet(10)
+    names = {id(p): name for name, p in m.named_parameters()}
+    seen = {}
+    for mode in modes:
+        if mode == "feature_extraction":
+            _freeze_features(m)
+        else:
+            m.requires_grad_(True)
+        opt = pretrained.make_optimizer(m, lr=lr, backbone_lr=backbone_lr)
+        seen[mode] = {
+            "type": type(opt).__name__,
+            "groups": [{"lr": g["lr"],
+                        "params": [names.get(id(p), f"<not a parameter of the model, shape "
+                                                    f"{tuple(p.shape)}>") for p in g["params"]],
+                        "shapes": [tuple(p.shape) for p in g["params"]]}
+                       for g in opt.param_groups],
+        }  # fmt: skip
+    return seen
 
 
 @pytest.mark.task("2.4", points=3)
-def test_two_parameter_groups(model):
-    for mode, groups in (("feature_extraction", 2), ("finetune", 2)):
-        pretrained.set_mode(model, mode)
-        opt = pretrained.make_optimizer(model, lr=1e-2, backbone_lr=1e-3)
-        lrs = [g["lr"] for g in opt.param_groups]
-        expect_equal(lrs, [1e-2, 1e-3][:groups], f"{mode}: learning rate per group (head, "
-                     "pretrained layers)", docs=docs("2.4"))  # fmt: skip
-        in_groups = [p for g in opt.param_groups for p in g["params"]]
-        ids = [id(p) for p in in_groups]
-        want = {id(p) for p in model.parameters() if p.requires_grad}
-        expect(len(ids) == len(set(ids)) and set(ids) == want, f"{mode}: parameters in the "
-               "optimizer", "every trainable parameter once, no frozen one",
-               f"{len(ids)} entries for {len(want)} trainable parameters", docs=docs("2.4"))
-        head = {id(p) for p in model.classifier[6].parameters()}
-        expect_equal({id(p) for p in opt.param_groups[0]["params"]}, head, "group 0 holds the "
-                     "new head (classifier[6]) only", docs=docs("2.4"))  # fmt: skip
-    pretrained.set_mode(model, "feature_extraction")
+def test_two_parameter_groups():
+    shapes = {k: tuple(v.shape) for k, v in _fake_state(SEED).items()}
+    shapes.update({"classifier.6.weight": (10, 4096), "classifier.6.bias": (10,)})
+    modes = ["feature_extraction", "finetune"]
+    o = observe(_observe_optimizer, modes, 1e-2, 1e-3)
+    for mode in modes:
+        groups = o[mode]["groups"]
+        lrs = [g["lr"] for g in groups]
+        expect_equal(lrs, [1e-2, 1e-3], f"{mode}: learning rate per group (head, pretrained "
+                     "layers)", hint="two parameter groups, each a dict with its 'params' and "
+                     "its 'lr': the head's first", docs=docs("2.4"))  # fmt: skip
+        listed = [n for g in groups for n in g["params"]]
+        want = {n for n in shapes if mode == "finetune" or not n.startswith("features.")}
+        expect(len(listed) == len(set(listed)) and set(listed) == want, f"{mode}: parameters "
+               "in the optimizer", "every trainable parameter once, no frozen one",
+               f"{len(listed)} entries for {len(want)} trainable parameters; extra: "
+               f"{sorted(set(listed) - want)[:3]}, missing: {sorted(want - set(listed))[:3]}",
+               hint="keep only parameters with requires_grad True, and put the head's in "
+               "group 0 only (tell tensors apart by id)", docs=docs("2.4"))  # fmt: skip
+        expect_equal(set(groups[0]["params"]), set(HEAD), f"{mode}: group 0 holds the new "
+                     "head (classifier[6]) only", hint="group 0: model.classifier[6]'s weight "
+                     "and bias, at lr", docs=docs("2.4"))  # fmt: skip
+        for g in groups:
+            expect_equal(g["shapes"], [shapes.get(n) for n in g["params"]], f"{mode}: "
+                         "parameter shapes in the optimizer", hint="the groups hold the "
+                         "model's own parameters, not copies", docs=docs("2.4"))  # fmt: skip
+
+
+# ---------------------------------------------------------------- task 2.5
+def _observe_finetune_trains(seed, head, x, y, epochs):
+    m = _start(seed, head)
+    _freeze_features(m)
+    m.eval()
+    opt = pretrained.make_optimizer(m, lr=1e-2, backbone_lr=1e-3)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)  # the dropout masks
+        losses = pretrained.finetune(m, [(x, y)], epochs=epochs, optimizer=opt, device="cpu")
+    return {"losses": list(losses), "training": m.training,
+            "features": {k: v for k, v in m.state_dict().items() if k.startswith("features.")},
+            "head": m.classifier[6].weight.detach()}  # fmt: skip
 
 
 @pytest.mark.task("2.5", points=3)
-def test_finetune_trains_the_head_and_keeps_frozen_features(fake_weights):
-    m = pretrained.build_model(num_classes=4)
+def test_finetune_trains_the_head_and_keeps_frozen_features():
     g = torch.Generator().manual_seed(0)
     x, y = torch.randn(8, 3, 64, 64, generator=g), torch.arange(8) % 4
-    feats = {k: v.clone() for k, v in m.features.state_dict().items()}
-    head = m.classifier[6].weight.detach().clone()
-    m.eval()
-    opt = pretrained.make_optimizer(m, lr=1e-2, backbone_lr=1e-3)
-    losses = pretrained.finetune(m, [(x, y)], epochs=8, optimizer=opt, device="cpu")
-    expect_equal(len(losses), 8, "finetune returns one loss per epoch", docs=docs("2.5"))
+    head = _head(1, 4)
+    o = observe(_observe_finetune_trains, SEED, head, x, y, 4)
+    losses = [float(v) for v in o["losses"]]
+    expect_equal(len(losses), 4, "finetune returns one loss per epoch",
+                 hint="append the epoch's mean loss once per epoch", docs=docs("2.5"))  # fmt: skip
     expect(losses[-1] < losses[0], "training loss", "falling", [round(v, 3) for v in losses],
+           hint="each step: zero_grad, forward, loss, backward, step", docs=docs("2.5"))  # fmt: skip
+    fake = _fake_state(SEED)
+    feats = o["features"]
+    expect(set(feats) == {k for k in fake if k.startswith("features.")}
+           and all(torch.equal(v, fake[k]) for k, v in feats.items()),
+           "frozen features after finetune", "unchanged", "changed",
+           hint="train with the optimizer you are given; leave requires_grad as it is",
            docs=docs("2.5"))  # fmt: skip
-    expect(all(torch.equal(v, m.features.state_dict()[k]) for k, v in feats.items()),
-           "frozen features after finetune", "unchanged", "changed", docs=docs("2.5"))
-    expect(not torch.equal(head, m.classifier[6].weight), "the new head after finetune",
-           "trained", "unchanged", docs=docs("2.5"))  # fmt: skip
-    expect(m.training, "model mode during finetune", "training", "eval", docs=docs("2.5"))
+    expect(not torch.equal(head["classifier.6.weight"], o["head"]), "the new head after "
+           "finetune", "trained", "unchanged", hint="optimizer.step() after loss.backward()",
+           docs=docs("2.5"))  # fmt: skip
+    expect(o["training"], "model mode during finetune", "training", "eval",
+           hint="the test hands the model over in eval mode: switch it to training mode",
+           docs=docs("2.5"))  # fmt: skip
 
 
-@pytest.mark.task("2.5", points=2)
-def test_finetune_matches_a_reference_loop(fake_weights):
-    import copy
-
-    m = pretrained.build_model(num_classes=4)
+def _observe_finetune_loop(seed, head, batches, lr, momentum, epochs):
+    m = _start(seed, head)
     for layer in m.classifier:
         if isinstance(layer, nn.Dropout):
             layer.p = 0.0  # no randomness: the two runs must agree exactly
-    ref = copy.deepcopy(m)
+    m.requires_grad_(False)  # only the head trains: no time spent on other gradients
+    m.classifier[6].requires_grad_(True)
+    opt = torch.optim.SGD(m.classifier[6].parameters(), lr=lr, momentum=momentum)
+    losses = pretrained.finetune(m, batches, epochs=epochs, optimizer=opt, device="cpu")
+    return {"losses": list(losses), "weight": m.classifier[6].weight.detach(),
+            "bias": m.classifier[6].bias.detach()}  # fmt: skip
+
+
+@pytest.mark.task("2.5", points=2)
+def test_finetune_matches_a_reference_loop():
     g = torch.Generator().manual_seed(1)
-    batches = [(torch.randn(4, 3, 64, 64, generator=g), torch.arange(4)) for _ in range(2)]
-    opt = torch.optim.SGD(m.classifier[6].parameters(), lr=0.05, momentum=0.9)
-    losses = pretrained.finetune(m, batches, epochs=2, optimizer=opt, device="cpu")
+    # two batches of different sizes, as a loader's last batch often is
+    batches = [(torch.randn(n, 3, 64, 64, generator=g), torch.arange(n)) for n in (4, 3)]
+    head = _head(2, 4)
+    o = observe(_observe_finetune_loop, SEED, head, batches, 0.05, 0.9, 2)
+    ref = _start(SEED, head)
+    for layer in ref.classifier:
+        if isinstance(layer, nn.Dropout):
+            layer.p = 0.0
+    ref.requires_grad_(False)
+    ref.classifier[6].requires_grad_(True)
+    ref.train()
     ref_opt = torch.optim.SGD(ref.classifier[6].parameters(), lr=0.05, momentum=0.9)
     ref_losses = []
     for _ in range(2):
@@ -181,20 +412,32 @@ def test_finetune_matches_a_reference_loop(fake_weights):
             loss.backward()
             ref_opt.step()
             total += loss.item() * len(y)
-        ref_losses.append(total / 8)
-    expect_close(losses, ref_losses, "finetune: mean loss per epoch against the reference "
-                 "loop", atol=1e-4, rtol=1e-4, docs=docs("2.5"))  # fmt: skip
-    expect_close(m.classifier[6].weight, ref.classifier[6].weight, "finetune: head weights "
-                 "after 2 epochs against the reference loop", atol=1e-5, rtol=1e-4,
-                 hint="each step: zero_grad, forward, loss, backward, step", docs=docs("2.5"))
+        ref_losses.append(total / 7)
+    expect_close(o["losses"], ref_losses, "finetune: mean loss per epoch against the reference "
+                 "loop", atol=1e-4, rtol=1e-4,
+                 hint="the epoch's loss is the mean over its samples: weight each batch's "
+                 "loss by its size (the last batch has 3 samples, not 4)",
+                 docs=docs("2.5"))  # fmt: skip
+    expect_close(o["weight"], ref.classifier[6].weight, "finetune: head weights after 2 "
+                 "epochs against the reference loop", atol=1e-5, rtol=1e-4,
+                 hint="each step: zero_grad, forward, loss, backward, step", docs=docs("2.5"))  # fmt: skip
+    expect_close(o["bias"], ref.classifier[6].bias, "finetune: head bias after 2 epochs "
+                 "against the reference loop", atol=1e-5, rtol=1e-4,
+                 hint="each step: zero_grad, forward, loss, backward, step", docs=docs("2.5"))  # fmt: skip
+
+
+def _observe_finetune_device(seed, head, x, y, device):
+    m = _start(seed, head)
+    opt = torch.optim.SGD(m.classifier[6].parameters(), lr=1e-3)
+    pretrained.finetune(m, [(x, y)], epochs=1, optimizer=opt, device=device)
+    return sorted({p.device.type for p in m.parameters()})
 
 
 @pytest.mark.task("2.5", points=1)
 @pytest.mark.gpu
-def test_finetune_moves_the_model_to_the_device(fake_weights):
-    m = pretrained.build_model(num_classes=4)
-    opt = pretrained.make_optimizer(m)
-    batch = [(torch.randn(4, 3, 64, 64), torch.arange(4))]
-    pretrained.finetune(m, batch, epochs=1, optimizer=opt, device="cuda")
-    expect_equal(next(m.parameters()).device.type, "cuda", "model device after finetune",
-                 docs=docs("2.5"))  # fmt: skip
+def test_finetune_moves_the_model_to_the_device():
+    g = torch.Generator().manual_seed(3)
+    x, y = torch.randn(4, 3, 64, 64, generator=g), torch.arange(4)
+    o = observe(_observe_finetune_device, SEED, _head(3, 4), x, y, "cuda")
+    expect_equal(o, ["cuda"], "device of the model's parameters after finetune",
+                 hint="model.to(device), and each batch with it", docs=docs("2.5"))  # fmt: skip
