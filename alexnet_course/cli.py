@@ -120,8 +120,27 @@ def cmd_release(args: argparse.Namespace) -> int:
     from alexnet_course.grading.grader import release
     from alexnet_course.grading.learner import course_root
 
-    stubs = release(args.course or course_root(), args.out)
+    course = args.course or course_root()
+    stubs = release(course, args.out)
     print(f"wrote the learner release to {args.out} ({len(stubs)} stub files, no solutions)")
+    if args.classroom:
+        from alexnet_course.grading.autograder import add_classroom
+
+        wf = add_classroom(course, args.out)
+        print(f"GitHub Classroom workflow: {wf} (feedback in the learner's repository, not "
+              "proof: grade marks that count with Gradescope or alexnet-course grade)")
+    return 0
+
+
+def cmd_autograder(args: argparse.Namespace) -> int:
+    from alexnet_course.grading.autograder import build_autograder
+    from alexnet_course.grading.learner import course_root
+
+    names = build_autograder(args.course or course_root(), args.lessons, args.out,
+                             hidden=args.hidden, timeout=args.timeout)  # fmt: skip
+    print(f"wrote Gradescope's autograder bundle {args.out} ({len(names)} files: setup.sh, "
+          "run_autograder, the course without solutions"
+          f"{', hidden tests' if args.hidden else ''})")
     return 0
 
 
@@ -190,7 +209,19 @@ def build_parser() -> argparse.ArgumentParser:
     rel = sub.add_parser("release", help="write the learner's copy of the course (no solutions)")
     rel.add_argument("out", type=Path)
     rel.add_argument("--course", type=Path, default=None, help="default: this checkout")
+    rel.add_argument("--classroom", action="store_true",
+                     help="add .github/workflows/classroom.yml (GitHub Classroom autograding: "
+                          "one step per task)")  # fmt: skip
     rel.set_defaults(func=cmd_release)
+
+    ag = sub.add_parser("autograder", help="build Gradescope's autograder bundle (a .zip)")
+    ag.add_argument("lessons", nargs="+", metavar="LESSON", help="lesson folders, e.g. 03_torch_scratch")
+    ag.add_argument("--out", type=Path, required=True, help="the .zip to write")
+    ag.add_argument("--hidden", type=Path, default=None,
+                    help="hidden tests: DIR/NN_name/test_*.py (graded after_published)")
+    ag.add_argument("--timeout", type=float, default=120.0, help="seconds per test (default 120)")
+    ag.add_argument("--course", type=Path, default=None, help="default: this checkout")
+    ag.set_defaults(func=cmd_autograder)
 
     bench = sub.add_parser("bench", help="the seed notebook's input pipeline against the "
                            "course's: training images/second and their ratio")  # fmt: skip

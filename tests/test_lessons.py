@@ -20,7 +20,7 @@ def test_graded_suite_passes_on_the_solution(lesson, tmp_path):
     rc, res, out = run_pytest(ROOT / "lessons" / lesson, "--solutions", results=tmp_path / "r.json")
     seconds = time.perf_counter() - t0
     assert rc == 0, out[-3000:]
-    failed = [t["name"] for t in res["tests"] if t["status"] == "failed"]
+    failed = [t["name"] for t in res["tests"] if t.get("status") == "failed"]
     assert not failed and res["score"] == res["max_score"] > 0, out[-3000:]
     assert f"{lesson}: {res['score']:g}/{res['max_score']:g}" in out
     print(f"{lesson} --solutions: {len(res['tests'])} graded tests in {seconds:.1f} s")
@@ -30,7 +30,7 @@ def test_graded_suite_passes_on_the_solution(lesson, tmp_path):
 def test_graded_suite_fails_every_test_on_the_stubs(lesson, tmp_path):
     rc, res, out = run_pytest(ROOT / "lessons" / lesson, results=tmp_path / "r.json")
     assert rc == 1, out[-2000:]
-    graded = [t for t in res["tests"] if t["status"] != "skipped"]
+    graded = [t for t in res["tests"] if "status" in t]  # a GPU test not run here has none
     passing = [t["name"] for t in graded if t["status"] != "failed"]
     assert graded and not passing, passing
     assert res["score"] == 0
@@ -65,7 +65,7 @@ def test_every_typical_mistake_is_caught(lesson, tmp_path):
         rc, res, out = run_pytest(target, "-x", "--benchmark-disable",
                                   results=tmp_path / f"{mutant[0]}.json",
                                   env={"OMP_NUM_THREADS": "1"})  # two at a time on 2 cores
-        failed = [t["name"] for t in res.get("tests", []) if t["status"] == "failed"]
+        failed = [t["name"] for t in res.get("tests", []) if t.get("status") == "failed"]
         return mutant[0], rc, failed, out
 
     with ThreadPoolExecutor(max_workers=2) as pool:

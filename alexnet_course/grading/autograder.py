@@ -148,14 +148,14 @@ jobs:
     if: github.actor != 'github-classroom[bot]'
     steps:
       - name: Checkout code
-        uses: actions/checkout@v4
+        uses: actions/checkout@v5
       - name: Set up Python
-        uses: actions/setup-python@v5
+        uses: actions/setup-python@v6
         with:
           python-version: '3.11'
       - name: Cache the virtual environment
         id: venv-cache
-        uses: actions/cache@v4
+        uses: actions/cache@v5
         with:
           path: .venv
           key: venv-${{{{ runner.os }}}}-py311-${{{{ hashFiles('pyproject.toml', '.github/constraints.txt') }}}}
@@ -288,6 +288,9 @@ def run(root: Path, echo=print) -> dict:
             data = json.loads((Path(tmp) / "out" / res.name / "results.json").read_text())
     except (CourseError, OSError) as e:
         data = {"score": 0.0, "tests": [], "output": f"could not grade this submission: {e}"}
+    # Gradescope's format has no top-level maximum: keep it under extra_data
+    if "max_score" in data:
+        data.setdefault("extra_data", {})["max_score"] = data.pop("max_score")
     data["execution_time"] = round(time.time() - t0, 2)
     data.setdefault("stdout_visibility", "hidden")
     if notes:
@@ -307,7 +310,8 @@ def _main(argv: list[str]) -> int:
     r.add_argument("--root", type=Path, default=Path(os.environ.get("AUTOGRADER_ROOT", "/autograder")))
     args = p.parse_args(argv)
     data = run(args.root)
-    print(f"score {data.get('score', 0):g}/{data.get('max_score', 0):g}")
+    top = data.get("extra_data", {}).get("max_score", 0)
+    print(f"score {data.get('score', 0):g}/{top:g}")
     return 0
 
 
