@@ -219,3 +219,58 @@ def test_cpu_run_without_bf16_trains_in_fp32_and_records_it(tmp_path, monkeypatc
     assert set(res["settings"]["step_seconds"]) == {"fp32", "fp32+channels_last"}
     assert res["provenance"]["precision"].startswith("fp32")
     assert not seen
+
+
+def test_a_budget_scales_every_arm_alike():
+    """Epochs first, then the share of training images; the same for every arm, whatever
+    each arm's own speed; the estimate fits the budget."""
+    from alexnet_course.compare import plan
+
+    steps = {"torch-scratch": 0.5, "torch-tv-scratch": 0.4, "keras-scratch": 0.8}
+    costs = plan.arm_costs(list(steps), steps, n_train=45000, n_val=5000, n_test=10000,
+                           batch_size=128, keras_train_eval=5000)  # fmt: skip
+    full = plan.make_plan(costs, epochs=3, n_train=45000, budget_minutes=None)
+    assert full.epochs == 3 and full.train_images == 45000
+    roomy = plan.make_plan(costs, epochs=3, n_train=45000, budget_minutes=full.estimated_total_seconds)
+    assert (roomy.epochs, roomy.train_images) == (3, 45000)
+    two = plan.make_plan(costs, epochs=3, n_train=45000,
+                         budget_minutes=(full.estimated_total_seconds * 0.7 + 30) / 60 / 0.9)
+    assert (two.epochs, two.train_images) == (2, 45000) and "3 -> 2" in two.scale
+    tight = plan.make_plan(costs, epochs=3, n_train=45000, budget_minutes=10)
+    assert tight.epochs == 1 and 0 < tight.train_images < 45000
+    assert tight.estimated_total_seconds <= 10 * 60 * plan.SAFETY - plan.REPORT_SECONDS
+    assert set(tight.estimated_seconds) == set(steps)
+    with pytest.raises(ValueError, match="too small"):
+        plan.make_plan(costs, epochs=3, n_train=45000, budget_minutes=0.5)
+
+
+def test_budget_run_records_the_same_scaling_for_every_arm_and_what_ran(tmp_path, monkeypatch):
+    """compare --budget-minutes on the smoke profile, with measured steps replaced by slow
+    ones so that the budget bites: each arm ran the planned epochs on the planned images,
+    and its results.json says so, with the settings it trained with."""
+    from alexnet_course.compare import runner, settings
+
+    def slow(make_model, device, **kw):
+        return {"autocast": None, "channels_last": False, "bf16_supported": False, "threads": 1,
+                "step_seconds": {"fp32": 2.0, "fp32+channels_last": 2.5}, "reason": "test"}
+
+    monkeypatch.setattr(settings, "measure_settings", slow)
+    monkeypatch.setattr(runner, "_keras_step", lambda *a: 2.5)
+    out = tmp_path / "run"
+    arms = "torch-scratch,keras-scratch"
+    assert main(["compare", "--profile", "smoke", "--out", str(out), "--no-download",
+                 "--arms", arms, "--budget-minutes", "2"]) == 0  # fmt: skip
+    plans, ran = [], []
+    for arm in arms.split(","):
+        res = json.loads((out / arm / "results.json").read_text())
+        assert res["status"] == "ok", res.get("traceback")
+        plans.append(res["plan"])
+        ran.append((len(res["history"]["val_accuracy"]), res["provenance"]["split"]["train"]))
+        if arm.startswith("torch"):
+            assert res["settings"]["autocast"] is None and res["settings"]["channels_last"] is False
+            assert res["provenance"]["precision"].startswith("fp32")
+    assert all(p == plans[0] for p in plans)
+    p = plans[0]
+    assert p["budget_minutes"] == 2 and p["scale"] != "none"
+    assert all(r == (p["epochs"], p["train_images"]) for r in ran), (ran, p)
+    assert p["epochs"] == 1 and p["train_images"] < p["train_images_unscaled"] == 500

@@ -31,9 +31,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from alexnet_course import CourseError, __version__
+from alexnet_course.compare import plan as plan_mod
 
 ARMS = ("torch-scratch", "torch-tv-scratch", "torch-pretrained", "keras-scratch",
         "keras-pretrained")  # fmt: skip
+LIVE_ESTIMATE_AFTER = 5  # batches: then each arm prints its expected time
 TRAIN_EVAL_IMAGES = 5000  # keras arms: training accuracy measured on this many training images
 TRAIN_ACCURACY_KIND = {
     "torch": "running accuracy over the epoch's batches (training mode, augmented)",
@@ -105,6 +107,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="never download CIFAR-10 or weights (fail or skip instead)")
     p.add_argument("--data-label", default=None,
                    help='how results name the data, e.g. "CIFAR-10 (JPEG copy)"')
+    p.add_argument("--budget-minutes", type=float, default=None, metavar="M",
+                   help="fit the whole run into M minutes on this machine: every arm's epochs "
+                        "(then training images) are scaled alike, from steps measured first")
     p.add_argument("--resume", action="store_true",
                    help="continue each arm from its last per-epoch checkpoint in --out")
 
@@ -288,7 +293,7 @@ def run_torch_arm(arm: str, args, profile: Profile, data, device, folder: Path) 
     else:
         opt = torch.optim.SGD(model.parameters(), lr=profile.lr, momentum=0.9,
                               weight_decay=5e-4)  # fmt: skip
-    epochs = args.epochs or profile.epochs
+    epochs = _epochs(args, profile)
     total = epochs * len(tr)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: lr_factor(s, total, profile.warmup))
@@ -316,10 +321,14 @@ def run_torch_arm(arm: str, args, profile: Profile, data, device, folder: Path) 
             self.loader, self.bar = loader, bar
 
         def __iter__(self):
-            for x, y in self.loader:
+            t0 = time.perf_counter()
+            for i, (x, y) in enumerate(self.loader, 1):
                 yield x, y
                 sched.step()
                 self.bar.update(1)
+                if i == LIVE_ESTIMATE_AFTER and epoch == start:
+                    _live_estimate(arm, (time.perf_counter() - t0) / i, len(tr), epochs - start,
+                                   args.plan)  # fmt: skip
 
     for epoch in range(start, epochs):
         tr.set_epoch(epoch)
@@ -356,9 +365,18 @@ def torch_settings(args, profile: Profile, data, device) -> dict:
     :mod:`alexnet_course.compare.settings`); every torch arm then trains with them."""
     from alexnet_course.compare import settings as st
 
-    if not profile.tune:
+    if not profile.tune and args.budget_minutes is None:
         return st.fixed_settings(device, bf16=profile.bf16,
                                  reason=f"profile {profile.name}: not measured")
+    if not profile.tune:  # a budget needs a measured step; the profile's precision stays
+        chosen = st.measure_settings(lambda: scratch_torch_alexnet(profile, data.num_classes,
+                                                                   args.impl),
+                                     device, batch_size=profile.batch_size,
+                                     size=profile.input_size, allow_bf16=False, rounds=1)  # fmt: skip
+        chosen.update(autocast=None, channels_last=False,
+                      reason=f"profile {profile.name}: fp32, contiguous (measured for the budget)")
+        chosen["step_seconds"]["chosen"] = chosen["step_seconds"]["fp32"]
+        return chosen
     print("measuring training settings (precision, memory format) on this machine ...")
 
     def make():
@@ -367,6 +385,7 @@ def torch_settings(args, profile: Profile, data, device) -> dict:
     chosen = st.measure_settings(make, device, batch_size=profile.batch_size,
                                  size=profile.input_size, allow_bf16=profile.bf16)
     print(f"  {chosen['reason']}")
+    chosen["step_seconds"]["chosen"] = chosen["step_seconds"][st.describe_key(chosen)]
     return chosen
 
 
@@ -406,7 +425,7 @@ def run_keras_arm(arm: str, args, profile: Profile, data, device, folder: Path) 
     te = make_dataset(data.test, **kw)
     n_eval = min(len(data.train), TRAIN_EVAL_IMAGES)
     tr_eval = make_dataset(Split(data.train.images[:n_eval], data.train.labels[:n_eval]), **kw)
-    epochs = args.epochs or profile.epochs
+    epochs = _epochs(args, profile)
     steps = -(-len(data.train) // profile.batch_size)
     opt = keras.optimizers.SGD(_KerasSchedule(profile.lr, epochs * steps, profile.warmup),
                                momentum=0.9, weight_decay=5e-4)  # fmt: skip
@@ -426,11 +445,14 @@ def run_keras_arm(arm: str, args, profile: Profile, data, device, folder: Path) 
         t0 = time.perf_counter()
         total, seen = 0.0, 0
         with _progress(steps, f"{arm} epoch {epoch + 1}/{epochs}") as bar:
-            for x, y in tr:
+            for i, (x, y) in enumerate(tr, 1):
                 loss = float(step(x, y))
                 total += loss * len(y)
                 seen += len(y)
                 bar.update(1)
+                if i == LIVE_ESTIMATE_AFTER and epoch == start:
+                    _live_estimate(arm, (time.perf_counter() - t0) / i, steps, epochs - start,
+                                   args.plan)  # fmt: skip
                 bar.set_postfix(loss=f"{total / seen:.3f}")
             seconds = time.perf_counter() - t0
             # lesson 04's step returns the loss only, so the training accuracy of the keras
@@ -516,6 +538,100 @@ def _sample_grid(args, data, path: Path) -> None:
         print(f"sample grid skipped: {e}")
 
 
+# ---------------------------------------------------------------- time: estimate and budget
+def _epochs(args, profile: Profile) -> int:
+    if getattr(args, "plan", None) is not None:
+        return args.plan.epochs
+    return args.epochs or profile.epochs
+
+
+def _live_estimate(arm: str, step_s: float, steps: int, epochs: int, plan) -> None:
+    left = step_s * steps * epochs * (1 + 0.15)  # evaluation passes: ~15% on top
+    planned = plan.estimated_seconds.get(arm) if plan is not None else None
+    note = f" (planned ~{planned / 60:.1f} min)" if planned else ""
+    print(f"\n[{arm}] {1 / step_s:.2f} batch/s after {LIVE_ESTIMATE_AFTER} batches: this arm "
+          f"needs ~{left / 60:.1f} min more{note}", flush=True)
+
+
+def _runnable(arm: str, args) -> bool:
+    """Whether ``arm`` will run (not be skipped for missing weights or TensorFlow)."""
+    import importlib.util
+
+    if arm.startswith("keras") and importlib.util.find_spec("tensorflow") is None:
+        return False
+    if arm.endswith("pretrained") and args.no_download:
+        import torchvision
+
+        from alexnet_course.weights import cached_path
+
+        return cached_path(torchvision.models.AlexNet_Weights.IMAGENET1K_V1).is_file()
+    return True
+
+
+def _keras_step(args, profile: Profile, data) -> float:
+    """One training step of lesson 04's Keras AlexNet, measured (the Keras arms' rate)."""
+    import numpy as np
+
+    from alexnet_course.grading.learner import load_lesson_module
+
+    ka = load_lesson_module("04_keras_scratch", "keras_alexnet", args.impl)
+    kt = load_lesson_module("04_keras_scratch", "keras_train", args.impl)
+    import keras
+
+    model = ka.build_alexnet(data.num_classes, profile.norm, profile.input_size)
+    opt = keras.optimizers.SGD(1e-4, momentum=0.9)
+    rng = np.random.default_rng(0)
+    x = rng.random((profile.batch_size, profile.input_size, profile.input_size, 3), np.float32)
+    y = rng.integers(0, data.num_classes, profile.batch_size)
+    return plan_mod.keras_step_seconds(model, opt, kt.make_train_step, x, y)
+
+
+def plan_arms(args, profile: Profile, data, device, arms: list[str], started: float):
+    """Estimate every runnable arm's time from measured steps; with ``--budget-minutes``,
+    scale the epochs (then the training images) of every arm alike to fit it."""
+    torch_step = (args.torch_settings or {}).get("step_seconds", {}).get("chosen")
+    if torch_step is None:
+        return None
+    runnable = [a for a in arms if _runnable(a, args)]
+    steps = {a: torch_step for a in runnable if a.startswith("torch")}
+    keras_arms = [a for a in runnable if a.startswith("keras")]
+    if keras_arms:
+        print("measuring a Keras training step ...")
+        k = _keras_step(args, profile, data)
+        steps.update({a: k for a in keras_arms})
+    costs = plan_mod.arm_costs(runnable, steps, n_train=len(data.train), n_val=len(data.val),
+                               n_test=len(data.test), batch_size=profile.batch_size,
+                               keras_train_eval=min(len(data.train), TRAIN_EVAL_IMAGES))  # fmt: skip
+    try:
+        plan = plan_mod.make_plan(costs, epochs=args.epochs or profile.epochs,
+                                  n_train=len(data.train), budget_minutes=args.budget_minutes,
+                                  spent_seconds=time.perf_counter() - started)  # fmt: skip
+    except ValueError as e:
+        raise CourseError(str(e)) from None
+    print(plan_mod.describe(plan), flush=True)
+    return plan
+
+
+def _fewer_training_images(data, n: int, seed: int):
+    """The same ``n`` training images for every arm: a seeded draw, each class kept in its
+    share (a stratified subset)."""
+    import dataclasses
+
+    import numpy as np
+
+    from alexnet_course.data.cifar10 import Split
+
+    rng = np.random.default_rng(seed)
+    labels = data.train.labels
+    perm = rng.permutation(len(labels))
+    rank = np.empty(len(labels))  # position within its class, as a share of the class
+    for c in np.unique(labels):
+        idx = perm[labels[perm] == c]
+        rank[idx] = (np.arange(len(idx)) + 0.5) / len(idx)
+    keep = np.sort(np.argsort(rank, kind="stable")[:n])
+    return dataclasses.replace(data, train=Split(data.train.images[keep], labels[keep]))
+
+
 # ---------------------------------------------------------------- the command
 def run_compare(args: argparse.Namespace) -> int:
     import torch
@@ -536,11 +652,15 @@ def run_compare(args: argparse.Namespace) -> int:
     if name == "gpu" and device.type != "cuda":
         raise CourseError("--profile gpu needs a CUDA GPU; none was found (use --profile cpu)")
     args.out.mkdir(parents=True, exist_ok=True)
+    t_start = time.perf_counter()
     seed_everything(args.seed)
     data = _load_data(args, profile)
     args.torch_settings = None
     if any(a.startswith("torch") for a in arms):
         args.torch_settings = torch_settings(args, profile, data, device)
+    args.plan = plan_arms(args, profile, data, device, arms, started=t_start)
+    if args.plan is not None and args.plan.train_images < len(data.train):
+        data = _fewer_training_images(data, args.plan.train_images, args.seed)
     prov = provenance(args, profile, data, device)
     print(f"alexnet-course compare: profile {name}, device {device}, {prov['data_source']} "
           f"({len(data.train)} train / {len(data.val)} val / {len(data.test)} test), "
@@ -565,6 +685,8 @@ def run_compare(args: argparse.Namespace) -> int:
                    "traceback": traceback.format_exc()[-4000:]}  # fmt: skip
             print(f"[{arm}] failed: {type(e).__name__}: {e}")
         res["wall_seconds"] = time.perf_counter() - t0
+        if args.plan is not None:
+            res["plan"] = args.plan.record()
         res["provenance"] = prov
         tmp = folder / "results.json.tmp"
         tmp.write_text(json.dumps(res, indent=2))

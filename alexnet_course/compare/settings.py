@@ -129,6 +129,12 @@ def fixed_settings(device, *, bf16: bool, reason: str) -> dict:
             "step_seconds": {}, "reason": reason}  # fmt: skip
 
 
+def describe_key(settings: dict) -> str:
+    """The candidate name of ``settings`` in ``step_seconds`` ("bf16+channels_last", ...)."""
+    name = "bf16" if settings["autocast"] == "bf16" else "fp32"
+    return name + ("+channels_last" if settings["channels_last"] else "")
+
+
 def describe(settings: dict) -> str:
     parts = ["bf16 autocast" if settings["autocast"] == "bf16" else "fp32"]
     if settings["channels_last"]:
