@@ -96,7 +96,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     impl = args.impl or ("solutions" if (course_root() / "solutions").is_dir() else "lessons")
     data = load_cifar10(args.data_dir, val_size=0, download=not args.no_download)
     result = run_bench(data, impl=impl, steps=args.steps, batch_size=args.batch_size,
-                       size=args.size)  # fmt: skip
+                       size=args.size, rounds=args.rounds, allow_bf16=not args.no_bf16,
+                       compile=args.compile)  # fmt: skip
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(result, indent=2))
@@ -232,6 +233,12 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--impl", choices=("solutions", "lessons"), default=None,
                        help="whose AlexNet to train (default: solutions where they exist)")
     bench.add_argument("--no-download", action="store_true", help="never download CIFAR-10")
+    bench.add_argument("--rounds", type=int, default=2,
+                       help="interleaved rounds; each variant keeps its best (default 2)")
+    bench.add_argument("--no-bf16", action="store_true",
+                       help="leave bf16 out (what a CPU without bf16 units runs)")
+    bench.add_argument("--compile", action="store_true",
+                       help="also measure torch.compile (and report its compile time)")
     bench.add_argument("--out", type=Path, default=None, help="also write the numbers as JSON")
     bench.set_defaults(func=cmd_bench)
 

@@ -94,6 +94,13 @@ def test_bench_prints_both_pipelines_and_the_ratio(tmp_path, capsys):
     assert "seed pipeline" in out and "reference pipeline" in out and "ratio:" in out
     res = json.loads((tmp_path / "bench.json").read_text())
     assert res["ratio"] > 0 and res["seed_images_per_s"] > 0
+    # each setting's contribution, as its own ratio to the seed pipeline
+    assert {"seed", "pipeline", "+channels_last"} <= set(res["ratio_to_seed"])
+    assert res["reference"] in res["ratio_to_seed"] and "+channels_last" in out
+    assert main(["bench", "--data-dir", str(tmp_path), "--steps", "1", "--batch-size", "4",
+                 "--size", "67", "--rounds", "1", "--no-bf16", "--out",
+                 str(tmp_path / "b2.json")]) == 0  # fmt: skip
+    assert "+bf16" not in json.loads((tmp_path / "b2.json").read_text())["ratio_to_seed"]
 
 
 def test_bf16_forward_sees_every_steps_weights():

@@ -1,15 +1,20 @@
-"""``alexnet-course bench``: the seed notebook's input pipeline against the course's.
+"""``alexnet-course bench``: the seed notebook's input pipeline against the course's, and
+what each setting of the reference path contributes, in one run.
 
-Both train the same model (lesson 03's AlexNet) on the same device for the same number of
-steps, in the same run:
+All variants train the same model (lesson 03's AlexNet, ``norm='batch'``) on the same
+device for the same number of steps, measured in interleaved rounds (each keeps its best
+round, so a noisy neighbour hits them alike):
 
-* seed: a ``DataLoader`` with 2 workers over PIL images, ``Resize(224)``, ``ToTensor()``,
-  ``Normalize(0.5, 0.5)``, fp32 — what the seed notebook did;
-* reference: uint8 batches kept on the device, resized and normalised there as whole
-  batches (:class:`alexnet_course.data.torch_pipeline.TorchBatches`), bf16 autocast where
-  the device supports it, ``channels_last`` on CUDA.
+* ``seed``: a ``DataLoader`` with 2 workers over PIL images, ``Resize``, ``ToTensor()``,
+  ``Normalize(0.5, 0.5)``, fp32, contiguous: what the seed notebook did;
+* ``pipeline``: uint8 batches kept on the device, resized and normalised there as whole
+  batches (:class:`alexnet_course.data.torch_pipeline.TorchBatches`), fp32, contiguous;
+* ``+channels_last``: the same, in ``channels_last`` memory format;
+* ``+bf16``: and bf16 autocast, only where the hardware has bf16 units;
+* ``+compile``: and ``torch.compile`` (with ``--compile``; its compile time is reported).
 
-It prints training images/second for both and their ratio.
+Each variant is reported as images/second and as a ratio to ``seed``; the reference step
+is the fastest variant, which is what ``compare`` would choose here.
 """
 
 from __future__ import annotations
@@ -64,11 +69,14 @@ def _time_steps(model, batches, steps: int, device, bf16: bool) -> float:
 
 
 def run_bench(data, *, impl: str, steps: int = 5, batch_size: int = 32, size: int = 224,
+              rounds: int = 2, allow_bf16: bool = True, compile: bool = False,
               echo=print) -> dict:  # fmt: skip
-    """Measure both pipelines; returns images/second for each and the ratio."""
+    """Measure every variant; returns images/second and the ratio to ``seed`` for each."""
     import torch
 
+    from alexnet_course.compare.settings import bf16_supported
     from alexnet_course.data import CIFAR10_MEAN, CIFAR10_STD
+    from alexnet_course.data.cifar10 import Split
     from alexnet_course.data.torch_pipeline import TorchBatches
     from alexnet_course.device import pick_device, seed_everything
     from alexnet_course.grading.learner import load_lesson_module
@@ -79,33 +87,62 @@ def run_bench(data, *, impl: str, steps: int = 5, batch_size: int = 32, size: in
     images, labels = data.train.images[:n], data.train.labels[:n]
     if len(labels) < n:
         raise ValueError(f"bench needs {n} training images, the data has {len(labels)}")
-    seed_everything(0)
-    model = alexnet.AlexNet(num_classes=data.num_classes, norm="batch").to(device)
-    seed_t = _time_steps(model, _seed_loader(images, labels, batch_size, size), steps, device,
-                         bf16=False)  # fmt: skip
-    from alexnet_course.data.cifar10 import Split
-
-    cl = device.type == "cuda"
-    ref_model = alexnet.AlexNet(num_classes=data.num_classes, norm="batch").to(device)
-    if cl:
-        ref_model = ref_model.to(memory_format=torch.channels_last)
-    batches = TorchBatches(Split(images, labels), batch_size=batch_size, mean=CIFAR10_MEAN,
-                           std=CIFAR10_STD, size=size, train=True, device=device,
-                           channels_last=cl, drop_last=True)  # fmt: skip
-    from alexnet_course.compare.settings import bf16_supported
-
-    bf16 = bf16_supported(device)
-    ref_t = _time_steps(ref_model, batches, steps, device, bf16=bf16)
-    seed_ips, ref_ips = steps * batch_size / seed_t, steps * batch_size / ref_t
+    bf16 = allow_bf16 and bf16_supported(device)
+    variants = [("seed", {}), ("pipeline", {"cl": False}), ("+channels_last", {"cl": True})]
+    if bf16:
+        variants.append(("+bf16", {"cl": True, "bf16": True}))
+    if compile:
+        variants.append(("+compile", {"cl": True, "bf16": bf16, "compile": True}))
+    models, compile_s = {}, None
+    for name, v in variants:
+        seed_everything(0)
+        m = alexnet.AlexNet(num_classes=data.num_classes, norm="batch").to(device)
+        if v.get("cl"):
+            m = m.to(memory_format=torch.channels_last)
+        if v.get("compile"):
+            t0 = time.perf_counter()
+            m = torch.compile(m)
+            batches = _ref_batches(TorchBatches, Split, images, labels, batch_size, size,
+                                   device, True, CIFAR10_MEAN, CIFAR10_STD)  # fmt: skip
+            _time_steps(m, batches, 0, device, bf16=v.get("bf16", False))  # compiles
+            compile_s = time.perf_counter() - t0
+        models[name] = m
+    best: dict[str, float] = {}
+    for _ in range(rounds):
+        for name, v in variants:
+            if name == "seed":
+                batches = _seed_loader(images, labels, batch_size, size)
+            else:
+                batches = _ref_batches(TorchBatches, Split, images, labels, batch_size, size,
+                                       device, v.get("cl", False), CIFAR10_MEAN, CIFAR10_STD)  # fmt: skip
+            t = _time_steps(models[name], batches, steps, device, bf16=v.get("bf16", False))
+            best[name] = min(best.get(name, float("inf")), t)
+    ips = {name: steps * batch_size / t for name, t in best.items()}
+    ratios = {name: ips[name] / ips["seed"] for name in ips}
+    reference = max((k for k in ips if k != "seed"), key=ips.get)
     result = {"device": str(device), "steps": steps, "batch_size": batch_size, "size": size,
-              "seed_images_per_s": seed_ips, "reference_images_per_s": ref_ips,
-              "reference_precision": "bf16 autocast" if bf16 else "fp32",
-              "ratio": ref_ips / seed_ips}  # fmt: skip
+              "rounds": rounds, "bf16_supported": bf16_supported(device),
+              "images_per_s": ips, "ratio_to_seed": ratios, "reference": reference,
+              "seed_images_per_s": ips["seed"], "reference_images_per_s": ips[reference],
+              "ratio": ratios[reference], "compile_seconds": compile_s}  # fmt: skip
     echo(f"device {device}, {steps} training steps of batch {batch_size} at {size} px, "
-         f"lesson 03's AlexNet (norm='batch')")
-    echo(f"  seed pipeline (PIL Resize + ToTensor + Normalize, DataLoader 2 workers, fp32): "
-         f"{seed_ips:.1f} images/s")  # fmt: skip
-    echo(f"  reference pipeline (batches on the device, {result['reference_precision']}): "
-         f"{ref_ips:.1f} images/s")  # fmt: skip
-    echo(f"  ratio: {result['ratio']:.2f}x")
+         f"lesson 03's AlexNet (norm='batch'), best of {rounds} interleaved rounds")
+    echo(f"  {'variant':<16}{'images/s':>10}{'x seed':>9}{'x previous':>12}")
+    prev = None
+    for name, _ in variants:
+        step_gain = "" if prev is None else f"{ips[name] / ips[prev]:.2f}x"
+        echo(f"  {name:<16}{ips[name]:>10.1f}{ratios[name]:>8.2f}x{step_gain:>12}")
+        prev = name
+    if not bf16:
+        echo(f"  (+bf16 not measured: {'not allowed' if not allow_bf16 else 'no bf16 units here'})")
+    if compile_s is not None:
+        echo(f"  (torch.compile took {compile_s:.0f} s before its first step)")
+    echo(f"  seed pipeline: {ips['seed']:.1f} images/s; reference pipeline ({reference}): "
+         f"{ips[reference]:.1f} images/s; ratio: {ratios[reference]:.2f}x")
     return result
+
+
+def _ref_batches(TorchBatches, Split, images, labels, batch_size, size, device, cl, mean, std):
+    return TorchBatches(Split(images, labels), batch_size=batch_size, mean=mean, std=std,
+                        size=size, train=True, device=device, channels_last=cl,
+                        drop_last=True)  # fmt: skip
