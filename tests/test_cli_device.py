@@ -38,6 +38,22 @@ def test_data_dir_from_environment(tmp_path, capsys, monkeypatch):
     assert str(tmp_path) in capsys.readouterr().out
 
 
+def test_compare_without_data_says_what_to_do_and_leaves_nothing(tmp_path, monkeypatch):
+    import torchvision.datasets.utils as tvu
+
+    def offline(*a, **k):
+        raise OSError("no network")
+
+    monkeypatch.setattr(tvu, "download_and_extract_archive", offline)
+    work = tmp_path / "fresh"
+    work.mkdir()
+    from alexnet_course.cli import main
+
+    rc = main(["compare", "--data-dir", str(work / "data"), "--out", str(work / "runs" / "compare"),
+               "--arms", "torch-scratch"])  # fmt: skip
+    assert rc == 2 and list(work.iterdir()) == []
+
+
 def test_errors_are_one_line_with_status_2(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "alexnet_course", "data", "info", "--data-dir",
                            str(tmp_path / "missing")], capture_output=True, text=True)  # fmt: skip

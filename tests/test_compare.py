@@ -84,6 +84,10 @@ def test_interrupted_run_resumes_to_the_same_result(tmp_path, capsys, monkeypatc
     assert resumed["history"]["val_accuracy"] == whole["history"]["val_accuracy"]
     assert resumed["test_accuracy"] == whole["test_accuracy"]
     assert main([*common[:-1], "3", "--out", str(out), "--resume"]) == 2  # other epochs
+    # a finished arm keeps no checkpoint (it serves no --resume), and --resume keeps it as is
+    assert not list((out / "torch-scratch").glob("checkpoint*"))
+    assert main([*common, "--out", str(out), "--resume"]) == 0
+    assert "already finished" in capsys.readouterr().out
 
 
 def test_bench_prints_both_pipelines_and_the_ratio(tmp_path, capsys):

@@ -67,7 +67,10 @@ def test_missing_folder_without_download_says_where_it_looked(tmp_path):
     with pytest.raises(DataError) as e:
         load_cifar10(tmp_path / "nowhere")
     msg = str(e.value)
-    assert "nowhere/cifar-10-batches-py" in msg and "--download" in msg and "\n" not in msg
+    assert "nowhere/cifar-10-batches-py" in msg and "\n" not in msg
+    # every command the message names exists (the README once named a missing flag)
+    assert "alexnet-course data download" in msg and "PROFILE=smoke" in msg
+    assert "alexnet-course data synth DIR" in msg
 
 
 def test_download_failure_is_one_clear_line_and_deletes_nothing(tmp_path, monkeypatch):

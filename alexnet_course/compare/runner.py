@@ -632,6 +632,29 @@ def _fewer_training_images(data, n: int, seed: int):
     return dataclasses.replace(data, train=Split(data.train.images[keep], labels[keep]))
 
 
+CHECKPOINT_FILES = ("checkpoint.pt", "checkpoint.weights.h5", "best.weights.h5", "checkpoint.json",
+                    "checkpoint.tmp")  # fmt: skip
+
+
+def _finished(folder: Path, args, profile: Profile) -> dict | None:
+    """The results of an arm that already finished in ``folder`` with the same epochs (for
+    ``--resume``); ``None`` when it must (re)run."""
+    path = folder / "results.json"
+    if not path.is_file() or any((folder / n).exists() for n in CHECKPOINT_FILES):
+        return None
+    try:
+        old = json.loads(path.read_text())
+    except ValueError:
+        return None
+    if old.get("status") != "ok":
+        return None
+    ran = len(old["history"]["val_accuracy"])
+    if ran != _epochs(args, profile):
+        raise CourseError(f"{path} holds a finished {ran}-epoch run; resume with --epochs {ran} "
+                          "(or start afresh without --resume)")  # fmt: skip
+    return old
+
+
 # ---------------------------------------------------------------- the command
 def run_compare(args: argparse.Namespace) -> int:
     import torch
@@ -651,10 +674,19 @@ def run_compare(args: argparse.Namespace) -> int:
     device = pick_device()
     if name == "gpu" and device.type != "cuda":
         raise CourseError("--profile gpu needs a CUDA GPU; none was found (use --profile cpu)")
+    made = [p for p in (args.out, *args.out.parents) if not p.exists()]
     args.out.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
     seed_everything(args.seed)
-    data = _load_data(args, profile)
+    try:
+        data = _load_data(args, profile)
+    except CourseError:
+        for p in made:  # leave nothing behind: only the folders made here, while empty
+            try:
+                p.rmdir()
+            except OSError:
+                break
+        raise
     args.torch_settings = None
     if any(a.startswith("torch") for a in arms):
         args.torch_settings = torch_settings(args, profile, data, device)
@@ -670,6 +702,11 @@ def run_compare(args: argparse.Namespace) -> int:
     for arm in arms:
         folder = args.out / arm
         folder.mkdir(exist_ok=True)
+        done = _finished(folder, args, profile) if args.resume else None
+        if done is not None:
+            print(f"[{arm}] already finished in {folder} (--resume): kept")
+            results.append(done)
+            continue
         seed_everything(args.seed, tensorflow=arm.startswith("keras") or None)
         t0 = time.perf_counter()
         try:
@@ -691,6 +728,9 @@ def run_compare(args: argparse.Namespace) -> int:
         tmp = folder / "results.json.tmp"
         tmp.write_text(json.dumps(res, indent=2))
         tmp.replace(folder / "results.json")
+        if res["status"] == "ok":  # a finished arm's checkpoints serve no --resume: prune
+            for name in CHECKPOINT_FILES:
+                (folder / name).unlink(missing_ok=True)
         results.append(res)
     # every arm's results.json in the folder: this run's, and those of arms run earlier into
     # the same folder, which stay in the report

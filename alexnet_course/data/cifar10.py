@@ -132,6 +132,11 @@ def read_classes(folder: Path) -> tuple[str, ...]:
     return tuple(n.decode() if isinstance(n, bytes) else str(n) for n in names)
 
 
+NO_DATA_HINT = ("Without it: `make compare PROFILE=smoke` runs the whole comparison on "
+                "generated data, and `alexnet-course data synth DIR` writes a small synthetic "
+                "CIFAR-10 in the same layout.")
+
+
 def download(root: str | os.PathLike) -> Path:
     """Fetch and extract the official archive with torchvision's md5-verified download.
 
@@ -140,13 +145,20 @@ def download(root: str | os.PathLike) -> Path:
     from torchvision.datasets.utils import download_and_extract_archive
 
     root = Path(root)
+    made = [p for p in (root, *root.parents) if not p.exists()]  # removed again on failure
     root.mkdir(parents=True, exist_ok=True)
     try:
         download_and_extract_archive(URL, download_root=str(root), md5=ARCHIVE_MD5)
     except Exception as e:  # network errors come in many types (URLError, OSError, ...)
+        for p in made:  # only the folders this call created, and only while empty
+            try:
+                p.rmdir()
+            except OSError:
+                break
         raise DataError(
             f"could not download CIFAR-10 from {URL} into {root} ({type(e).__name__}: {e}); "
-            f"download it elsewhere and extract it so that {batch_folder(root)} exists"
+            f"download it elsewhere and extract it so that {batch_folder(root)} exists. "
+            f"{NO_DATA_HINT}"
         ) from None
     return batch_folder(root)
 
@@ -160,8 +172,9 @@ def locate(root: str | os.PathLike | None = None, download_missing: bool = False
     if download_missing:
         return download(root if root.name != FOLDER else root.parent)
     raise DataError(
-        f"CIFAR-10 not found: looked for {folder}. Pass --download to fetch it, or point "
-        f"--data-dir (or ${DATA_DIR_ENV}) at the folder that contains {FOLDER}/"
+        f"CIFAR-10 not found: looked for {folder}. Fetch it with `alexnet-course data download` "
+        f"(compare downloads it unless --no-download), or point --data-dir (or ${DATA_DIR_ENV}) "
+        f"at the folder that contains {FOLDER}/. {NO_DATA_HINT}"
     )
 
 
