@@ -4,7 +4,13 @@ Run them with ``pytest lessons/03_torch_scratch`` (one task: ``pytest -m task3_2
 Every check compares with a reference written out inside this file from the paper's
 formulas, using YOUR layers' weights, so a mismatch is a real difference in what the network
 computes. Inputs are drawn on the CPU from a fixed seed.
+
+Each test has two halves: an ``_observe_*`` function that calls your code and returns data
+(your layers' weights, your outputs), and the test itself, which checks that data against
+the reference computed here.
 """
+
+import functools
 
 import pytest
 import torch
@@ -13,7 +19,14 @@ from torch import nn
 
 from alexnet_course.device import seed_everything
 from alexnet_course.grading import learner
-from alexnet_course.grading.checks import expect, expect_close, expect_equal, expect_shape
+from alexnet_course.grading.checks import (
+    expect,
+    expect_close,
+    expect_equal,
+    expect_raises,
+    expect_shape,
+)
+from alexnet_course.grading.remote import observe
 
 alexnet = learner.load(__file__, "alexnet")
 DOCS = "docs/lessons/03_torch_scratch.md"
@@ -42,8 +55,9 @@ def randn(*shape, scale=1.0, seed=0) -> torch.Tensor:
     return torch.randn(*shape, generator=g) * scale
 
 
-def reference_conv(x, conv, stride=1, padding=0):
-    return F.conv2d(x, conv.weight, conv.bias, stride=stride, padding=padding)
+def reference_conv(x, layer, stride=1, padding=0):
+    """``layer``: a (weight, bias) pair returned by an observe half."""
+    return F.conv2d(x, layer[0], layer[1], stride=stride, padding=padding)
 
 
 def reference_features(x, convs, norm="lrn"):
@@ -57,264 +71,434 @@ def reference_features(x, convs, norm="lrn"):
 
 
 def reference_classifier(x, linears):
-    x = F.relu(F.linear(x, linears[0].weight, linears[0].bias))
-    x = F.relu(F.linear(x, linears[1].weight, linears[1].bias))
-    return F.linear(x, linears[2].weight, linears[2].bias)
+    x = F.relu(F.linear(x, *linears[0]))
+    x = F.relu(F.linear(x, *linears[1]))
+    return F.linear(x, *linears[2])
 
 
-def expect_param_counts(module, expected, what, task):
-    got = [sum(p.numel() for p in m.parameters()) for m in weighted_layers(module)]
-    expect_equal(got, expected, f"{what}: parameters per Conv2d/Linear layer, in order",
+def reference_alexnet(x, layers, norm="lrn"):
+    """The whole network (eval mode): features, the adaptive average pool to 6x6, flatten,
+    classifier."""
+    feats = F.adaptive_avg_pool2d(reference_features(x, layers, norm), (6, 6))
+    return reference_classifier(torch.flatten(feats, 1), layers[5:])
+
+
+def param_counts(layers) -> list[int]:
+    return [w.numel() + (b.numel() if b is not None else 0) for w, b in layers]
+
+
+def expect_param_counts(layers, expected, what, task):
+    expect_equal(param_counts(layers), expected,
+                 f"{what}: parameters per Conv2d/Linear layer, in order",
                  hint="count weights (out * in * kh * kw) plus one bias per output",
                  docs=docs(task))  # fmt: skip
 
 
-@pytest.fixture(scope="module")
-def model10():
-    seed_everything(0)
+# ---------------------------------------------------------------- observe halves: helpers
+def _weights(module: nn.Module) -> list:
+    """(weight, bias) of every Conv2d and Linear layer of ``module``, in order."""
+    return [(m.weight, m.bias) for m in weighted_layers(module)]
+
+
+@functools.lru_cache(maxsize=1)
+def _model10(seed: int = 0):
+    """AlexNet(num_classes=10) made after seeding: built once, shared by several tests."""
+    seed_everything(seed)
     return alexnet.AlexNet(num_classes=10)
 
 
+def _linear_inputs(model: nn.Module, x: torch.Tensor, training: bool, seed: int) -> dict:
+    """Run ``model`` twice in one mode; record what each Linear layer received."""
+    seen: list = []
+    hooks = [m.register_forward_pre_hook(lambda m, inp: seen.append(inp[0].detach().clone()))
+             for m in model.modules() if isinstance(m, nn.Linear)]  # fmt: skip
+    model.train(training)
+    torch.manual_seed(seed)
+    try:
+        with torch.no_grad():
+            first = model(x)
+            n = len(seen)
+            second = model(x)
+    finally:
+        for h in hooks:
+            h.remove()
+    return {"inputs": seen[:n], "out": first, "out2": second}
+
+
 # ---------------------------------------------------------------- Task 3.1: LRN and the switch
+def _observe_paper_lrn(x):
+    return alexnet.paper_lrn()(x)
+
+
 @pytest.mark.task("3.1", points=2)
 def test_paper_lrn_matches_the_papers_formula():
-    layer = alexnet.paper_lrn()
     x = randn(2, 16, 5, 5, scale=30.0)  # large activations, so alpha visibly matters
-    expect_close(layer(x), lrn_reference(x), "paper_lrn() against the paper's formula "
+    out = observe(_observe_paper_lrn, x)
+    expect_close(out, lrn_reference(x), "paper_lrn() against the paper's formula "
                  "(n=5, k=2, alpha=1e-4, beta=0.75)", atol=1e-5, rtol=1e-5,
                  hint="torch's LocalResponseNorm divides alpha by size: pass alpha=5e-4 to get "
                       "the paper's 1e-4", docs=docs("3.1"))  # fmt: skip
 
 
+def _observe_norm_layer(x):
+    lrn = alexnet.norm_layer("lrn", 8)
+    bn = alexnet.norm_layer("batch", 8)
+    none = alexnet.norm_layer("none", 8)
+    return {"lrn": lrn(x), "bn_is_batchnorm": isinstance(bn, nn.BatchNorm2d),
+            "bn_features": getattr(bn, "num_features", None), "bn_repr": repr(bn)[:200],
+            "bn_train": bn.train()(x), "none": none(x)}  # fmt: skip
+
+
+def _observe_norm_layer_unknown():
+    alexnet.norm_layer("layer", 8)
+
+
 @pytest.mark.task("3.1", points=1)
 def test_norm_layer_switch():
     x = randn(2, 8, 4, 4, scale=20.0)
-    lrn = alexnet.norm_layer("lrn", 8)
-    expect_close(lrn(x), lrn_reference(x), "norm_layer('lrn', 8)", atol=1e-5, rtol=1e-5,
+    o = observe(_observe_norm_layer, x)
+    expect_close(o["lrn"], lrn_reference(x), "norm_layer('lrn', 8)", atol=1e-5, rtol=1e-5,
                  docs=docs("3.1"))  # fmt: skip
-    bn = alexnet.norm_layer("batch", 8)
-    expect(isinstance(bn, nn.BatchNorm2d) and bn.num_features == 8,
-           "norm_layer('batch', 8)", "BatchNorm2d(8)", repr(bn), docs=docs("3.1"))
-    none = alexnet.norm_layer("none", 8)
-    expect_close(none(x), x, "norm_layer('none', 8) must pass its input through", atol=0,
+    expect(o["bn_is_batchnorm"] and o["bn_features"] == 8, "norm_layer('batch', 8)",
+           "BatchNorm2d(8)", o["bn_repr"], docs=docs("3.1"))  # fmt: skip
+    expect_close(o["bn_train"], F.batch_norm(x, None, None, training=True),
+                 "norm_layer('batch', 8) in training mode (a new layer: weight 1, bias 0)",
+                 atol=1e-4, docs=docs("3.1"))  # fmt: skip
+    expect_close(o["none"], x, "norm_layer('none', 8) must pass its input through", atol=0,
                  docs=docs("3.1"))  # fmt: skip
-    with pytest.raises(ValueError):
-        alexnet.norm_layer("layer", 8)
+    expect_raises(ValueError, lambda: observe(_observe_norm_layer_unknown),
+                  "norm_layer('layer', 8): a norm that is not 'lrn', 'batch' or 'none'",
+                  hint="raise ValueError naming the accepted values; a silent default hides "
+                       "typos in a config", docs=docs("3.1"))  # fmt: skip
 
 
 # ---------------------------------------------------------------- Task 3.2: conv1
+def _observe_conv1(seed, norm, x):
+    seed_everything(seed)
+    block = alexnet.conv1_block(norm).eval()
+    with torch.no_grad():
+        return {"layers": _weights(block), "out": block(x)}
+
+
 @pytest.mark.task("3.2", points=2)
 @pytest.mark.parametrize("norm", ["lrn", "none"])
 def test_conv1_block_shape_and_values(norm):
-    seed_everything(1)
-    block = alexnet.conv1_block(norm).eval()
-    convs = weighted_layers(block)
-    expect_equal(len(convs), 1, "conv1_block: number of Conv2d layers", docs=docs("3.2"))
     x = randn(2, 3, 227, 227)
-    out = block(x)
-    expect_shape(out, (2, 96, 27, 27), "conv1_block on (2, 3, 227, 227)",
+    o = observe(_observe_conv1, 1, norm, x)
+    expect_equal(len(o["layers"]), 1, "conv1_block: number of Conv2d layers", docs=docs("3.2"))
+    expect_shape(o["out"], (2, 96, 27, 27), "conv1_block on (2, 3, 227, 227)",
                  hint="conv 11x11 stride 4 gives 55x55; the max-pool 3/2 gives 27x27",
                  docs=docs("3.2"))  # fmt: skip
     post = lrn_reference if norm == "lrn" else (lambda t: t)
-    ref = F.max_pool2d(post(F.relu(reference_conv(x, convs[0], stride=4))), 3, 2)
-    expect_close(out, ref, f"conv1_block({norm!r}) against conv -> ReLU -> "
+    ref = F.max_pool2d(post(F.relu(reference_conv(x, o["layers"][0], stride=4))), 3, 2)
+    expect_close(o["out"], ref, f"conv1_block({norm!r}) against conv -> ReLU -> "
                  f"{'LRN' if norm == 'lrn' else 'no norm'} -> max-pool 3/2", atol=ATOL,
                  hint="check the order (ReLU before LRN), the stride, the pool's kernel and "
                       "stride (3 and 2: overlapping pooling)", docs=docs("3.2"))  # fmt: skip
 
 
+def _observe_conv1_params():
+    return _weights(alexnet.conv1_block("lrn"))
+
+
 @pytest.mark.task("3.2", points=1)
 def test_conv1_block_parameters():
-    expect_param_counts(alexnet.conv1_block("lrn"), [34_944], "conv1_block", "3.2")
+    expect_param_counts(observe(_observe_conv1_params), [34_944], "conv1_block", "3.2")
 
 
 # ---------------------------------------------------------------- Task 3.3: conv2
+def _observe_conv2(seed, x):
+    seed_everything(seed)
+    block = alexnet.conv2_block("lrn").eval()
+    with torch.no_grad():
+        return {"layers": _weights(block), "out": block(x)}
+
+
 @pytest.mark.task("3.3", points=2)
 def test_conv2_block_shape_values_and_parameters():
-    seed_everything(2)
-    block = alexnet.conv2_block("lrn").eval()
-    expect_param_counts(block, [614_656], "conv2_block", "3.3")
     x = F.relu(randn(2, 96, 27, 27, scale=3.0))
-    out = block(x)
-    expect_shape(out, (2, 256, 13, 13), "conv2_block on (2, 96, 27, 27)",
-                 hint="padding 2 keeps 27x27; the max-pool 3/2 gives 13x13", docs=docs("3.3"))
-    ref = F.max_pool2d(lrn_reference(F.relu(reference_conv(x, weighted_layers(block)[0],
-                                                           padding=2))), 3, 2)  # fmt: skip
-    expect_close(out, ref, "conv2_block('lrn') against conv 5x5 pad 2 -> ReLU -> LRN -> "
+    o = observe(_observe_conv2, 2, x)
+    expect_param_counts(o["layers"], [614_656], "conv2_block", "3.3")
+    expect_shape(o["out"], (2, 256, 13, 13), "conv2_block on (2, 96, 27, 27)",
+                 hint="padding 2 keeps 27x27; the max-pool 3/2 gives 13x13", docs=docs("3.3"))  # fmt: skip
+    ref = F.max_pool2d(lrn_reference(F.relu(reference_conv(x, o["layers"][0], padding=2))),
+                       3, 2)  # fmt: skip
+    expect_close(o["out"], ref, "conv2_block('lrn') against conv 5x5 pad 2 -> ReLU -> LRN -> "
                  "max-pool 3/2", atol=ATOL, docs=docs("3.3"))  # fmt: skip
 
 
 # ---------------------------------------------------------------- Task 3.4: conv3 - conv5
+def _observe_conv3_to_5(seed, x):
+    seed_everything(seed)
+    block = alexnet.conv3_to_5("lrn").eval()
+    with torch.no_grad():
+        return {"layers": _weights(block), "out": block(x)}
+
+
 @pytest.mark.task("3.4", points=2)
 def test_conv3_to_5_shape_values_and_parameters():
-    seed_everything(3)
-    block = alexnet.conv3_to_5("lrn").eval()
-    expect_param_counts(block, [885_120, 1_327_488, 884_992], "conv3_to_5", "3.4")
     x = F.relu(randn(2, 256, 13, 13))
-    out = block(x)
-    expect_shape(out, (2, 256, 6, 6), "conv3_to_5 on (2, 256, 13, 13)",
+    o = observe(_observe_conv3_to_5, 3, x)
+    expect_param_counts(o["layers"], [885_120, 1_327_488, 884_992], "conv3_to_5", "3.4")
+    expect_shape(o["out"], (2, 256, 6, 6), "conv3_to_5 on (2, 256, 13, 13)",
                  hint="3x3 convolutions with padding 1 keep 13x13; the pool 3/2 gives 6x6",
                  docs=docs("3.4"))  # fmt: skip
     ref = x
-    for conv in weighted_layers(block):
+    for conv in o["layers"]:
         ref = F.relu(reference_conv(ref, conv, padding=1))
     ref = F.max_pool2d(ref, 3, 2)
-    expect_close(out, ref, "conv3_to_5('lrn') against three conv 3x3 pad 1 + ReLU, then "
+    expect_close(o["out"], ref, "conv3_to_5('lrn') against three conv 3x3 pad 1 + ReLU, then "
                  "max-pool 3/2 (the paper has no LRN here)", atol=ATOL,
                  docs=docs("3.4"))  # fmt: skip
 
 
+def _observe_conv3_to_5_batch(x):
+    block = alexnet.conv3_to_5("batch")
+    bns = [m.num_features for m in block.modules() if isinstance(m, nn.BatchNorm2d)]
+    with torch.no_grad():
+        return {"bn_features": bns, "out": block.eval()(x)}
+
+
 @pytest.mark.task("3.4", points=1)
 def test_conv3_to_5_batch_norm_variant():
-    block = alexnet.conv3_to_5("batch")
-    bns = [m for m in block.modules() if isinstance(m, nn.BatchNorm2d)]
-    expect_equal([b.num_features for b in bns], [384, 384, 256],
-                 "conv3_to_5('batch'): BatchNorm2d layers (num_features)", docs=docs("3.4"))
-    expect_shape(block.eval()(randn(1, 256, 13, 13)), (1, 256, 6, 6), "conv3_to_5('batch')")
+    o = observe(_observe_conv3_to_5_batch, randn(1, 256, 13, 13))
+    expect_equal(o["bn_features"], [384, 384, 256],
+                 "conv3_to_5('batch'): BatchNorm2d layers (num_features)", docs=docs("3.4"))  # fmt: skip
+    expect_shape(o["out"], (1, 256, 6, 6), "conv3_to_5('batch')")
 
 
 # ---------------------------------------------------------------- Task 3.5: classifier
+def _observe_classifier(seed, x):
+    seed_everything(seed)
+    head = alexnet.classifier(10, 0.5).eval()
+    with torch.no_grad():
+        return {"layers": _weights(head), "out": head(x)}
+
+
 @pytest.mark.task("3.5", points=2)
 def test_classifier_shape_values_and_parameters():
-    seed_everything(4)
-    head = alexnet.classifier(10, 0.5)
-    expect_param_counts(head, [37_752_832, 16_781_312, 40_970], "classifier(10)", "3.5")
     x = randn(4, 9216)
-    head.eval()
-    out = head(x)
-    expect_shape(out, (4, 10), "classifier on (4, 9216)", docs=docs("3.5"))
-    expect_close(out, reference_classifier(x, weighted_layers(head)),
+    o = observe(_observe_classifier, 4, x)
+    expect_param_counts(o["layers"], [37_752_832, 16_781_312, 40_970], "classifier(10)", "3.5")
+    expect_shape(o["out"], (4, 10), "classifier on (4, 9216)", docs=docs("3.5"))
+    expect_close(o["out"], reference_classifier(x, o["layers"]),
                  "classifier in eval mode against Linear-ReLU-Linear-ReLU-Linear (logits)",
-                 atol=ATOL, hint="no softmax at the end: CrossEntropyLoss takes logits",
+                 atol=ATOL, hint="no softmax at the end (CrossEntropyLoss takes logits); dropout "
+                 "off in eval mode",
                  docs=docs("3.5"))  # fmt: skip
+
+
+def _observe_classifier_dropout(x, p):
+    head = alexnet.classifier(10, p)
+    return {"layers": _weights(head), "train": _linear_inputs(head, x, True, 0),
+            "eval": _linear_inputs(head, x, False, 0)}  # fmt: skip
+
+
+def check_dropout(o, pre_fc6, p, what, task):
+    """Judge dropout by what it does: in training mode each of fc6's and fc7's inputs is
+    zeroed with probability p and the kept ones are scaled by 1/(1-p); fc8's input is not
+    dropped; in eval mode nothing is random."""
+    train, ev, layers = o["train"], o["eval"], o["layers"]
+    expect_equal(len(train["inputs"]), 3, f"{what}: Linear layers a forward pass goes "
+                 "through", docs=docs(task))  # fmt: skip
+    expect(not torch.equal(train["out"], train["out2"]), f"{what} in train mode: two passes",
+           "different (dropout is random)", "identical", docs=docs(task))  # fmt: skip
+    expect_close(ev["out"], ev["out2"], f"{what} in eval mode: two passes", atol=0,
+                 hint="dropout must be off in eval mode: nn.Dropout, or F.dropout with "
+                      "training=self.training", docs=docs(task))  # fmt: skip
+    t6, t7, t8 = train["inputs"]
+    pre7 = F.relu(F.linear(t6, *layers[0]))
+    pre8 = F.relu(F.linear(t7, *layers[1]))
+    for name, dropped, pre in (("fc6", t6, pre_fc6), ("fc7", t7, pre7)):
+        live = pre != 0
+        frac = float((dropped[live] == 0).float().mean())
+        expect(abs(frac - p) < 0.03, f"{what} in train mode: fraction of {name}'s inputs "
+               "zeroed by dropout", f"{p:g} (+- 0.03)", f"{frac:.3f}",
+               hint="dropout before fc6 and before fc7, with the probability asked for "
+                    "(check AlexNetConfig's default too)", docs=docs(task))  # fmt: skip
+        kept = live & (dropped != 0)
+        expect_close(dropped[kept], pre[kept] / (1 - p), f"{what} in train mode: {name}'s "
+                     f"kept inputs (scaled by 1/(1-p) = {1 / (1 - p):.3g})", atol=1e-5,
+                     rtol=1e-4, hint="inverted dropout scales what it keeps during training, "
+                     "so nothing changes at eval time", docs=docs(task))  # fmt: skip
+    expect_close(t8, pre8, f"{what} in train mode: fc8's input (no dropout before the last "
+                 "layer)", atol=1e-5, rtol=1e-4, docs=docs(task))  # fmt: skip
 
 
 @pytest.mark.task("3.5", points=1)
 def test_classifier_dropout_only_in_training():
-    head = alexnet.classifier(10, 0.5)
-    drops = [m.p for m in head.modules() if isinstance(m, nn.Dropout)]
-    expect_equal(drops, [0.5, 0.5], "classifier: dropout layers (p)", docs=docs("3.5"))
     x = randn(3, 9216)
-    head.train()
-    torch.manual_seed(0)
-    a = head(x)
-    b = head(x)
-    expect(not torch.allclose(a, b), "classifier in train mode: two passes", "different "
-           "(dropout is random)", "identical", docs=docs("3.5"))  # fmt: skip
-    head.eval()
-    expect_close(head(x), head(x), "classifier in eval mode: two passes", atol=0,
-                 docs=docs("3.5"))  # fmt: skip
+    o = observe(_observe_classifier_dropout, x, 0.3)
+    check_dropout(o, x, 0.3, "classifier(10, dropout=0.3)", "3.5")
 
 
 # ---------------------------------------------------------------- Task 3.6: the network
+def _observe_alexnet_structure(x):
+    model = _model10(0).eval()
+    blocks = {name: hasattr(model, name) for name in ("features", "avgpool", "classifier")}
+    out = {"blocks": blocks, "layers": _weights(model),
+           "params": [tuple(p.shape) for p in model.parameters()]}  # fmt: skip
+    if all(blocks.values()):
+        with torch.no_grad():
+            out["features"] = model.features(x)
+            out["out"] = model(x)
+    return out
+
+
 @pytest.mark.task("3.6", points=2)
-def test_alexnet_shapes_and_parameter_counts(model10):
-    model10.eval()
-    for name in ("features", "avgpool", "classifier"):
-        expect(hasattr(model10, name), f"AlexNet has a '{name}' block", name, "missing",
-               docs=docs("3.6"))  # fmt: skip
-    expect_param_counts(model10, LAYER_PARAMS, "AlexNet(num_classes=10)", "3.6")
-    total = sum(p.numel() for p in model10.parameters())
+def test_alexnet_shapes_and_parameter_counts():
+    o = observe(_observe_alexnet_structure, randn(2, 3, 227, 227))
+    for name, present in o["blocks"].items():
+        expect(present, f"AlexNet has a '{name}' block", name, "missing", docs=docs("3.6"))
+    expect_param_counts(o["layers"], LAYER_PARAMS, "AlexNet(num_classes=10)", "3.6")
+    total = sum(int(torch.Size(s).numel()) for s in o["params"])
     expect_equal(total, 58_322_314, "AlexNet(num_classes=10): total parameters",
                  docs=docs("3.6"))  # fmt: skip
-    x = randn(2, 3, 227, 227)
-    with torch.no_grad():
-        feats = model10.features(x)
-        expect_shape(feats, (2, 256, 6, 6), "model.features on (2, 3, 227, 227)",
-                     docs=docs("3.6"))  # fmt: skip
-        expect_shape(model10(x), (2, 10), "AlexNet on (2, 3, 227, 227)", docs=docs("3.6"))
+    expect_shape(o["features"], (2, 256, 6, 6), "model.features on (2, 3, 227, 227)",
+                 docs=docs("3.6"))  # fmt: skip
+    expect_shape(o["out"], (2, 10), "AlexNet on (2, 3, 227, 227)", docs=docs("3.6"))
+
+
+def _observe_alexnet_1000():
+    return list(alexnet.AlexNet(num_classes=1000).parameters())
 
 
 @pytest.mark.task("3.6", points=1)
 def test_alexnet_1000_classes():
-    model = alexnet.AlexNet(num_classes=1000)
-    total = sum(p.numel() for p in model.parameters())
+    total = sum(p.numel() for p in observe(_observe_alexnet_1000))
     expect_equal(total, 62_378_344, "AlexNet(num_classes=1000): total parameters",
                  docs=docs("3.6"))  # fmt: skip
 
 
-@pytest.mark.task("3.6", points=3)
-def test_alexnet_forward_matches_reference(model10):
-    model10.eval()
-    layers = weighted_layers(model10)
-    x = randn(2, 3, 227, 227, seed=7)
+def _observe_alexnet_forward(x):
+    model = _model10(0).eval()
     with torch.no_grad():
-        ref = reference_classifier(torch.flatten(reference_features(x, layers), 1), layers[5:])
-        out = model10(x)
-    expect_close(out, ref, "AlexNet forward (eval mode) against the paper's network with your "
-                 "weights", atol=1e-4, rtol=1e-4,
+        return {"layers": _weights(model), "out": model(x)}
+
+
+@pytest.mark.task("3.6", points=3)
+def test_alexnet_forward_matches_reference():
+    x = randn(2, 3, 227, 227, seed=7)
+    o = observe(_observe_alexnet_forward, x)
+    with torch.no_grad():
+        ref = reference_alexnet(x, o["layers"])
+    expect_close(o["out"], ref, "AlexNet forward (eval mode) against the paper's network with "
+                 "your weights", atol=1e-4, rtol=1e-4,
                  hint="features -> avgpool -> torch.flatten(x, 1) -> classifier; logits, no "
                       "softmax", docs=docs("3.6"))  # fmt: skip
 
 
-@pytest.mark.task("3.6", points=1)
-def test_alexnet_dropout_only_in_training(model10):
-    x = randn(2, 3, 227, 227, seed=8)
+def _observe_channels_last(x):
+    model = _model10(0).eval()
     with torch.no_grad():
-        model10.train()
-        torch.manual_seed(0)
-        a, b = model10(x), model10(x)
-        expect(not torch.allclose(a, b), "AlexNet in train mode: two passes", "different",
-               "identical (is dropout in the classifier?)", docs=docs("3.6"))  # fmt: skip
-        model10.eval()
-        expect_close(model10(x), model10(x), "AlexNet in eval mode: two passes", atol=0,
-                     docs=docs("3.6"))  # fmt: skip
+        plain = model(x)
+        try:
+            last = model(x.contiguous(memory_format=torch.channels_last))
+        except RuntimeError as e:
+            return {"plain": plain, "error": f"{type(e).__name__}: {e}"[:300]}
+    return {"plain": plain, "channels_last": last}
+
+
+@pytest.mark.task("3.6", points=1)
+def test_alexnet_accepts_channels_last_input():
+    o = observe(_observe_channels_last, randn(2, 3, 67, 67, seed=10))
+    what = "AlexNet forward (eval mode) on channels_last input (the GPU's fast memory layout)"
+    hint = ("flatten with an operation that copies when it must (torch.flatten(x, 1) or "
+            "reshape): view() needs each sample's values stored in (C, H, W) order, and in "
+            "channels_last memory they are not")  # fmt: skip
+    expect("error" not in o, what, "the same logits as for ordinary input", o.get("error"),
+           hint=hint, docs=docs("3.6"))  # fmt: skip
+    expect_close(o["channels_last"], o["plain"], f"{what}, against the same input in the "
+                 "ordinary layout", atol=1e-5, rtol=1e-4, hint=hint, docs=docs("3.6"))  # fmt: skip
+
+
+def _observe_alexnet_dropout(x):
+    model = alexnet.AlexNet()  # the defaults of YOUR AlexNetConfig
+    return {"layers": _weights(model)[5:], "train": _linear_inputs(model, x, True, 0),
+            "eval": _linear_inputs(model, x, False, 0)}  # fmt: skip
+
+
+@pytest.mark.task("3.6", points=1)
+def test_alexnet_dropout_only_in_training():
+    o = observe(_observe_alexnet_dropout, randn(4, 3, 67, 67, seed=8))
+    inputs = o["eval"]["inputs"]
+    expect(len(inputs) == 3, "AlexNet(): Linear layers a forward pass goes through", 3,
+           len(inputs), docs=docs("3.6"))  # fmt: skip
+    check_dropout(o, inputs[0], 0.5, "AlexNet() (its default configuration)", "3.6")
+
+
+def _observe_norm_switch(x):
+    seed_everything(5)
+    bn = alexnet.AlexNet(num_classes=10, norm="batch")
+    kinds = [type(m).__name__ for m in bn.modules()
+             if isinstance(m, (nn.BatchNorm2d, nn.LocalResponseNorm))]  # fmt: skip
+    del bn
+    plain = alexnet.AlexNet(num_classes=10, norm="none").eval()
+    with torch.no_grad():
+        return {"kinds": kinds, "layers": _weights(plain), "out": plain(x)}
+
+
+def _observe_alexnet_group():
+    alexnet.AlexNet(num_classes=10, norm="group")
 
 
 @pytest.mark.task("3.6", points=2)
 def test_alexnet_norm_switch():
-    seed_everything(5)
-    bn = alexnet.AlexNet(num_classes=10, norm="batch")
-    kinds = [type(m).__name__ for m in bn.modules() if isinstance(m, (nn.BatchNorm2d,
-                                                                      nn.LocalResponseNorm))]  # fmt: skip
-    expect_equal(kinds, ["BatchNorm2d"] * 5, "AlexNet(norm='batch'): normalisation layers",
+    x = randn(1, 3, 227, 227, seed=9)
+    o = observe(_observe_norm_switch, x)
+    expect_equal(o["kinds"], ["BatchNorm2d"] * 5, "AlexNet(norm='batch'): normalisation layers",
                  hint="BatchNorm2d after conv1 and conv2 (where LRN was) and after conv3-5",
                  docs=docs("3.6"))  # fmt: skip
-    plain = alexnet.AlexNet(num_classes=10, norm="none").eval()
-    x = randn(1, 3, 227, 227, seed=9)
-    layers = weighted_layers(plain)
     with torch.no_grad():
-        ref = reference_classifier(torch.flatten(reference_features(x, layers, "none"), 1),
-                                   layers[5:])  # fmt: skip
-        expect_close(plain(x), ref, "AlexNet(norm='none') forward", atol=1e-4, rtol=1e-4,
-                     docs=docs("3.6"))  # fmt: skip
-    with pytest.raises((ValueError, TypeError)):
-        alexnet.AlexNet(num_classes=10, norm="group")
+        ref = reference_alexnet(x, o["layers"], "none")
+    expect_close(o["out"], ref, "AlexNet(norm='none') forward", atol=1e-4, rtol=1e-4,
+                 docs=docs("3.6"))  # fmt: skip
+    expect_raises((ValueError, TypeError), lambda: observe(_observe_alexnet_group),
+                  "AlexNet(num_classes=10, norm='group'): a norm the switch does not know",
+                  hint="AlexNetConfig checks norm in __post_init__: build the network from the "
+                       "config", docs=docs("3.6"))  # fmt: skip
 
 
 # ---------------------------------------------------------------- Task 3.7: initialisation
-@torch.no_grad()
-def _check_paper_init(model, what):
-    layers = weighted_layers(model)
-    stds = [round(float(m.weight.std()), 4) for m in layers]
-    means = [float(m.weight.mean()) for m in layers]
+def check_paper_init(layers, what):
+    stds = [round(float(w.std()), 4) for w, _ in layers]
+    means = [float(w.mean()) for w, _ in layers]
     expect(all(abs(s - 0.01) < 0.0015 for s in stds) and all(abs(m) < 2e-3 for m in means),
            f"{what}: weight std per layer (paper: N(0, 0.01))", [0.01] * 8, stds,
-           hint="nn.init.normal_(w, mean=0.0, std=0.01) for every Conv2d and Linear",
-           docs=docs("3.7"))  # fmt: skip
+           hint="every Conv2d and Linear weight from a normal distribution, mean 0, std 0.01 "
+                "(look up torch.nn.init)", docs=docs("3.7"))  # fmt: skip
     biases = []
-    for m in layers:
-        b = m.bias.detach()
-        biases.append(float(b[0]) if torch.all(b == b[0]) else "mixed")
+    for _, b in layers:
+        biases.append(float(b[0]) if b is not None and torch.all(b == b[0]) else "mixed")
     expect_equal(biases, [0.0, 1.0, 0.0, 1.0, 1.0, 1.0, 1.0, 0.0],
                  f"{what}: bias constant per layer (conv1..conv5, fc6, fc7, fc8)",
                  hint="1 in conv2, conv4, conv5 and the hidden fully connected layers",
                  docs=docs("3.7"))  # fmt: skip
 
 
-@pytest.mark.task("3.7", points=2)
-def test_init_paper_weights():
-    seed_everything(6)
+def _observe_init(seed):
+    seed_everything(seed)
     model = alexnet.AlexNet(num_classes=10)
     with torch.no_grad():
         for p in model.parameters():
             p.uniform_(-0.5, 0.5)  # scramble, so that only init_paper_weights can fix it
     returned = alexnet.init_paper_weights(model)
-    expect(returned is model, "init_paper_weights returns the model", "the same model",
-           type(returned).__name__, docs=docs("3.7"))  # fmt: skip
-    _check_paper_init(model, "init_paper_weights(model)")
+    return {"same": returned is model, "returned": type(returned).__name__,
+            "layers": _weights(model)}  # fmt: skip
+
+
+@pytest.mark.task("3.7", points=2)
+def test_init_paper_weights():
+    o = observe(_observe_init, 6)
+    expect(o["same"], "init_paper_weights returns the model", "the same model", o["returned"],
+           docs=docs("3.7"))  # fmt: skip
+    check_paper_init(o["layers"], "init_paper_weights(model)")
+
+
+def _observe_new_model_weights():
+    return _weights(_model10(0))
 
 
 @pytest.mark.task("3.7", points=1)
-def test_alexnet_is_initialised_like_the_paper(model10):
-    _check_paper_init(model10, "a new AlexNet()")
+def test_alexnet_is_initialised_like_the_paper():
+    check_paper_init(observe(_observe_new_model_weights), "a new AlexNet()")

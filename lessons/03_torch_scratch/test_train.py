@@ -3,9 +3,14 @@
 Graded by behaviour: your loop must update the weights exactly as the reference loop written
 out here does, your metrics must equal hand-computed values over every sample, and your
 ``fit`` must keep the epoch with the best VALIDATION accuracy.
+
+Each test has two halves: an ``_observe_*`` function that runs your code from a start this
+file chose (weights, batches) and returns data (end weights, losses, metrics), and the test
+itself, which runs the reference loop from the same start and compares.
 """
 
-import copy
+import os
+import tempfile
 
 import numpy as np
 import pytest
@@ -13,9 +18,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from alexnet_course.device import seed_everything
 from alexnet_course.grading import learner
 from alexnet_course.grading.checks import expect, expect_close, expect_equal
+from alexnet_course.grading.remote import observe
 
 train = learner.load(__file__, "train")
 alexnet = learner.load(__file__, "alexnet")
@@ -35,19 +40,26 @@ def tiny_net(seed=0, classes=4) -> nn.Module:
     )  # fmt: skip
 
 
+def tiny_from(state: dict) -> nn.Module:
+    model = tiny_net()
+    model.load_state_dict(state)
+    return model
+
+
 def fixed_batches(n_batches=3, size=6, classes=4, seed=0):
     g = torch.Generator().manual_seed(seed)
     return [(torch.randn(size, 3, 8, 8, generator=g), torch.randint(0, classes, (size,), generator=g))
             for _ in range(n_batches)]  # fmt: skip
 
 
-def reference_epoch(model, batches, optimizer):
+def reference_epoch(model, batches, optimizer, autocast_dtype=None):
     model.train()
     losses, correct, seen = 0.0, 0, 0
     for x, y in batches:
         optimizer.zero_grad()
-        logits = model(x)
-        loss = F.cross_entropy(logits, y)
+        with torch.autocast("cpu", dtype=autocast_dtype, enabled=autocast_dtype is not None):
+            logits = model(x)
+            loss = F.cross_entropy(logits, y)
         loss.backward()
         optimizer.step()
         losses += loss.item() * len(y)
@@ -56,37 +68,100 @@ def reference_epoch(model, batches, optimizer):
     return losses / seen, correct / seen
 
 
+@torch.no_grad()
+def reference_accuracy(model, batches) -> float:
+    model.eval()
+    correct = sum((model(x).argmax(1) == y).sum().item() for x, y in batches)
+    return correct / sum(len(y) for _, y in batches)
+
+
+def _numbers(value):
+    """A returned (loss, accuracy) pair as floats, or None when it is not a pair of numbers."""
+    try:
+        return [float(v) for v in value]
+    except (TypeError, ValueError, RuntimeError):
+        return None
+
+
+def _autocast_recorder(model: nn.Module) -> list:
+    """Record, at each forward of ``model``, the autocast dtype in effect (None: off)."""
+    seen: list = []
+
+    def hook(module, inputs, output):
+        on = torch.is_autocast_enabled("cpu") or torch.is_autocast_enabled("cuda")
+        device = "cpu" if torch.is_autocast_enabled("cpu") else "cuda"
+        seen.append(str(torch.get_autocast_dtype(device)) if on else None)
+
+    model.register_forward_hook(hook)
+    return seen
+
+
 # ---------------------------------------------------------------- Task 3.8: train_one_epoch
+def _observe_train_one_epoch(state, batches):
+    model = tiny_from(state)
+    model.eval()  # your function must switch to training mode itself
+    autocast = _autocast_recorder(model)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    got = train.train_one_epoch(model, batches, opt, nn.CrossEntropyLoss())
+    return {"is_pair": isinstance(got, tuple) and len(got) == 2, "repr": repr(got)[:200],
+            "got": _numbers(got), "params": dict(model.named_parameters()),
+            "training": model.training, "autocast": autocast}  # fmt: skip
+
+
 @pytest.mark.task("3.8", points=3)
 def test_train_one_epoch_matches_reference_loop():
     batches = fixed_batches()
-    ours, ref = tiny_net(), tiny_net()
-    ours.eval()  # your function must switch to training mode itself
-    opt_ours = torch.optim.SGD(ours.parameters(), lr=0.1, momentum=0.9)
+    start = tiny_net().state_dict()
+    o = observe(_observe_train_one_epoch, start, batches)
+    expect(o["is_pair"] and o["got"] is not None, "train_one_epoch returns",
+           "(mean loss, accuracy)", o["repr"], docs=docs("3.8"))  # fmt: skip
+    dtypes = {d for d in o["autocast"] if d is not None}
+    dtype = getattr(torch, dtypes.pop().split(".")[-1]) if len(dtypes) == 1 else None
+    ref = tiny_from(start)
     opt_ref = torch.optim.SGD(ref.parameters(), lr=0.1, momentum=0.9)
-    got = train.train_one_epoch(ours, batches, opt_ours, nn.CrossEntropyLoss())
-    want = reference_epoch(ref, batches, opt_ref)
-    expect(isinstance(got, tuple) and len(got) == 2, "train_one_epoch returns",
-           "(mean loss, accuracy)", repr(got), docs=docs("3.8"))  # fmt: skip
-    expect_close(np.array(got, dtype=float), np.array(want), "train_one_epoch (mean loss per "
-                 "sample, accuracy) against the reference loop", atol=1e-5,
+    want = reference_epoch(ref, batches, opt_ref, dtype)
+    # under autocast (bf16 or fp16) the reference runs under it too, at a half-precision
+    # tolerance: the same arithmetic, not the same bits
+    tol = {"atol": 1e-5, "rtol": 1e-4} if dtype is None else {"atol": 1e-2, "rtol": 2e-2}
+    amp = ("" if dtype is None else f" (your forward ran under autocast {dtype}: compared "
+           f"with the reference under the same autocast)")  # fmt: skip
+    amp_hint = ("" if dtype is None else "; autocast belongs around each step's forward and "
+                "loss only (never around the whole epoch, and never the backward)")  # fmt: skip
+    expect_close(np.array(o["got"], dtype=float), np.array(want), "train_one_epoch (mean loss "
+                 f"per sample, accuracy) against the reference loop{amp}", **tol,
                  hint="loss_fn(logits, labels) on the raw logits; weight each batch's loss "
-                      "by its size", docs=docs("3.8"))  # fmt: skip
-    for (name, p), q in zip(ours.named_parameters(), ref.parameters()):
-        expect_close(p, q, f"weights '{name}' after one epoch, against the reference loop",
-                     atol=1e-5, rtol=1e-4,
-                     hint="each step: zero_grad, forward (training mode), loss, backward, "
-                          "step", docs=docs("3.8"))  # fmt: skip
-    expect(ours.training, "the model's mode after train_one_epoch", "training", "eval",
+                      "by its size" + amp_hint, docs=docs("3.8"))  # fmt: skip
+    for (name, p), q in zip(o["params"].items(), ref.parameters()):
+        expect_close(p, q, f"weights '{name}' after one epoch, against the reference loop{amp}",
+                     **tol, hint="each step: zero_grad, forward (training mode), loss, "
+                     "backward, step" + amp_hint, docs=docs("3.8"))  # fmt: skip
+    expect(o["training"], "the model's mode after train_one_epoch", "training", "eval",
            docs=docs("3.8"))  # fmt: skip
+
+
+def _observe_train_one_epoch_on_gpu(state, batches):
+    model = tiny_from(state).cuda()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    autocast = _autocast_recorder(model)
+    train.train_one_epoch(model, batches, opt)  # CPU batches, CUDA model
+    return {"params": dict(model.named_parameters()), "autocast": autocast}
 
 
 @pytest.mark.task("3.8", points=1)
 @pytest.mark.gpu
 def test_train_one_epoch_moves_batches_to_the_models_device():
-    model = tiny_net().cuda()
-    opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    train.train_one_epoch(model, fixed_batches(), opt)  # CPU batches, CUDA model
+    batches = fixed_batches()
+    start = tiny_net().state_dict()
+    o = observe(_observe_train_one_epoch_on_gpu, start, batches)
+    ref = tiny_from(start)
+    reference_epoch(ref, batches, torch.optim.SGD(ref.parameters(), lr=0.1))
+    # TF32 convolutions on the GPU (and autocast, if you use it) round differently
+    tol = 2e-2 if any(o["autocast"]) else 1e-3
+    for (name, p), q in zip(o["params"].items(), ref.parameters()):
+        expect_close(p, q, f"weights '{name}' after one epoch on the GPU (CPU batches), "
+                     "against the reference loop on the CPU", atol=tol, rtol=10 * tol,
+                     hint="move each batch to the model's device (the device of its "
+                          "parameters) before the forward pass", docs=docs("3.8"))  # fmt: skip
 
 
 # ---------------------------------------------------------------- Task 3.9: evaluate
@@ -119,23 +194,31 @@ def known_fixture():
     return logits, labels, batches, confusion
 
 
-@pytest.mark.task("3.9", points=3)
-def test_evaluate_counts_every_sample():
-    logits, labels, batches, confusion = known_fixture()
+def _observe_evaluate(logits, batches):
     model = KnownPredictions(logits)
     model.train()  # evaluate must switch to eval mode itself
     result = train.evaluate(model, batches, num_classes=3)
-    expect_equal(np.asarray(result.confusion_matrix).tolist(), confusion.tolist(),
+    return {"confusion": np.asarray(result.confusion_matrix).tolist(),
+            "per_class": np.asarray(result.per_class_accuracy, dtype=float),
+            "accuracy": float(result.accuracy), "loss": float(result.loss),
+            "grad_enabled": model.grad_enabled}  # fmt: skip
+
+
+@pytest.mark.task("3.9", points=3)
+def test_evaluate_counts_every_sample():
+    logits, labels, batches, confusion = known_fixture()
+    o = observe(_observe_evaluate, logits, batches)
+    expect_equal(o["confusion"], confusion.tolist(),
                  "confusion matrix (rows: true class, columns: predicted class) over all 12 "
                  "samples", hint="count every sample of every batch, not a subset",
                  docs=docs("3.9"))  # fmt: skip
-    expect_close(result.per_class_accuracy, [3 / 4, 3 / 4, 2 / 4], "per-class accuracy",
-                 atol=1e-9, docs=docs("3.9"))  # fmt: skip
-    expect_close(result.accuracy, 8 / 12, "accuracy", atol=1e-9, docs=docs("3.9"))
-    expect_close(result.loss, F.cross_entropy(logits, labels).item(), "mean loss per sample",
+    expect_close(o["per_class"], [3 / 4, 3 / 4, 2 / 4], "per-class accuracy", atol=1e-9,
+                 docs=docs("3.9"))  # fmt: skip
+    expect_close(o["accuracy"], 8 / 12, "accuracy", atol=1e-9, docs=docs("3.9"))
+    expect_close(o["loss"], F.cross_entropy(logits, labels).item(), "mean loss per sample",
                  atol=1e-5, docs=docs("3.9"))  # fmt: skip
-    expect(not any(model.grad_enabled), "gradients during evaluate", "disabled (no_grad)",
-           "enabled", docs=docs("3.9"))  # fmt: skip
+    expect(len(o["grad_enabled"]) > 0 and not any(o["grad_enabled"]),
+           "gradients during evaluate", "disabled (no_grad)", "enabled", docs=docs("3.9"))  # fmt: skip
 
 
 # ---------------------------------------------------------------- Task 3.10: fit
@@ -151,68 +234,185 @@ def _fit_fixture(epochs=4):
     return train_batches, val_batches
 
 
-@pytest.mark.task("3.10", points=3)
-def test_fit_keeps_the_best_validation_epoch(tmp_path):
+def reference_fit(start, tr, va, epochs, make_optimizer, make_scheduler=None) -> dict:
+    """The reference ``fit``: per epoch the lr used, train, validation accuracy, the weights."""
+    model = tiny_from(start)
+    opt = make_optimizer(model)
+    sched = make_scheduler(opt) if make_scheduler else None
+    h = {"lr": [], "train_loss": [], "train_accuracy": [], "val_accuracy": [], "states": []}
+    for _ in range(epochs):
+        h["lr"].append(opt.param_groups[0]["lr"])
+        loss, acc = reference_epoch(model, tr, opt)
+        h["train_loss"].append(loss)
+        h["train_accuracy"].append(acc)
+        h["val_accuracy"].append(reference_accuracy(model, va))
+        h["states"].append({k: v.detach().clone() for k, v in model.state_dict().items()})
+        if sched is not None:
+            sched.step()
+    return h
+
+
+def _history(h) -> dict:
+    return {name: [float(v) for v in getattr(h, name)]
+            for name in ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr")}  # fmt: skip
+
+
+def _observe_fit_best(start, tr, va):
     torch.manual_seed(0)
-    model = tiny_net(seed=1)
-    tr, va = _fit_fixture()
+    model = tiny_from(start)
     opt = torch.optim.Adam(model.parameters(), lr=0.05)
-    ckpt = tmp_path / "best.pt"
+    ckpt = os.path.join(tempfile.mkdtemp(), "best.pt")
     h = train.fit(model, tr, va, epochs=5, optimizer=opt, num_classes=4, checkpoint_path=ckpt)
-    expect_equal(len(h.val_accuracy), 5, "history: validation accuracies, one per epoch",
+    out = {"history": _history(h), "written": os.path.exists(ckpt), "final": model.state_dict()}
+    if out["written"]:
+        try:
+            saved = torch.load(ckpt, weights_only=True)
+            out["saved_epoch"] = saved.get("epoch")
+            out["saved_model"] = dict(saved["model"])
+        except Exception as e:  # noqa: BLE001 - an unreadable checkpoint is the learner's
+            out["load_error"] = f"{type(e).__name__}: {e}"[:300]
+    return out
+
+
+@pytest.mark.task("3.10", points=3)
+def test_fit_keeps_the_best_validation_epoch():
+    start = tiny_net(seed=1).state_dict()
+    tr, va = _fit_fixture()
+    ref = reference_fit(start, tr, va, 5, lambda m: torch.optim.Adam(m.parameters(), lr=0.05))
+    best = int(np.argmax(ref["val_accuracy"]))
+    assert best != int(np.argmax(ref["train_accuracy"])), "fixture failed to separate train and val"
+    o = observe(_observe_fit_best, start, tr, va)
+    h = o["history"]
+    expect_equal(len(h["val_accuracy"]), 5, "history: validation accuracies, one per epoch",
                  docs=docs("3.10"))  # fmt: skip
-    best = int(np.argmax(h.val_accuracy))
-    assert best != int(np.argmax(h.train_accuracy)), "fixture failed to separate train and val"
-    expect(ckpt.exists(), "checkpoint file", str(ckpt), "not written", docs=docs("3.10"))
-    saved = torch.load(ckpt, weights_only=True)
-    expect_equal(saved.get("epoch"), best, "epoch of the saved checkpoint (history val "
-                 f"accuracy {[round(a, 3) for a in h.val_accuracy]}, train accuracy "
-                 f"{[round(a, 3) for a in h.train_accuracy]})",
-                 hint="monitor VALIDATION accuracy, not training accuracy",
+    expect_close(h["val_accuracy"], ref["val_accuracy"], "history.val_accuracy against the "
+                 "reference fit (train, then evaluate on the validation loader, each epoch)",
+                 atol=1e-6, docs=docs("3.10"))  # fmt: skip
+    expect(o["written"], "checkpoint file", "written to checkpoint_path", "not written",
+           docs=docs("3.10"))  # fmt: skip
+    expect("load_error" not in o, "checkpoint file, read back with torch.load(weights_only="
+           "True)", "a dict {'epoch', 'val_accuracy', 'model': model.state_dict()}",
+           o.get("load_error"), docs=docs("3.10"))  # fmt: skip
+    for name, q in ref["states"][best].items():
+        p = o["saved_model"].get(name)
+        expect(p is not None and p.shape == q.shape and torch.allclose(p, q, atol=1e-5,
+               rtol=1e-4), f"checkpoint['model']['{name}']",
+               f"the weights after epoch {best} (counted from 0), the best validation "
+               f"accuracy {[round(a, 3) for a in ref['val_accuracy']]}",
+               "other weights (train accuracy per epoch: "
+               f"{[round(a, 3) for a in h['train_accuracy']]})",
+               hint="monitor VALIDATION accuracy, not training accuracy; save only when it "
+                    "beats the best so far (strictly: the first best epoch is kept)",
+               docs=docs("3.10"))  # fmt: skip
+    expect(o["saved_epoch"] in (best, best + 1), "checkpoint['epoch'] for the weights of the "
+           f"best epoch (index {best} counted from 0, as in range(epochs))",
+           f"{best} (or {best + 1} if you count epochs from 1)", repr(o["saved_epoch"]),
+           hint="'epoch' says which epoch the saved weights come from", docs=docs("3.10"))  # fmt: skip
+    for name, p in o["final"].items():
+        expect(torch.equal(p, o["saved_model"].get(name, torch.empty(0))),
+               f"after fit, model weights '{name}'", "the best checkpoint's (loaded back)",
+               "the last epoch's", docs=docs("3.10"))  # fmt: skip
+    expect_close(reference_accuracy(tiny_from(o["final"]), va), h["val_accuracy"][best],
+                 "validation accuracy of the returned model", atol=1e-9,
                  docs=docs("3.10"))  # fmt: skip
-    check = copy.deepcopy(model)
-    check.load_state_dict(saved["model"])
-    for (name, p), q in zip(model.state_dict().items(), check.state_dict().values()):
-        expect(torch.equal(p, q), f"after fit, model weights '{name}'",
-               "the best checkpoint's (loaded back)", "the last epoch's", docs=docs("3.10"))
-    again = train.evaluate(model, va, num_classes=4)
-    expect_close(again.accuracy, h.val_accuracy[best], "validation accuracy of the returned "
-                 "model", atol=1e-9, docs=docs("3.10"))  # fmt: skip
+
+
+def _observe_fit_schedule(start, tr, va):
+    torch.manual_seed(0)
+    model = tiny_from(start)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.5)
+    h = train.fit(model, tr, va, epochs=3, optimizer=opt, num_classes=4, scheduler=sched)
+    return _history(h)
 
 
 @pytest.mark.task("3.10", points=2)
 def test_fit_steps_the_schedule_once_per_epoch():
-    torch.manual_seed(0)
-    model = tiny_net(seed=2)
+    start = tiny_net(seed=2).state_dict()
     tr, va = _fit_fixture()
-    opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.5)
-    h = train.fit(model, tr, va, epochs=3, optimizer=opt, num_classes=4, scheduler=sched)
-    expect_close(h.lr, [0.1, 0.05, 0.025], "learning rate used in each epoch (StepLR, gamma "
-                 "0.5)", atol=1e-12, hint="call scheduler.step() once per epoch, after the "
-                 "epoch", docs=docs("3.10"))  # fmt: skip
+    h = observe(_observe_fit_schedule, start, tr, va)
+    expect_close(h["lr"], [0.1, 0.05, 0.025], "learning rate used in each epoch (StepLR, "
+                 "gamma 0.5)", atol=1e-12, hint="call scheduler.step() once per epoch, after "
+                 "the epoch", docs=docs("3.10"))  # fmt: skip
     for name in ("train_loss", "train_accuracy", "val_loss"):
-        expect_equal(len(getattr(h, name)), 3, f"history.{name}: one entry per epoch",
+        expect_equal(len(h[name]), 3, f"history.{name}: one entry per epoch",
                      docs=docs("3.10"))  # fmt: skip
-    expect(h.train_loss[-1] < h.train_loss[0], "training loss over 3 epochs", "falling",
-           [round(v, 4) for v in h.train_loss], docs=docs("3.10"))  # fmt: skip
+    ref = reference_fit(start, tr, va, 3, lambda m: torch.optim.SGD(m.parameters(), lr=0.1),
+                        lambda o: torch.optim.lr_scheduler.StepLR(o, step_size=1, gamma=0.5))  # fmt: skip
+    expect_close(h["train_loss"], ref["train_loss"], "history.train_loss against the "
+                 "reference fit with the same schedule", atol=1e-5, rtol=1e-4,
+                 docs=docs("3.10"))  # fmt: skip
+    expect(h["train_loss"][-1] < h["train_loss"][0], "training loss over 3 epochs",
+           "falling", [round(v, 4) for v in h["train_loss"]], docs=docs("3.10"))  # fmt: skip
 
 
 # ---------------------------------------------------------------- Task 3.8, last: slowest
+OVERFIT_STEPS = 4
+
+
+def overfit_start(num_classes=4, seed=11) -> list:
+    """Start weights for AlexNet(num_classes=4): N(0, 0.01) and the paper's bias constants."""
+    g = torch.Generator().manual_seed(seed)
+    shapes = [(96, 3, 11, 11), (256, 96, 5, 5), (384, 256, 3, 3), (384, 384, 3, 3),
+              (256, 384, 3, 3), (4096, 9216), (4096, 4096), (num_classes, 4096)]  # fmt: skip
+    bias = [0.0, 1.0, 0.0, 1.0, 1.0, 1.0, 1.0, 0.0]
+    return [(torch.randn(s, generator=g) * 0.01, torch.full((s[0],), b)) for s, b in zip(shapes, bias)]
+
+
+def reference_batchnorm_alexnet(x, layers, bns):
+    """AlexNet(norm='batch', dropout=0) in training mode: conv -> ReLU -> BatchNorm (batch
+    statistics) everywhere, max-pools after conv1, conv2, conv5; then the classifier."""
+
+    def block(t, i, **conv):
+        t = F.relu(F.conv2d(t, *layers[i], **conv))
+        return F.batch_norm(t, None, None, *bns[i], training=True)
+
+    t = F.max_pool2d(block(x, 0, stride=4), 3, 2)
+    t = F.max_pool2d(block(t, 1, padding=2), 3, 2)
+    t = F.max_pool2d(block(block(block(t, 2, padding=1), 3, padding=1), 4, padding=1), 3, 2)
+    t = torch.flatten(F.adaptive_avg_pool2d(t, (6, 6)), 1)
+    t = F.relu(F.linear(F.relu(F.linear(t, *layers[5])), *layers[6]))
+    return F.linear(t, *layers[7])
+
+
+def _observe_overfit(start, x, y, steps):
+    model = alexnet.AlexNet(num_classes=4, norm="batch", dropout=0.0)
+    layers = [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    with torch.no_grad():
+        for m, (w, b) in zip(layers, start):
+            m.weight.copy_(w)
+            m.bias.copy_(b)
+    opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+    losses = [_numbers(train.train_one_epoch(model, [(x, y)], opt))[0] for _ in range(steps)]
+    model.train()
+    with torch.no_grad():
+        logits = model(x)
+    bns = [(m.weight, m.bias) for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    return {"losses": losses, "layers": [(m.weight, m.bias) for m in layers], "bns": bns,
+            "logits": logits}  # fmt: skip
+
+
 @pytest.mark.task("3.8", points=2)
 def test_train_one_epoch_overfits_a_small_batch():
     """The classic sanity check: AlexNet must memorise 8 images."""
-    seed_everything(0)
-    model = alexnet.AlexNet(num_classes=4, norm="batch", dropout=0.0)
+    start = overfit_start()
     g = torch.Generator().manual_seed(1)
-    batch = [(torch.randn(8, 3, 67, 67, generator=g), torch.arange(8) % 4)]
-    opt = torch.optim.Adam(model.parameters(), lr=1e-4)
-    losses, accs = [], []
-    for _ in range(15):
-        loss, acc = train.train_one_epoch(model, batch, opt)
-        losses.append(loss)
-        accs.append(acc)
-    expect(losses[-1] < 0.5 * losses[0], "loss after 15 steps on one batch of 8",
-           f"< half of the first ({losses[0]:.3f})", f"{losses[-1]:.3f} (all: "
-           f"{[round(v, 3) for v in losses]})", docs=docs("3.8"))  # fmt: skip
-    expect_equal(accs[-1], 1.0, "accuracy on the memorised batch", docs=docs("3.8"))
+    x, y = torch.randn(8, 3, 67, 67, generator=g), torch.arange(8) % 4
+    o = observe(_observe_overfit, start, x, y, OVERFIT_STEPS)
+    with torch.no_grad():
+        unit = [(torch.ones(c), torch.zeros(c)) for c in (96, 256, 384, 384, 256)]
+        first = F.cross_entropy(reference_batchnorm_alexnet(x, start, unit), y).item()
+        ref_logits = reference_batchnorm_alexnet(x, o["layers"], o["bns"])
+    losses = o["losses"]
+    expect_close(losses[0], first, "the first loss train_one_epoch reported (before any "
+                 "update, from the weights this test loaded)", atol=1e-3, rtol=1e-3,
+                 docs=docs("3.8"))  # fmt: skip
+    expect_close(o["logits"], ref_logits, "AlexNet(norm='batch', dropout=0) in training mode "
+                 "against conv -> ReLU -> BatchNorm2d (+ max-pool) and the classifier, with your "
+                 "trained weights", atol=1e-3, rtol=1e-3, docs=docs("3.6"))  # fmt: skip
+    last = F.cross_entropy(ref_logits, y).item()
+    expect(last < 0.5 * first, f"loss after {OVERFIT_STEPS} steps on one batch of 8 (from "
+           "your trained weights)", f"< half of the first ({first:.3f})", f"{last:.3f} "
+           f"(reported per step: {[round(v, 3) for v in losses]})", docs=docs("3.8"))  # fmt: skip
+    accuracy = (ref_logits.argmax(1) == y).float().mean().item()
+    expect_equal(accuracy, 1.0, "accuracy on the memorised batch", docs=docs("3.8"))
