@@ -31,7 +31,8 @@ def test_smoke_profile_runs_every_arm(smoke_run):
     assert scratch["test_accuracy"] > 0.3  # generated data: 10 classes, chance is 0.1
     assert scratch["parameters"] == 58_322_314 + 2 * (96 + 256 + 384 + 384 + 256)
     report = (out / "report.md").read_text()
-    assert "| torch-scratch | ok |" in report and "seed notebook: torch-pretrained" in report
+    assert "| torch-scratch | ok |" in report and "**Generated data.**" in report
+    assert "seed notebook" not in report  # its real CIFAR-10 figures stay out of a synthetic run
     for fig in ("learning_curves.png", "per_class_accuracy.png", "confusion_matrices.png",
                 "accuracy_vs_time.png", "samples.png"):
         assert (out / fig).stat().st_size > 1000, fig
@@ -285,3 +286,25 @@ def test_budget_run_records_the_same_scaling_for_every_arm_and_what_ran(tmp_path
     assert p["budget_minutes"] == 2 and p["scale"] != "none"
     assert all(r == (p["epochs"], p["train_images"]) for r in ran), (ran, p)
     assert p["epochs"] == 1 and p["train_images"] < p["train_images_unscaled"] == 500
+
+
+def test_published_results_carry_no_machine_paths(tmp_path, monkeypatch):
+    """Paths in results are relative to the working folder or start with ~; the committed
+    results (docs/results) hold no absolute path at all."""
+    import re
+    from pathlib import Path
+
+    from alexnet_course.compare.runner import public_path, public_text
+    from tests.conftest import ROOT
+
+    monkeypatch.chdir(tmp_path)
+    assert public_path(tmp_path / "data" / "cifar-10-batches-py") == "data/cifar-10-batches-py"
+    home = Path.home()
+    assert public_path(home / ".cache" / "torch") == "~/.cache/torch"
+    text = f"not found at {home}/.cache/torch/x.pth; see {tmp_path}/data"
+    assert public_text(text) == "not found at ~/.cache/torch/x.pth; see ./data"
+    absolute = re.compile(r"(?<![\w.~])/(?:root|home|work|tmp|Users|opt|var)/")
+    for f in (ROOT / "docs" / "results").rglob("*"):
+        if f.suffix in (".json", ".md"):
+            hits = absolute.findall(f.read_text())
+            assert not hits, (f, hits[:3])

@@ -140,7 +140,7 @@ def provenance(args, profile: Profile, data, device) -> dict:
     from alexnet_course.compare.settings import describe
 
     return {
-        "command": shlex.join(["alexnet-course", *sys.argv[1:]]),
+        "command": public_text(shlex.join(["alexnet-course", *sys.argv[1:]])),
         "git_commit": _git_commit(),
         "alexnet_course": __version__,
         "python": platform.python_version(),
@@ -151,7 +151,7 @@ def provenance(args, profile: Profile, data, device) -> dict:
         "precision": (f"{describe(args.torch_settings)} (torch arms), fp32 (keras arms)"
                       if args.torch_settings else "fp32"),
         "data_source": "synthetic (alexnet-course data synth)" if profile.synthetic
-        else f"{args.data_label or 'CIFAR-10'} at {data.source}",
+        else f"{args.data_label or 'CIFAR-10'} at {public_path(data.source)}",
         "data_sha256": data.checksum,
         "split": {"train": len(data.train), "val": len(data.val), "test": len(data.test),
                   "val_seed": data.val_seed},
@@ -160,6 +160,25 @@ def provenance(args, profile: Profile, data, device) -> dict:
         "profile": asdict(profile),
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
     }  # fmt: skip
+
+
+def public_path(path) -> str:
+    """A path as results may publish it: relative to the working folder when inside it,
+    else with the home folder as ``~``; no machine's absolute paths in published results."""
+    p = Path(path).resolve()
+    for base, shown in ((Path.cwd().resolve(), "."), (Path.home().resolve(), "~")):
+        if p.is_relative_to(base):
+            rel = p.relative_to(base)
+            return str(rel) if shown == "." and str(rel) != "." else f"{shown}/{rel}"
+    return str(path)
+
+
+def public_text(text: str) -> str:
+    """``text`` with the working folder and the home folder written as ``.`` and ``~``."""
+    for base, shown in ((str(Path.cwd().resolve()), "."), (str(Path.home().resolve()), "~")):
+        if base not in ("/", ""):
+            text = text.replace(base + "/", shown + "/")
+    return text
 
 
 def _load_data(args, profile: Profile):
@@ -713,13 +732,14 @@ def run_compare(args: argparse.Namespace) -> int:
             runner = run_keras_arm if arm.startswith("keras") else run_torch_arm
             res = runner(arm, args, profile, data, device, folder)
         except ArmSkipped as e:
-            res = {"arm": arm, "status": "skipped", "reason": str(e)}
+            res = {"arm": arm, "status": "skipped", "reason": public_text(str(e))}
             print(f"[{arm}] skipped: {e}")
         except (KeyboardInterrupt, CourseError):
             raise
         except Exception as e:  # one arm's crash must not lose the others
-            res = {"arm": arm, "status": "failed", "reason": f"{type(e).__name__}: {e}",
-                   "traceback": traceback.format_exc()[-4000:]}  # fmt: skip
+            res = {"arm": arm, "status": "failed",
+                   "reason": public_text(f"{type(e).__name__}: {e}"),
+                   "traceback": public_text(traceback.format_exc()[-4000:])}  # fmt: skip
             print(f"[{arm}] failed: {type(e).__name__}: {e}")
         res["wall_seconds"] = time.perf_counter() - t0
         if args.plan is not None:
