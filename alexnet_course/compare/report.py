@@ -29,27 +29,44 @@ def _plt():
     return plt
 
 
+ARM_COLOURS = {  # one colour per arm, in every figure (matplotlib's tab10)
+    "torch-scratch": "tab:blue", "torch-tv-scratch": "tab:orange", "torch-pretrained": "tab:green",
+    "keras-scratch": "tab:red", "keras-pretrained": "tab:purple",
+}  # fmt: skip
+
+
+def _colour(arm: str) -> str:
+    return ARM_COLOURS.get(arm, "tab:gray")
+
+
 def plot_learning_curves(results: list[dict], path: Path) -> None:
-    plt = _plt()
-    ok = [r for r in results if r.get("status") == "ok"]
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    for r in ok:
-        h = r["history"]
-        ep = range(1, len(h["val_accuracy"]) + 1)
-        axes[0].plot(ep, h["train_loss"], "--", label=f"{r['arm']} train")
-        axes[0].plot(ep, h["val_loss"], "-", label=f"{r['arm']} val")
-        if any(v is not None for v in h["train_accuracy"]):
-            axes[1].plot(ep, h["train_accuracy"], "--", label=f"{r['arm']} train")
-        axes[1].plot(ep, h["val_accuracy"], "-", label=f"{r['arm']} val")
-    axes[0].set(xlabel="epoch", ylabel="loss", title="Loss")
-    axes[1].set(xlabel="epoch", ylabel="accuracy", title="Accuracy")
+    """Loss and accuracy per epoch: one colour per arm, training dashed, validation solid,
+    the legend beside the axes (never over the lines)."""
+    from matplotlib.lines import Line2D
     from matplotlib.ticker import MaxNLocator
 
+    plt = _plt()
+    ok = [r for r in results if r.get("status") == "ok"]
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
+    for r in ok:
+        h, c = r["history"], _colour(r["arm"])
+        ep = range(1, len(h["val_accuracy"]) + 1)
+        axes[0].plot(ep, h["train_loss"], "--", color=c, marker="o", ms=3)
+        axes[0].plot(ep, h["val_loss"], "-", color=c, marker="o", ms=3)
+        if any(v is not None for v in h["train_accuracy"]):
+            axes[1].plot(ep, [100 * v for v in h["train_accuracy"]], "--", color=c, marker="o", ms=3)
+        axes[1].plot(ep, [100 * v for v in h["val_accuracy"]], "-", color=c, marker="o", ms=3)
+    axes[0].set(xlabel="epoch", ylabel="loss", title="Loss")
+    axes[1].set(xlabel="epoch", ylabel="accuracy (%)", title="Accuracy")
     for ax in axes:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # whole epochs only
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-    fig.tight_layout()
+    handles = [Line2D([], [], color=_colour(r["arm"]), lw=2, label=r["arm"]) for r in ok]
+    handles += [Line2D([], [], color="black", ls="--", label="training"),
+                Line2D([], [], color="black", ls="-", label="validation")]  # fmt: skip
+    fig.legend(handles=handles, loc="center left", bbox_to_anchor=(0.86, 0.5), fontsize=8,
+               frameon=False)  # fmt: skip
+    fig.tight_layout(rect=(0, 0, 0.85, 1))
     fig.savefig(path, dpi=100)
     plt.close(fig)
 
@@ -59,47 +76,67 @@ def plot_per_class(results: list[dict], classes, path: Path) -> None:
 
     plt = _plt()
     ok = [r for r in results if r.get("status") == "ok"]
-    fig, ax = plt.subplots(figsize=(11, 4))
+    fig, ax = plt.subplots(figsize=(12, 4.2))
     width = 0.8 / max(len(ok), 1)
     x = np.arange(len(classes))
     for i, r in enumerate(ok):
-        ax.bar(x + i * width, r["per_class_accuracy"], width, label=r["arm"])
-    ax.set_xticks(x + 0.4 - width / 2, classes, rotation=30)
-    ax.set(ylabel="test accuracy", ylim=(0, 1), title="Per-class test accuracy")
-    ax.legend(fontsize=7)
+        ax.bar(x + i * width, [100 * v for v in r["per_class_accuracy"]], width, label=r["arm"],
+               color=_colour(r["arm"]))  # fmt: skip
+    ax.set_xticks(x + 0.4 - width / 2, classes, rotation=30, ha="right")
+    ax.set(ylabel="test accuracy (%)", ylim=(0, 100), title="Per-class test accuracy")
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
 
 
 def plot_confusions(results: list[dict], classes, path: Path) -> None:
+    """One confusion matrix per arm, two per row: rows are the true class, each cell the
+    share of that class (colour) and the count (number), with a colour bar."""
     import numpy as np
 
     plt = _plt()
     ok = [r for r in results if r.get("status") == "ok"]
-    fig, axes = plt.subplots(1, max(len(ok), 1), figsize=(4.2 * max(len(ok), 1), 4),
-                             squeeze=False)  # fmt: skip
-    for ax, r in zip(axes[0], ok):
-        cm = np.asarray(r["confusion_matrix"], dtype=float)
-        cm = cm / np.maximum(cm.sum(1, keepdims=True), 1)
-        ax.imshow(cm, cmap="Blues", vmin=0, vmax=1)
-        ax.set_xticks(range(len(classes)), classes, rotation=90, fontsize=6)
-        ax.set_yticks(range(len(classes)), classes, fontsize=6)
-        ax.set(title=r["arm"], xlabel="predicted", ylabel="true")
-    fig.tight_layout()
+    cols = 2 if len(ok) > 1 else 1
+    rows = max(1, -(-len(ok) // cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(6.6 * cols, 5.8 * rows), squeeze=False,
+                             layout="constrained")  # fmt: skip
+    image = None
+    for ax, r in zip(axes.flat, ok):
+        counts = np.asarray(r["confusion_matrix"], dtype=int)
+        share = counts / np.maximum(counts.sum(1, keepdims=True), 1)
+        image = ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
+        for i in range(counts.shape[0]):
+            for j in range(counts.shape[1]):
+                ax.text(j, i, str(counts[i, j]), ha="center", va="center", fontsize=7,
+                        color="white" if share[i, j] > 0.55 else "black")  # fmt: skip
+        ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right", fontsize=8)
+        ax.set_yticks(range(len(classes)), classes, fontsize=8)
+        ax.set_xlabel("predicted class")
+        ax.set_ylabel("true class")
+        ax.set_title(f"{r['arm']} ({100 * r['test_accuracy']:.1f}% test accuracy)", fontsize=10)
+    for ax in list(axes.flat)[len(ok):]:
+        ax.axis("off")
+    fig.get_layout_engine().set(w_pad=0.15, h_pad=0.15)
+    if image is not None:
+        bar = fig.colorbar(image, ax=axes.ravel().tolist(), shrink=0.8, pad=0.02)
+        bar.set_label("share of the true class")
     fig.savefig(path, dpi=100)
     plt.close(fig)
 
 
 def plot_accuracy_vs_time(results: list[dict], path: Path) -> None:
+    """Each arm a point in its colour, named in the legend (no label on a point)."""
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = plt.subplots(figsize=(8, 4.2))
     for r in (r for r in results if r.get("status") == "ok"):
-        ax.scatter(r["train_seconds"] / 60, 100 * r["test_accuracy"], s=40)
-        ax.annotate(r["arm"], (r["train_seconds"] / 60, 100 * r["test_accuracy"]), fontsize=8)
+        ax.scatter(r["train_seconds"] / 60, 100 * r["test_accuracy"], s=60,
+                   color=_colour(r["arm"]), label=r["arm"], zorder=3)  # fmt: skip
     ax.set(xlabel="training time (minutes)", ylabel="test accuracy (%)",
            title="Accuracy against training time")  # fmt: skip
     ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
