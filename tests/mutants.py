@@ -47,6 +47,25 @@ MUTANTS_03 = [
      "x = self.features(x)  # (N, 256, 6, 6) at 227 px\n"
      "        x = x + 0 * self.features(x.new_zeros(x.shape[0], 3, 227, 227)).mean()",
      "test_speed.py"),
+    ("config_default_dropout_changed", "alexnet.py", "    dropout: float = 0.5\n",
+     "    dropout: float = 0.2\n"),
+    ("flatten_with_view", "alexnet.py", "x = torch.flatten(x, 1)  # (N, 9216)",
+     "x = x.view(x.size(0), -1)  # (N, 9216)"),
+    ("classifier_ignores_dropout_argument", "alexnet.py",
+     "nn.Dropout(p=dropout),\n        nn.Linear(256 * 6 * 6, 4096)",
+     "nn.Dropout(p=0.5),\n        nn.Linear(256 * 6 * 6, 4096)"),
+    ("dropout_also_in_eval_mode", "alexnet.py",
+     "nn.Dropout(p=dropout),\n        nn.Linear(4096, 4096)",
+     "type('AlwaysDrop', (nn.Module,), {'forward': lambda self, x: nn.functional.dropout(x, dropout, True)})(),\n"
+     "        nn.Linear(4096, 4096)"),
+    ("autocast_around_the_epoch", "train.py",  # one region: every step sees the first step's weights
+     "    for images, labels in loader:\n        images, labels = images.to(device), labels.to(device)\n"
+     "        optimizer.zero_grad(set_to_none=True)\n",
+     "    autocast = torch.autocast(device.type, dtype=torch.bfloat16)\n    autocast.__enter__()\n"
+     "    for images, labels in loader:\n        images, labels = images.to(device), labels.to(device)\n"
+     "        if seen + len(labels) >= sum(len(b[1]) for b in loader):\n"
+     "            autocast.__exit__(None, None, None)\n"
+     "        optimizer.zero_grad(set_to_none=True)\n"),
 ]
 
 MUTANTS_01 = [
@@ -75,6 +94,15 @@ MUTANTS_01 = [
      "        x = tf.image.resize(x, (size, size), method=\"bilinear\", antialias=False)\n    return tf.transpose(x, [0, 3, 1, 2])"),
     ("grid_not_unnormalised", "data.py", "shown = denormalize(images.float(), mean, std).clamp(0, 1)",
      "shown = images.float().clamp(0, 1)"),
+    ("std_with_bessel_correction", "data.py", "return x.mean(axis=0), x.std(axis=0)",
+     "return x.mean(axis=0), x.std(axis=0, ddof=1)"),
+    ("stats_in_float32", "data.py", "astype(np.float64) / 255.0", "astype(np.float32) / 255.0"),
+    ("stats_on_train_and_val", "data.py", "mean, std = channel_stats(x[train_idx])",
+     "mean, std = channel_stats(x)"),
+    ("crop_offsets_one_sided", "data.py", "oy = torch.randint(0, 2 * pad + 1, (n,), generator=generator)",
+     "oy = torch.randint(0, pad + 1, (n,), generator=generator)"),
+    ("flip_up_down", "data.py", "return torch.where(flip[:, None, None, None], out.flip(2), out)",
+     "return torch.where(flip[:, None, None, None], out.flip(1), out)"),
 ]
 
 MUTANTS_02 = [
@@ -96,6 +124,13 @@ MUTANTS_02 = [
      "if p.requires_grad and id(p) not in head_ids", "if id(p) not in head_ids"),
     ("finetune_in_eval_mode", "pretrained.py", "        model.train()\n", "        model.eval()\n"),
     ("finetune_no_zero_grad", "pretrained.py", "            optimizer.zero_grad(set_to_none=True)\n", ""),
+    ("finetune_mode_does_not_unfreeze", "pretrained.py",
+     "    for p in model.parameters():\n        p.requires_grad_(True)\n", ""),
+    ("epoch_loss_mean_of_batch_means", "pretrained.py",
+     "            total += loss.item() * len(y)\n            seen += len(y)\n",
+     "            total += loss.item()\n            seen += 1\n"),
+    ("size_is_the_resize_not_the_crop", "pretrained.py", '"size": int(t.crop_size[0])',
+     '"size": int(t.resize_size[0])'),
 ]
 
 MUTANTS_04 = [
@@ -140,6 +175,24 @@ MUTANTS_04 = [
      "np.add.at(cm, (np.asarray(y)[:4], pred[:4]), 1)"),
     ("confusion_transposed", "keras_train.py", "np.add.at(cm, (np.asarray(y), pred), 1)",
      "np.add.at(cm, (pred, np.asarray(y)), 1)"),
+    ("bn_running_stats_swapped", "keras_alexnet.py",
+     "t.running_mean.numpy(), t.running_var.numpy()",
+     "t.running_var.numpy(), t.running_mean.numpy()"),
+    ("batchnorm_keras_momentum", "keras_alexnet.py", 'BN = {"epsilon": 1e-5, "momentum": 0.9}',
+     'BN = {"epsilon": 1e-5, "momentum": 0.99}'),
+    ("classifier_dropout_argument_ignored", "keras_alexnet.py",
+     'layers.Dropout(dropout, name="drop6")', 'layers.Dropout(0.5, name="drop6")'),
+    ("torchvision_dropout_changed", "keras_alexnet.py",
+     'layers.Dropout(0.5), layers.Dense(4096, activation="relu", name="fc6")',
+     'layers.Dropout(0.2), layers.Dense(4096, activation="relu", name="fc6")'),
+    ("fit_sgd_without_momentum", "keras_train.py",
+     "optimizer=keras.optimizers.SGD(learning_rate=lr, momentum=0.9)",
+     "optimizer=keras.optimizers.SGD(learning_rate=lr)"),
+    ("fit_best_weights_not_restored", "keras_train.py",
+     "patience=patience,\n                                      restore_best_weights=True)",
+     "patience=patience)"),
+    ("dense_kernel_not_transposed", "keras_alexnet.py", "w = w.T  # (out, in) -> (in, out)",
+     "pass"),
 ]
 
 MUTANTS_05 = [
@@ -164,6 +217,13 @@ MUTANTS_05 = [
     ("missing_arm_counts_as_zero", "analysis.py",
      '            raise ValueError(f"{arm} did not run: no result to compare")',
      '            by_arm[arm] = {"test_accuracy": 0.0}'),
+    ("gap_from_the_best_epochs", "analysis.py",
+     'return float(h["train_accuracy"][-1] - h["val_accuracy"][-1])',
+     'return float(max(h["train_accuracy"]) - max(h["val_accuracy"]))'),
+    ("analysis_copies_the_gain", "analysis.py", "gain = 100 * pretraining_gain(results)",
+     "gain = 24.9  # the course's own run"),
+    ("analysis_names_a_fixed_arm", "analysis.py", "worst = max(ok, key=overfitting_gap)",
+     'worst = next(r for r in ok if r["arm"] == "torch-scratch")'),
 ]
 
 MUTANTS = {"05_analysis": MUTANTS_05, "01_data": MUTANTS_01, "02_torch_pretrained": MUTANTS_02,

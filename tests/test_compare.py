@@ -37,6 +37,8 @@ def test_smoke_profile_runs_every_arm(smoke_run):
                 "accuracy_vs_time.png", "samples.png"):
         assert (out / fig).stat().st_size > 1000, fig
     assert "epoch 2/2" in printed
+    size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
+    assert size < 50 * 2**20, f"the smoke run wrote {size / 2**20:.0f} MB"
 
 
 def test_pretrained_arms_are_skipped_without_weights(tmp_path, monkeypatch):
@@ -58,8 +60,14 @@ def test_pretrained_arms_are_skipped_without_weights(tmp_path, monkeypatch):
 
 
 def test_interrupted_run_resumes_to_the_same_result(tmp_path, capsys, monkeypatch):
+    import dataclasses
+
+    from alexnet_course.compare import runner
     from alexnet_course.grading.learner import load_lesson_module
 
+    # the smoke profile keeps no checkpoints (seconds to rerun); the cpu/gpu profiles do
+    monkeypatch.setitem(runner.PROFILES, "smoke",
+                        dataclasses.replace(runner.PROFILES["smoke"], checkpoints=True))
     common = ["compare", "--profile", "smoke", "--arms", "torch-scratch", "--epochs", "2"]
     assert main([*common, "--out", str(tmp_path / "whole")]) == 0
     whole = json.loads((tmp_path / "whole" / "torch-scratch" / "results.json").read_text())

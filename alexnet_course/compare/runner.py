@@ -70,11 +70,15 @@ class Profile:
     # measure bf16 autocast (where the hardware has it) and channels_last before the torch
     # arms and use what is fastest here (compare/settings.py); off: fp32, contiguous
     tune: bool = True
+    # write a checkpoint after every epoch, for --resume (the smoke profile runs in seconds
+    # and keeps its best weights in memory instead: one torch checkpoint is ~700 MB)
+    checkpoints: bool = True
 
 
 PROFILES = {
     # generated data, seconds: runs in the test suite
-    "smoke": Profile("smoke", True, 67, 2, 32, 0.01, "batch", False, 100, tune=False),
+    "smoke": Profile("smoke", True, 67, 2, 32, 0.01, "batch", False, 100, tune=False,
+                     checkpoints=False),
     # real CIFAR-10 on a 2-core CPU: 67 px (the smallest input the paper's layer stack takes),
     # bf16 autocast for torch where this CPU has bf16 units and it measures faster,
     # BatchNorm (trains in few epochs), 3 epochs. The paper's init
@@ -364,6 +368,8 @@ def run_torch_arm(arm: str, args, profile: Profile, data, device, folder: Path) 
         if ev.accuracy > best:
             best = ev.accuracy
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        if not profile.checkpoints:
+            continue
         torch.save({"epoch": epoch, "epochs": epochs, "rng": torch.get_rng_state(),
                     "model": model.state_dict(), "optimizer": opt.state_dict(),
                     "scheduler": sched.state_dict(), "history": history, "best": best,
@@ -451,6 +457,7 @@ def run_keras_arm(arm: str, args, profile: Profile, data, device, folder: Path) 
     step = kt.make_train_step(model, opt)
     history = _new_history()
     start, best = 0, -math.inf
+    best_weights = None
     ckpt, best_path = folder / "checkpoint.weights.h5", folder / "best.weights.h5"
     state_file = folder / "checkpoint.json"
     if args.resume and state_file.is_file():
@@ -489,10 +496,16 @@ def run_keras_arm(arm: str, args, profile: Profile, data, device, folder: Path) 
             history[key].append(v)
         if ev["accuracy"] > best:
             best = ev["accuracy"]
-            model.save_weights(best_path)
-        model.save_weights(ckpt)
-        state_file.write_text(json.dumps({"epoch": epoch, "history": history, "best": best}))
-    model.load_weights(best_path)
+            best_weights = model.get_weights()
+            if profile.checkpoints:
+                model.save_weights(best_path)
+        if profile.checkpoints:
+            model.save_weights(ckpt)
+            state_file.write_text(json.dumps({"epoch": epoch, "history": history, "best": best}))
+    if best_weights is not None:
+        model.set_weights(best_weights)
+    else:  # resumed after the last epoch: the best is on disk
+        model.load_weights(best_path)
     ev = kt.evaluate_keras(model, te, k)
     test_loss = float(np.mean([float(loss_fn(y, model(x, training=False))) for x, y in te]))
     n_train = int(sum(np.prod(v.shape) for v in model.trainable_weights))

@@ -45,7 +45,8 @@ def expect_close(got: Any, expected: Any, what: str, *, atol: float, rtol: float
     if g.shape != e.shape:
         _fail(f"{what}: shape", e.shape, g.shape, kw.get("hint"), kw.get("docs"))
     err = np.abs(g - e)
-    bad = err > atol + rtol * np.abs(e)
+    bad = ~(err <= atol + rtol * np.abs(e))  # NaN or inf where a number is expected: a difference
+    err = np.where(np.isfinite(err), err, np.inf)
     if bad.any():
         i = np.unravel_index(np.argmax(err), err.shape)
         _fail(f"{what}: {int(bad.sum())} of {bad.size} values differ beyond tolerance "

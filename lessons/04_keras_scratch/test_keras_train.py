@@ -1,4 +1,13 @@
-"""Graded tests for lesson 04, part 2: training in Keras (tasks 4.6 - 4.8)."""
+"""Graded tests for lesson 04, part 2: training in Keras (tasks 4.6 - 4.8).
+
+Each test has two halves: an ``_observe_*`` function that runs your code from a start this
+file chooses (weights, data) and returns data only (losses, weights, history, the checkpoint
+file's bytes), and the test itself, which runs the same training with its own reference code
+from the same start and compares.
+"""
+
+import os
+import tempfile
 
 import numpy as np
 import pytest
@@ -6,10 +15,12 @@ import torch  # noqa: F401  (import torch's libraries before TensorFlow's)
 
 from alexnet_course.grading import learner
 from alexnet_course.grading.checks import expect, expect_close, expect_equal
+from alexnet_course.grading.remote import observe
 
 kt = learner.load(__file__, "keras_train")
 ka = learner.load(__file__, "keras_alexnet")
 DOCS = "docs/lessons/04_keras_scratch.md"
+SGD_MOMENTUM = 0.9  # the page's optimizer: SGD with momentum 0.9 (not Nesterov)
 
 
 def docs(task: str) -> str:
@@ -33,117 +44,272 @@ def data(n=32, classes=4, seed=0):
     return rng.normal(size=(n, 8, 8, 3)).astype("float32"), (np.arange(n) % classes).astype("int64")
 
 
+def _kind(layer) -> str:
+    """The Keras class a layer is (or derives from): 'Conv2D', 'BatchNormalization', ..."""
+    for cls in type(layer).__mro__:
+        if cls.__module__.startswith("keras."):
+            return cls.__name__
+    return type(layer).__name__
+
+
+def observed(fn, *args, what: str, hint: str | None = None, docs: str | None = None):
+    """``observe(fn, *args)``; an error your code raised becomes a teaching failure."""
+    try:
+        return observe(fn, *args)
+    except NotImplementedError:
+        raise
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError, RuntimeError) as e:
+        error = f"{type(e).__name__}: {str(e)[:600]}"
+    expect(False, what, "runs without an error", error, hint=hint, docs=docs)
+
+
+# ---------------------------------------------------------------- 4.6
+def _observe_train_steps(weights, batches, lr, momentum):
+    import keras
+
+    model = small_net()
+    model.set_weights(weights)
+    step = kt.make_train_step(model, keras.optimizers.SGD(lr, momentum=momentum))
+    losses = [float(step(xb, yb)) for xb, yb in batches]
+    return {"losses": losses, "weights": [np.asarray(w) for w in model.get_weights()]}
+
+
 @pytest.mark.task("4.6", points=3)
 def test_train_step_matches_a_reference_tape():
     import keras
     import tensorflow as tf
 
     x, y = data()
-    ours, ref = small_net(), small_net()
-    ref.set_weights(ours.get_weights())
-    opt_a = keras.optimizers.SGD(0.1, momentum=0.9)
-    opt_b = keras.optimizers.SGD(0.1, momentum=0.9)
-    step = kt.make_train_step(ours, opt_a)
+    ref = small_net(seed=1)
+    start = ref.get_weights()
+    batches = [(x[i * 8 : (i + 1) * 8], y[i * 8 : (i + 1) * 8]) for i in range(3)]
+    o = observed(_observe_train_steps, start, batches, 0.1, 0.9, what="make_train_step: "
+                 "three steps of SGD(0.1, momentum=0.9) on a small convnet",
+                 docs=docs("4.6"))  # fmt: skip
+    opt = keras.optimizers.SGD(0.1, momentum=0.9)
     loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-    got, want = [], []
-    for i in range(3):
-        xb, yb = x[i * 8 : (i + 1) * 8], y[i * 8 : (i + 1) * 8]
-        got.append(float(step(xb, yb)))
+    want = []
+    for xb, yb in batches:
         with tf.GradientTape() as tape:
             loss = loss_fn(yb, ref(xb, training=True))
         grads = tape.gradient(loss, ref.trainable_variables)
-        opt_b.apply_gradients(zip(grads, ref.trainable_variables))
+        opt.apply_gradients(zip(grads, ref.trainable_variables))
         want.append(float(loss))
-    expect_close(got, want, "loss of 3 training steps against a reference GradientTape step",
-                 atol=1e-5, hint="training=True, loss on logits (from_logits=True)",
-                 docs=docs("4.6"))  # fmt: skip
-    for a, b in zip(ours.get_weights(), ref.get_weights()):
+    expect_close(o["losses"], want, "loss of 3 training steps against a reference GradientTape "
+                 "step", atol=1e-5, hint="training=True, loss on logits (from_logits=True), "
+                 "step(x, y) returns the batch's loss", docs=docs("4.6"))  # fmt: skip
+    expect_equal(len(o["weights"]), len(ref.get_weights()), "number of weight arrays after "
+                 "3 steps", docs=docs("4.6"))  # fmt: skip
+    for a, b in zip(o["weights"], ref.get_weights()):
         expect_close(a, b, "weights after 3 steps against the reference", atol=1e-5,
-                     docs=docs("4.6"))  # fmt: skip
+                     hint="apply the gradients of model.trainable_variables with the "
+                          "optimizer you were given", docs=docs("4.6"))  # fmt: skip
+
+
+def _observe_alexnet_bn_step(x, y):
+    import keras
+
+    model = ka.build_alexnet(num_classes=4, norm="batch", input_size=67)
+    bns = [layer for layer in model.layers if _kind(layer) == "BatchNormalization"]
+    before = [np.asarray(w) for w in bns[0].get_weights()] if bns else []
+    step = kt.make_train_step(model, keras.optimizers.SGD(0.01))
+    loss = float(step(x, y))
+    after = [np.asarray(w) for w in bns[0].get_weights()] if bns else []
+    return {"bn_layers": len(bns), "before": before, "after": after, "loss": loss}
 
 
 @pytest.mark.task("4.6", points=2)
 def test_train_step_updates_batch_norm_in_training_mode():
-    import keras
-
-    model = ka.build_alexnet(num_classes=4, norm="batch", input_size=67)
-    bn = model.get_layer("norm1")
-    gamma, moving = bn.gamma.numpy().copy(), bn.moving_mean.numpy().copy()
-    step = kt.make_train_step(model, keras.optimizers.SGD(0.01))
     x = np.random.default_rng(0).normal(size=(4, 67, 67, 3)).astype("float32")
-    loss = float(step(x, np.arange(4)))
-    expect(np.isfinite(loss), "loss of one AlexNet training step", "finite", loss,
+    o = observed(_observe_alexnet_bn_step, x, np.arange(4), what="one training step of "
+                 "build_alexnet(num_classes=4, norm='batch', input_size=67)",
+                 docs=docs("4.6"))  # fmt: skip
+    expect(o["bn_layers"] >= 1 and len(o["before"]) == 4 == len(o["after"]),
+           "BatchNormalization layers in build_alexnet(norm='batch') (found by type, the "
+           "first one is checked)", "at least one, with gamma, beta, moving mean and moving "
+           "variance", f"{o['bn_layers']} layers", hint="norm_layer('batch', ...) after the "
+           "ReLU of every convolution", docs=docs("4.6"))  # fmt: skip
+    expect(np.isfinite(o["loss"]), "loss of one AlexNet training step", "finite", o["loss"],
            docs=docs("4.6"))  # fmt: skip
-    expect(not np.allclose(moving, bn.moving_mean.numpy()), "BatchNorm moving mean after a "
-           "training step", "updated (BatchNorm in training mode)", "unchanged",
+    (gamma, _, moving, _), (gamma2, _, moving2, _) = o["before"], o["after"]
+    expect(not np.allclose(moving, moving2), "BatchNorm moving mean after a training step",
+           "updated (BatchNorm in training mode)", "unchanged",
            hint="call the model with training=True; do not freeze BatchNorm",
            docs=docs("4.6"))  # fmt: skip
-    expect(not np.allclose(gamma, bn.gamma.numpy()), "BatchNorm gamma after a training step",
-           "trained", "unchanged", docs=docs("4.6"))  # fmt: skip
+    expect(not np.allclose(gamma, gamma2), "BatchNorm gamma after a training step", "trained",
+           "unchanged", hint="BatchNorm's gamma and beta are trainable weights: keep them in "
+           "model.trainable_variables", docs=docs("4.6"))  # fmt: skip
+
+
+# ---------------------------------------------------------------- 4.7
+def _observe_schedule(initial_lr, drop, every, epochs, current_lr):
+    """The learner's schedule driven by Keras's own LearningRateScheduler, the optimizer's
+    rate set to ``current_lr`` before every epoch (a schedule must not depend on it)."""
+    import keras
+
+    schedule = kt.lr_schedule(initial_lr, drop=drop, every=every)
+    holder = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
+    holder.compile(optimizer=keras.optimizers.SGD(current_lr), loss="mse")
+    callback = keras.callbacks.LearningRateScheduler(schedule)
+    callback.set_model(holder)
+    rates = []
+    for epoch in range(epochs):
+        holder.optimizer.learning_rate = current_lr
+        callback.on_epoch_begin(epoch)
+        rates.append(float(holder.optimizer.learning_rate.numpy()))
+    return rates
 
 
 @pytest.mark.task("4.7", points=2)
 def test_lr_schedule_does_not_compound():
-    s = kt.lr_schedule(0.1, drop=0.5, every=2)
-    got = [s(e, 0.0001) for e in range(6)]  # a wrong current rate, to be ignored
-    expect_close(got, [0.1, 0.1, 0.05, 0.05, 0.025, 0.025], "learning rate per epoch "
-                 "(step decay: drop 0.5 every 2 epochs)", atol=1e-12,
+    got = observed(_observe_schedule, 0.1, 0.5, 2, 6, 0.0001, what="lr_schedule(0.1, drop=0.5, "
+                   "every=2) inside keras.callbacks.LearningRateScheduler",
+                   hint="return a float; Keras calls schedule(epoch, lr) or schedule(epoch)",
+                   docs=docs("4.7"))  # fmt: skip
+    expect_close(got, [0.1, 0.1, 0.05, 0.05, 0.025, 0.025], "learning rate per epoch set by "
+                 "LearningRateScheduler(lr_schedule(0.1, drop=0.5, every=2)), the optimizer's "
+                 "current rate a wrong 0.0001 each epoch", atol=1e-9, rtol=1e-6,
                  hint="a pure function of the epoch; lr / (epoch + 1) applied to the current "
                       "rate compounds", docs=docs("4.7"))  # fmt: skip
 
 
-@pytest.mark.task("4.7", points=3)
-def test_fit_checkpoints_the_best_validation_epoch(tmp_path):
+def _observe_fit(weights, x, y, y_val, epochs, lr, patience):
+    import keras
     import tensorflow as tf
 
-    x, y = data(32)
-    train = tf.data.Dataset.from_tensor_slices((x, y)).batch(8)
-    val = tf.data.Dataset.from_tensor_slices((x, (y + 1) % 4)).batch(8)  # shifted labels
     model = small_net(seed=3)
-    ckpt = tmp_path / "best.weights.h5"
-    h = kt.fit_keras(model, train, val, epochs=5, lr=0.05, checkpoint_path=str(ckpt),
-                     patience=10)  # fmt: skip
+    model.set_weights(weights)
+    train = tf.data.Dataset.from_tensor_slices((x, y)).batch(8)
+    val = tf.data.Dataset.from_tensor_slices((x, y_val)).batch(8)
+    ckpt = os.path.join(tempfile.mkdtemp(), "best.weights.h5")
+    h = kt.fit_keras(model, train, val, epochs=epochs, lr=lr, checkpoint_path=ckpt,
+                     patience=patience)  # fmt: skip
+    h = getattr(h, "history", h)
+    out = {"history": {str(k): [float(v) for v in vals] for k, vals in dict(h).items()},
+           "final": [np.asarray(w) for w in model.get_weights()],
+           "checkpoint": open(ckpt, "rb").read() if os.path.isfile(ckpt) else None}  # fmt: skip
+    # the optimizer fit_keras compiled, rebuilt from its config: two steps, gradient 1
+    opt = model.optimizer
+    probe = type(opt).from_config(opt.get_config())
+    probe.learning_rate = 0.1
+    v = keras.Variable(np.zeros(1, "float32"))
+    out["probe"] = []
+    for _ in range(2):
+        probe.apply_gradients([(tf.ones(1), v)])
+        out["probe"].append(float(v.numpy()[0]))
+    return out
+
+
+def reference_fit(weights, x, y, y_val, epochs, lr, path):
+    """The page's fit: SGD momentum 0.9, cross-entropy on logits, step-decay schedule,
+    ModelCheckpoint and EarlyStopping on validation accuracy, best weights restored."""
+    import keras
+    import tensorflow as tf
+
+    model = small_net(seed=3)
+    model.set_weights(weights)
+    model.compile(optimizer=keras.optimizers.SGD(lr, momentum=SGD_MOMENTUM),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  metrics=["accuracy"])  # fmt: skip
+    callbacks = [keras.callbacks.LearningRateScheduler(lambda e: float(lr * 0.5 ** (e // 10))),
+                 keras.callbacks.ModelCheckpoint(str(path), monitor="val_accuracy", mode="max",
+                                                 save_best_only=True, save_weights_only=True),
+                 keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max", patience=10,
+                                               restore_best_weights=True)]  # fmt: skip
+    train = tf.data.Dataset.from_tensor_slices((x, y)).batch(8)
+    val = tf.data.Dataset.from_tensor_slices((x, y_val)).batch(8)
+    h = model.fit(train, validation_data=val, epochs=epochs, callbacks=callbacks, verbose=0)
+    return h.history, model.get_weights()
+
+
+@pytest.mark.task("4.7", points=3)
+def test_fit_checkpoints_the_best_validation_epoch(tmp_path):
+    x, y = data(32)
+    y_val = (y + 1) % 4  # shifted labels: validation accuracy peaks away from training's
+    start = small_net(seed=3).get_weights()
+    o = observed(_observe_fit, start, x, y, y_val, 5, 0.05, 10, what="fit_keras on a small "
+                 "convnet, 5 epochs", docs=docs("4.7"))  # fmt: skip
+    h = o["history"]
     for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
-        expect(key in h and len(h[key]) == 5, f"history[{key!r}]", "5 values",
-               h.get(key), docs=docs("4.7"))  # fmt: skip
+        expect(key in h and len(h[key]) == 5, f"history[{key!r}]", "5 values", h.get(key),
+               hint="return history.history; compile with metrics=['accuracy']",
+               docs=docs("4.7"))  # fmt: skip
+    probe = o["probe"]
+    moment = round(-(probe[1] - probe[0]) / 0.1 - 1, 4)
+    expect_close(probe, [-0.1, -0.1 * (2 + SGD_MOMENTUM)], "the optimizer fit_keras compiled, "
+                 "rebuilt from its config at lr 0.1: a weight's position after two steps of "
+                 f"gradient 1 (measured momentum {moment})", atol=1e-6,
+                 hint="keras.optimizers.SGD with momentum=0.9 (not Nesterov); Keras's "
+                      "default momentum is 0", docs=docs("4.7"))  # fmt: skip
     best = int(np.argmax(h["val_accuracy"]))
     assert best != int(np.argmax(h["accuracy"])), "fixture failed to separate train and val"
-    expect(ckpt.exists(), "checkpoint file", str(ckpt), "not written", docs=docs("4.7"))
+    assert best != 4, "fixture failed to put the best validation epoch before the last"
+    expect(o["checkpoint"] is not None, "checkpoint file", "written to checkpoint_path",
+           "not written", hint="ModelCheckpoint(checkpoint_path, save_weights_only=True, ...)",
+           docs=docs("4.7"))  # fmt: skip
+    ckpt = tmp_path / "best.weights.h5"
+    ckpt.write_bytes(o["checkpoint"])
     check = small_net(seed=4)
     check.load_weights(str(ckpt))
-    check.compile(metrics=["accuracy"], loss="sparse_categorical_crossentropy")
     pred = np.argmax(check.predict(x, verbose=0), 1)
-    acc = float(np.mean(pred == (y + 1) % 4))
+    acc = float(np.mean(pred == y_val))
     expect_close(acc, max(h["val_accuracy"]), "validation accuracy of the checkpointed "
                  f"weights (history: val {np.round(h['val_accuracy'], 3).tolist()}, train "
                  f"{np.round(h['accuracy'], 3).tolist()})", atol=1e-6,
                  hint="ModelCheckpoint(monitor='val_accuracy', mode='max', "
                       "save_best_only=True)", docs=docs("4.7"))  # fmt: skip
-    expect_close(h["learning_rate"], [0.05] * 5, "learning rate per epoch (drop every 10)",
-                 atol=1e-7, docs=docs("4.7"))  # fmt: skip
+    ok = len(o["final"]) == len(check.get_weights()) and all(
+        np.allclose(a, b, atol=1e-7) for a, b in zip(o["final"], check.get_weights()))  # fmt: skip
+    expect(ok, "the model's weights when fit_keras returns", f"the best validation epoch's "
+           f"(epoch {best + 1}, as checkpointed)", "other weights (the last epoch's?)",
+           hint="EarlyStopping(monitor='val_accuracy', mode='max', patience=patience, "
+                "restore_best_weights=True)", docs=docs("4.7"))  # fmt: skip
+    expect_close(h.get("learning_rate", []), [0.05] * 5, "learning rate per epoch (drop every "
+                 "10)", atol=1e-7, hint="LearningRateScheduler(lr_schedule(lr, "
+                 "every=drop_every)) records history['learning_rate']",
+                 docs=docs("4.7"))  # fmt: skip
+    want, _ = reference_fit(start, x, y, y_val, 5, 0.05, tmp_path / "reference.weights.h5")
+    for key in ("loss", "val_accuracy"):
+        expect_close(h[key], want[key], f"history[{key!r}] against a reference fit from the "
+                     "same weights", atol=1e-4, hint="compile with SGD(lr, momentum=0.9), "
+                     "SparseCategoricalCrossentropy(from_logits=True), metrics=['accuracy']; "
+                     "fit on train_ds with validation_data=val_ds", docs=docs("4.7"))  # fmt: skip
 
 
-@pytest.mark.task("4.8", points=3)
-def test_evaluate_counts_every_sample():
+# ---------------------------------------------------------------- 4.8
+def _observe_evaluate(table, labels, batch, num_classes):
     import keras
     import tensorflow as tf
 
-    labels = np.array([0, 1, 2, 0, 1, 2, 0, 1, 2, 0, 1, 2])
-    preds = np.array([0, 1, 2, 0, 2, 2, 1, 1, 0, 0, 1, 1])
-    table = np.eye(3, dtype="float32")[preds] * 5
-
     class Known(keras.layers.Layer):
+        """Logits looked up by sample id; random in training mode."""
+
         def call(self, ids, training=False):
             out = tf.gather(table, tf.cast(ids[:, 0], tf.int32))
             return out + (100.0 * tf.random.normal(tf.shape(out)) if training else 0.0)
 
     model = keras.Sequential([keras.Input((1,)), Known()])
-    ids = np.arange(12, dtype="float32")[:, None]
-    ds = tf.data.Dataset.from_tensor_slices((ids, labels)).batch(5)
-    r = kt.evaluate_keras(model, ds, num_classes=3)
-    expect_equal(np.asarray(r["confusion_matrix"]).tolist(), [[3, 1, 0], [0, 3, 1], [1, 1, 2]],
+    ids = np.arange(len(labels), dtype="float32")[:, None]
+    ds = tf.data.Dataset.from_tensor_slices((ids, labels)).batch(batch)
+    r = kt.evaluate_keras(model, ds, num_classes=num_classes)
+    return {"confusion_matrix": np.asarray(r["confusion_matrix"]),
+            "per_class_accuracy": np.asarray(r["per_class_accuracy"], dtype=np.float64),
+            "accuracy": float(r["accuracy"])}  # fmt: skip
+
+
+@pytest.mark.task("4.8", points=3)
+def test_evaluate_counts_every_sample():
+    labels = np.array([0, 1, 2, 0, 1, 2, 0, 1, 2, 0, 1, 2])
+    preds = np.array([0, 1, 2, 0, 2, 2, 1, 1, 0, 0, 1, 1])
+    table = np.eye(3, dtype="float32")[preds] * 5
+    r = observed(_observe_evaluate, table, labels, 5, 3, what="evaluate_keras over 12 samples "
+                 "in batches of 5", docs=docs("4.8"))  # fmt: skip
+    cm = np.zeros((3, 3), dtype=np.int64)
+    np.add.at(cm, (labels, preds), 1)
+    expect_equal(np.asarray(r["confusion_matrix"]).tolist(), cm.tolist(),
                  "confusion matrix over all 12 samples (rows true, columns predicted)",
-                 hint="every sample of every batch; training=False", docs=docs("4.8"))
-    expect_close(r["per_class_accuracy"], [0.75, 0.75, 0.5], "per-class accuracy", atol=1e-9,
+                 hint="every sample of every batch; training=False", docs=docs("4.8"))  # fmt: skip
+    expect_close(r["per_class_accuracy"], np.diag(cm) / cm.sum(1), "per-class accuracy",
+                 atol=1e-9, docs=docs("4.8"))  # fmt: skip
+    expect_close(r["accuracy"], np.trace(cm) / cm.sum(), "accuracy", atol=1e-9,
                  docs=docs("4.8"))  # fmt: skip
-    expect_close(r["accuracy"], 8 / 12, "accuracy", atol=1e-9, docs=docs("4.8"))
