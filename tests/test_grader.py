@@ -377,6 +377,11 @@ def test_no_attack_forges_a_grade_and_the_rest_is_graded(course, tmp_path):
     for name, a in attacks.items():
         paths.append(submission(subs, name, a.get("two", "return 0\n"), a.get("extra"),
                                 a.get("top", "")))  # fmt: skip
+    # 9. a submission named like the grader's own output: renamed, graded, nothing crashes
+    z = subs / "gradebook.csv.zip"
+    with zipfile.ZipFile(z, "w") as zf:
+        zf.write(paths[0] / "lessons" / "09_demo" / "mod.py", "x/lessons/09_demo/mod.py")
+    paths.append(z)
     hidden = tmp_path / "hidden" / "09_demo"
     hidden.mkdir(parents=True)
     (hidden / "test_extra.py").write_text(HIDDEN)
@@ -415,7 +420,9 @@ def test_no_attack_forges_a_grade_and_the_rest_is_graded(course, tmp_path):
     assert "SECRET" not in everything and "LEAK" in everything
     book = {row["submission"]: row for row in csv.DictReader(open(out / "gradebook.csv"))}
     assert book["honest"]["total"] == "5" and book["detached_rewriter"]["total"] == "2"
-    assert set(book) == {p.name for p in paths}
+    renamed = [r.name for r in results if r.source == str(z)]
+    assert renamed and renamed[0] != "gradebook.csv" and book[renamed[0]]["total"] == "5"
+    assert len(book) == len(paths)
 
 
 def test_a_broken_submission_scores_zero_with_the_reason_never_zero_of_zero(course, tmp_path):

@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from tests.alternatives import ALTERNATIVES
 from tests.conftest import ROOT, copy_lesson, run_pytest
 from tests.mutants import MUTANTS, TARGET
 
@@ -73,3 +74,25 @@ def test_every_typical_mistake_is_caught(lesson, tmp_path):
     survivors = [(name, out[-1500:]) for name, rc, failed, out in outcomes if rc == 0 or not failed]
     assert not survivors, "mutants the graded suite accepted:\n" + "\n\n".join(
         f"{n}:\n{o}" for n, o in survivors)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("lesson", sorted(ALTERNATIVES))
+def test_correct_alternatives_get_full_marks(lesson, tmp_path):
+    """Correct code in styles the reference does not use passes every graded test: a test
+    requires only what its page states (layer types and order, not names; behaviour, not
+    modules; every signature the stub's types allow)."""
+    failures = []
+    for name, file, edits, test_file in ALTERNATIVES[lesson]:
+        folder = copy_lesson(lesson, tmp_path / name)
+        text = (folder / file).read_text()
+        for old, new in edits:
+            assert text.count(old) == 1, f"alternative {name}: {old!r} found {text.count(old)} times"
+            text = text.replace(old, new)
+        (folder / file).write_text(text)
+        rc, res, out = run_pytest(folder / test_file, "--benchmark-disable",
+                                  results=tmp_path / f"{name}.json")  # fmt: skip
+        failed = [t["name"] for t in res.get("tests", []) if t.get("status") == "failed"]
+        if rc != 0 or failed:
+            failures.append((name, failed, out[-1500:]))
+    assert not failures, failures

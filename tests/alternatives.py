@@ -1,0 +1,55 @@
+"""Correct implementations in styles the reference does not use, one list per lesson: each
+is (name, learner file, [(exact text in the solution, replacement), ...], graded test
+file). Learners wrote each of these and were once marked down for it; the lesson's graded
+suite must give every one full marks (tests/test_lessons.py checks that), while the
+typical mistakes in tests/mutants.py still fail."""
+
+FUNCTIONAL_HEAD = '''
+    class Head(nn.Module):  # dropout as a function inside a custom head
+        def __init__(self):
+            super().__init__()
+            self.fc6 = nn.Linear(256 * 6 * 6, 4096)
+            self.fc7 = nn.Linear(4096, 4096)
+            self.fc8 = nn.Linear(4096, num_classes)
+
+        def forward(self, x):
+            x = F.relu(self.fc6(F.dropout(x, dropout, self.training)))
+            x = F.relu(self.fc7(F.dropout(x, dropout, self.training)))
+            return self.fc8(x)
+
+    return Head()
+'''
+
+ALTERNATIVES = {
+    "03_torch_scratch": [
+        # 3.10: the checkpoint's epoch counted from 1 (the page allows either)
+        ("fit_epoch_one_based", "train.py",
+         [('{"epoch": epoch, "val_accuracy"', '{"epoch": epoch + 1, "val_accuracy"')],
+         "test_train.py"),
+        # 3.5: F.dropout(x, p, self.training) in a custom head instead of nn.Dropout modules
+        ("dropout_functional_custom_head", "alexnet.py",
+         [("    return nn.Sequential(\n        nn.Dropout(p=dropout),\n        nn.Linear(256 * 6 * 6, 4096),\n"
+           "        nn.ReLU(inplace=True),\n        nn.Dropout(p=dropout),\n        nn.Linear(4096, 4096),\n"
+           "        nn.ReLU(inplace=True),\n        nn.Linear(4096, num_classes),\n    )\n",
+           "    import torch.nn.functional as F\n" + FUNCTIONAL_HEAD)],
+         "test_model.py"),
+    ],
+    "04_keras_scratch": [
+        # 4.2: pooling layers named maxpool{i} (no page names them)
+        ("pools_named_maxpool", "keras_alexnet.py",
+         [('name="pool1"', 'name="maxpool1"'), ('name="pool2"', 'name="maxpool2"'),
+          ('name="pool5"', 'name="maxpool5"')],
+         "test_keras_model.py"),
+        # 4.6: norm layers named batch{i}
+        ("norms_named_batch", "keras_alexnet.py",
+         [('norm_layer(norm, "norm1")', 'norm_layer(norm, "batch1")'),
+          ('norm_layer(norm, "norm2")', 'norm_layer(norm, "batch2")'),
+          ('name=f"norm{i}"', 'name=f"batch{i}"')],
+         "test_keras_model.py"),
+        # 4.7: a one-argument schedule, as the stub's Callable[[int], float] allows
+        ("schedule_one_argument", "keras_train.py",
+         [("def schedule(epoch: int, lr: float | None = None) -> float:",
+           "def schedule(epoch: int) -> float:")],
+         "test_keras_train.py"),
+    ],
+}
