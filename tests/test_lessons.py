@@ -96,3 +96,27 @@ def test_correct_alternatives_get_full_marks(lesson, tmp_path):
         if rc != 0 or failed:
             failures.append((name, failed, out[-1500:]))
     assert not failures, failures
+
+
+@pytest.mark.parametrize("lesson, file, old, new, test_file, must_say", [
+    # 1.2: Bessel's correction is a convention the page states; the failure names it
+    ("01_data", "data.py", "return x.mean(axis=0), x.std(axis=0)",
+     "return x.mean(axis=0), x.std(axis=0, ddof=1)", "test_data.py",
+     ["ddof=0", "population", "docs/lessons/01_data.md#task-1-2"]),
+    # a missing ValueError teaches like every other check (no raw "DID NOT RAISE")
+    ("03_torch_scratch", "alexnet.py",
+     '    raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")',
+     "    return nn.Identity()", "test_model.py",
+     ["expected: raises ValueError", "docs/lessons/03_torch_scratch.md#task-3-1"]),
+])  # fmt: skip
+def test_failures_name_the_convention_and_the_docs(lesson, file, old, new, test_file, must_say,
+                                                    tmp_path):  # fmt: skip
+    folder = copy_lesson(lesson, tmp_path / "l")
+    text = (folder / file).read_text()
+    assert text.count(old) == 1
+    (folder / file).write_text(text.replace(old, new))
+    rc, res, out = run_pytest(folder / test_file, "--benchmark-disable", results=tmp_path / "r.json")
+    assert rc == 1
+    outputs = "\n".join(t.get("output", "") for t in res["tests"] if t.get("status") == "failed")
+    missing = [m for m in must_say if m not in outputs]
+    assert not missing and "DID NOT RAISE" not in outputs, (missing, outputs[-2000:])
