@@ -400,7 +400,7 @@ def torch_settings(args, profile: Profile, data, device) -> dict:
                                      size=profile.input_size, allow_bf16=False, rounds=1)  # fmt: skip
         chosen.update(autocast=None, channels_last=False,
                       reason=f"profile {profile.name}: fp32, contiguous (measured for the budget)")
-        chosen["step_seconds"]["chosen"] = chosen["step_seconds"]["fp32"]
+        chosen["chosen_step_seconds"] = chosen["step_seconds"]["fp32"]
         return chosen
     print("measuring training settings (precision, memory format) on this machine ...")
 
@@ -410,7 +410,7 @@ def torch_settings(args, profile: Profile, data, device) -> dict:
     chosen = st.measure_settings(make, device, batch_size=profile.batch_size,
                                  size=profile.input_size, allow_bf16=profile.bf16)
     print(f"  {chosen['reason']}")
-    chosen["step_seconds"]["chosen"] = chosen["step_seconds"][st.describe_key(chosen)]
+    chosen["chosen_step_seconds"] = chosen["step_seconds"][st.describe_key(chosen)]
     return chosen
 
 
@@ -621,7 +621,7 @@ def _keras_step(args, profile: Profile, data) -> float:
 def plan_arms(args, profile: Profile, data, device, arms: list[str], started: float):
     """Estimate every runnable arm's time from measured steps; with ``--budget-minutes``,
     scale the epochs (then the training images) of every arm alike to fit it."""
-    torch_step = (args.torch_settings or {}).get("step_seconds", {}).get("chosen")
+    torch_step = (args.torch_settings or {}).get("chosen_step_seconds")
     if torch_step is None:
         return None
     runnable = [a for a in arms if _runnable(a, args)]
