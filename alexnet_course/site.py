@@ -240,7 +240,7 @@ def check_site(site: Path, executable: str | None = None,
             page.close()
             reports.append(report)
         if pages == everything:
-            reports.append(_check_tabs_across_pages(b, base, "lessons/03_torch_scratch/",
+            reports.append(_check_tabs_across_pages(b, base, "lessons/02_torch_pretrained/",
                                                     "lessons/04_keras_scratch/", "Keras"))  # fmt: skip
     return reports
 
