@@ -279,7 +279,7 @@ def test_budget_run_records_the_same_scaling_for_every_arm_and_what_ran(tmp_path
     out = tmp_path / "run"
     arms = "torch-scratch,keras-scratch"
     assert main(["compare", "--profile", "smoke", "--out", str(out), "--no-download",
-                 "--arms", arms, "--budget-minutes", "2"]) == 0  # fmt: skip
+                 "--arms", arms, "--budget-minutes", "1.8"]) == 0  # fmt: skip
     plans, ran = [], []
     for arm in arms.split(","):
         res = json.loads((out / arm / "results.json").read_text())
@@ -291,9 +291,9 @@ def test_budget_run_records_the_same_scaling_for_every_arm_and_what_ran(tmp_path
             assert res["provenance"]["precision"].startswith("fp32")
     assert all(p == plans[0] for p in plans)
     p = plans[0]
-    assert p["budget_minutes"] == 2 and p["scale"] != "none"
+    assert p["budget_minutes"] == 1.8 and p["scale"] != "none"
     assert all(r == (p["epochs"], p["train_images"]) for r in ran), (ran, p)
-    assert p["epochs"] == 1 and p["train_images"] < p["train_images_unscaled"] == 500
+    assert p["epochs"] == 1 and p["train_images"] < p["train_images_unscaled"] == 300
 
 
 def test_published_results_carry_no_machine_paths(tmp_path, monkeypatch):

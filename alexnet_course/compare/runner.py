@@ -191,7 +191,7 @@ def _load_data(args, profile: Profile):
     if profile.synthetic:
         root = args.out / "synthetic-data"
         if not (root / "cifar-10-batches-py").is_dir():
-            write_synthetic_cifar10(root, n_train=600, n_test=200, seed=args.seed)
+            write_synthetic_cifar10(root, n_train=400, n_test=200, seed=args.seed)
         return load_cifar10(root, val_size=profile.val_size, seed=args.seed)
     return load_cifar10(args.data_dir, val_size=profile.val_size, seed=args.seed,
                         download=not args.no_download)  # fmt: skip
