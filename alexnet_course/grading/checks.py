@@ -72,3 +72,18 @@ def expect_raises(exc_type: type[BaseException] | tuple, call, what: str, *,
         _fail(what, f"raises {names}", f"raised {type(e).__name__}: {e}", hint, docs)
     _fail(what, f"raises {names}", f"returned {got!r:.200}" if got is not None else "returned normally",
           hint, docs)  # fmt: skip
+
+
+def observed(fn, *args, what: str, hint: str | None = None, docs: str | None = None):
+    """``observe(fn, *args)``, where an error the learner's code (or the framework inside
+    it) raised becomes a teaching failure; a stub's NotImplementedError still reports
+    "not started"."""
+    from alexnet_course.grading.remote import observe
+
+    try:
+        return observe(fn, *args)
+    except NotImplementedError:
+        raise
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError, RuntimeError) as e:
+        error = f"{type(e).__name__}: {str(e)[:600]}"
+    expect(False, what, "runs without an error", error, hint=hint, docs=docs)
