@@ -618,6 +618,28 @@ def _keras_step(args, profile: Profile, data) -> float:
     return plan_mod.keras_step_seconds(model, opt, kt.make_train_step, x, y)
 
 
+def _batch_seconds(profile: Profile, data, device, args, batches: int = 3) -> float:
+    """Seconds the torch arms' input pipeline spends on one training batch (crop, flip,
+    resize, normalise), which the measured training step leaves out."""
+    from alexnet_course.data import CIFAR10_MEAN, CIFAR10_STD
+    from alexnet_course.data.torch_pipeline import TorchBatches
+
+    cl = bool((args.torch_settings or {}).get("channels_last"))
+    it = iter(TorchBatches(data.train, batch_size=profile.batch_size, mean=CIFAR10_MEAN,
+                           std=CIFAR10_STD, size=profile.input_size, train=True, seed=0,
+                           device=device, channels_last=cl))  # fmt: skip
+    next(it)
+    t0 = time.perf_counter()
+    n = 0
+    for _ in range(batches):
+        try:
+            next(it)
+        except StopIteration:
+            break
+        n += 1
+    return (time.perf_counter() - t0) / max(1, n)
+
+
 def plan_arms(args, profile: Profile, data, device, arms: list[str], started: float):
     """Estimate every runnable arm's time from measured steps; with ``--budget-minutes``,
     scale the epochs (then the training images) of every arm alike to fit it."""
@@ -625,6 +647,7 @@ def plan_arms(args, profile: Profile, data, device, arms: list[str], started: fl
     if torch_step is None:
         return None
     runnable = [a for a in arms if _runnable(a, args)]
+    torch_step += _batch_seconds(profile, data, device, args)  # the input pipeline's share
     steps = {a: torch_step for a in runnable if a.startswith("torch")}
     keras_arms = [a for a in runnable if a.startswith("keras")]
     if keras_arms:
