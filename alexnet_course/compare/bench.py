@@ -75,9 +75,6 @@ def run_bench(data, *, impl: str, steps: int = 5, batch_size: int = 32, size: in
     import torch
 
     from alexnet_course.compare.settings import bf16_supported
-    from alexnet_course.data import CIFAR10_MEAN, CIFAR10_STD
-    from alexnet_course.data.cifar10 import Split
-    from alexnet_course.data.torch_pipeline import TorchBatches
     from alexnet_course.device import pick_device, seed_everything
     from alexnet_course.grading.learner import load_lesson_module
 
@@ -102,8 +99,7 @@ def run_bench(data, *, impl: str, steps: int = 5, batch_size: int = 32, size: in
         if v.get("compile"):
             t0 = time.perf_counter()
             m = torch.compile(m)
-            batches = _ref_batches(TorchBatches, Split, images, labels, batch_size, size,
-                                   device, True, CIFAR10_MEAN, CIFAR10_STD)  # fmt: skip
+            batches = _ref_batches(images, labels, batch_size, size, device, True)
             _time_steps(m, batches, 0, device, bf16=v.get("bf16", False))  # compiles
             compile_s = time.perf_counter() - t0
         models[name] = m
@@ -113,8 +109,7 @@ def run_bench(data, *, impl: str, steps: int = 5, batch_size: int = 32, size: in
             if name == "seed":
                 batches = _seed_loader(images, labels, batch_size, size)
             else:
-                batches = _ref_batches(TorchBatches, Split, images, labels, batch_size, size,
-                                       device, v.get("cl", False), CIFAR10_MEAN, CIFAR10_STD)  # fmt: skip
+                batches = _ref_batches(images, labels, batch_size, size, device, v.get("cl", False))
             t = _time_steps(models[name], batches, steps, device, bf16=v.get("bf16", False))
             best[name] = min(best.get(name, float("inf")), t)
     ips = {name: steps * batch_size / t for name, t in best.items()}
@@ -142,7 +137,12 @@ def run_bench(data, *, impl: str, steps: int = 5, batch_size: int = 32, size: in
     return result
 
 
-def _ref_batches(TorchBatches, Split, images, labels, batch_size, size, device, cl, mean, std):
-    return TorchBatches(Split(images, labels), batch_size=batch_size, mean=mean, std=std,
+def _ref_batches(images, labels, batch_size: int, size: int, device, cl: bool):
+    """The course's pipeline: uint8 batches on the device, resized and normalised there."""
+    from alexnet_course.data import CIFAR10_MEAN, CIFAR10_STD
+    from alexnet_course.data.cifar10 import Split
+    from alexnet_course.data.torch_pipeline import TorchBatches
+
+    return TorchBatches(Split(images, labels), batch_size=batch_size, mean=CIFAR10_MEAN, std=CIFAR10_STD,
                         size=size, train=True, device=device, channels_last=cl,
                         drop_last=True)  # fmt: skip

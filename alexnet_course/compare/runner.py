@@ -736,11 +736,9 @@ def run_compare(args: argparse.Namespace) -> int:
     try:
         data = _load_data(args, profile)
     except CourseError:
-        for p in made:  # leave nothing behind: only the folders made here, while empty
-            try:
-                p.rmdir()
-            except OSError:
-                break
+        from alexnet_course.data.cifar10 import remove_empty
+
+        remove_empty(made)  # leave nothing behind
         raise
     args.torch_settings = None
     if any(a.startswith("torch") for a in arms):

@@ -137,6 +137,15 @@ NO_DATA_HINT = ("Without it: `make compare PROFILE=smoke` runs the whole compari
                 "CIFAR-10 in the same layout.")
 
 
+def remove_empty(made: list[Path]) -> None:
+    """Remove folders a failed command created, innermost first, and only while empty."""
+    for p in made:
+        try:
+            p.rmdir()
+        except OSError:
+            break
+
+
 def download(root: str | os.PathLike) -> Path:
     """Fetch and extract the official archive with torchvision's md5-verified download.
 
@@ -150,11 +159,7 @@ def download(root: str | os.PathLike) -> Path:
     try:
         download_and_extract_archive(URL, download_root=str(root), md5=ARCHIVE_MD5)
     except Exception as e:  # network errors come in many types (URLError, OSError, ...)
-        for p in made:  # only the folders this call created, and only while empty
-            try:
-                p.rmdir()
-            except OSError:
-                break
+        remove_empty(made)
         raise DataError(
             f"could not download CIFAR-10 from {URL} into {root} ({type(e).__name__}: {e}); "
             f"download it elsewhere and extract it so that {batch_folder(root)} exists. "

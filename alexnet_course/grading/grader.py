@@ -130,16 +130,21 @@ def _pytest_env(worker_spec: dict) -> dict:
     return env
 
 
+def _pytest_cmd(workdir: Path, rootdir: Path, *args: str) -> list[str]:
+    """pytest in a fresh interpreter, with an empty settings file of the grader's own (no
+    settings of anyone else's apply) and without the cache plugin."""
+    (workdir / "grader.ini").write_text("[pytest]\n")
+    return [sys.executable, "-s", "-m", "pytest", "-c", str(workdir / "grader.ini"), "--rootdir",
+            str(rootdir), "-p", "no:cacheprovider", *args]  # fmt: skip
+
+
 def collect(spec: LessonSpec, workdir: Path) -> list[dict]:
     """The trusted test list of one lesson: pytest's collection of the pristine tests, in a
     process where learner modules cannot load (there are no learner files beside them)."""
     run = workdir / "collect"
     _write_tests(spec, run / spec.name)
     listing = run / "collected.json"
-    (run / "grader.ini").write_text("[pytest]\n")
-    cmd = [sys.executable, "-s", "-m", "pytest", "-c", str(run / "grader.ini"), "--rootdir",
-           str(run), "-p", "no:cacheprovider", "--collect-only", "-q", "--collect-json",
-           str(listing), spec.name]  # fmt: skip
+    cmd = _pytest_cmd(run, run, "--collect-only", "-q", "--collect-json", str(listing), spec.name)
     proc = subprocess.run(cmd, cwd=run, env=_pytest_env({}), capture_output=True, text=True,
                           timeout=600)  # fmt: skip
     if proc.returncode != 0 or not listing.is_file():
@@ -243,11 +248,9 @@ def grade_lesson(spec: LessonSpec, lessons_root: Path | None, *, timeout: float,
         return _failed_all(spec, f"none of the learner files ({', '.join(spec.learner_files)}) "
                                  f"is in lessons/{spec.name}/ of the submission")  # fmt: skip
     outcomes_file = workdir / "outcomes.json"
-    (workdir / "grader.ini").write_text("[pytest]\n")
-    cmd = [sys.executable, "-s", "-m", "pytest", "-c", str(workdir / "grader.ini"), "--rootdir",
-           str(workdir / "tests"), "-p", "no:cacheprovider", "-q", "--no-header",
-           "--task-timeout", str(timeout), "--outcomes-json", str(outcomes_file),
-           "--benchmark-disable-gc", spec.name]  # fmt: skip
+    cmd = _pytest_cmd(workdir, workdir / "tests", "-q", "--no-header", "--task-timeout",
+                      str(timeout), "--outcomes-json", str(outcomes_file),
+                      "--benchmark-disable-gc", spec.name)  # fmt: skip
     wall = timeout * (len(spec.graded) + 2) + 120
     log_path = workdir / "pytest-output.txt"
     reason = ""

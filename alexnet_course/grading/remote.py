@@ -423,12 +423,6 @@ def serve(folder: str | Path) -> None:
 
 
 # ---------------------------------------------------------------- a graded run, unsandboxed
-def worker_argv(folder: Path, python: str | None = None) -> list[str]:
-    """The command that starts a plain (unsandboxed) worker over ``folder``."""
-    return [python or sys.executable, "-s", "-c",
-            f"from alexnet_course.grading.remote import serve; serve({str(folder)!r})"]  # fmt: skip
-
-
 def _main(argv: list[str]) -> int:
     """``python -m alexnet_course.grading.remote LESSON_DIR [--learner-dir DIR] [pytest args]``:
     run a lesson's graded tests the way the grader splits them (tests here, learner code in a
@@ -437,6 +431,7 @@ def _main(argv: list[str]) -> int:
     import shutil
     import tempfile
 
+    from alexnet_course.grading.sandbox import worker_command, worker_library
     from alexnet_course.grading.stubs import learner_files
 
     p = argparse.ArgumentParser(prog="python -m alexnet_course.grading.remote")
@@ -450,11 +445,13 @@ def _main(argv: list[str]) -> int:
         work = Path(tmp) / "worker" / src.name
         trusted.mkdir(parents=True)
         work.mkdir(parents=True)
+        # the grader's own worker command, without the sandbox
+        argv = worker_command(work, worker_library(Path(tmp) / "library"), sandbox=False)
         spec = {}
         for t in sorted(src.glob("test_*.py")):
             shutil.copy(t, trusted / t.name)
             shutil.copy(t, work / t.name)
-            spec[t.name] = worker_argv(work)
+            spec[t.name] = argv
         for f in learner_files(src):
             if (learner_src / f.name).is_file():
                 shutil.copy(learner_src / f.name, work / f.name)
