@@ -248,10 +248,14 @@ def build_parser() -> argparse.ArgumentParser:
     stubs.add_argument("--root", type=Path, default=None, help="the course checkout")
     stubs.set_defaults(func=cmd_stubs)
 
-    site = sub.add_parser("site", help="the course site in headless Chromium: check, screenshots")
+    site = sub.add_parser("site", help="the course site: check it in headless Chromium, "
+                          "screenshots, re-run its notebooks")  # fmt: skip
     ssub = site.add_subparsers(dest="site_command", metavar="ACTION", required=True)
-    for name, text in (("check", "build, serve on localhost and check every main page"),
-                       ("screenshots", "full-page PNGs of the main pages into OUT")):  # fmt: skip
+    for name, text in (("check", "build, serve on localhost and check every page (errors, "
+                                 "layout, figures, notebook outputs)"),
+                       ("screenshots", "full-page PNGs of every page into OUT"),
+                       ("notebooks", "re-run the docs notebooks in place (reference solutions, "
+                                     "generated data)")):  # fmt: skip
         sp = ssub.add_parser(name, help=text)
         if name == "screenshots":
             sp.add_argument("out", type=Path, metavar="OUT", help="folder for the PNGs")

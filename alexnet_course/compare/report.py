@@ -92,15 +92,15 @@ def plot_per_class(results: list[dict], classes, path: Path) -> None:
 
 
 def plot_confusions(results: list[dict], classes, path: Path) -> None:
-    """One confusion matrix per arm, two per row: rows are the true class, each cell the
-    share of that class (colour) and the count (number), with a colour bar."""
+    """One confusion matrix per arm, one per row (readable at the site's column width): rows
+    are the true class, each cell the share of that class (colour) and the count (number),
+    with a colour bar."""
     import numpy as np
 
     plt = _plt()
     ok = [r for r in results if r.get("status") == "ok"]
-    cols = 2 if len(ok) > 1 else 1
-    rows = max(1, -(-len(ok) // cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(6.6 * cols, 5.8 * rows), squeeze=False,
+    cols, rows = 1, max(1, len(ok))
+    fig, axes = plt.subplots(rows, cols, figsize=(6.8, 5.6 * rows), squeeze=False,
                              layout="constrained")  # fmt: skip
     image = None
     for ax, r in zip(axes.flat, ok):
@@ -109,13 +109,13 @@ def plot_confusions(results: list[dict], classes, path: Path) -> None:
         image = ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
         for i in range(counts.shape[0]):
             for j in range(counts.shape[1]):
-                ax.text(j, i, str(counts[i, j]), ha="center", va="center", fontsize=7,
+                ax.text(j, i, str(counts[i, j]), ha="center", va="center", fontsize=9,
                         color="white" if share[i, j] > 0.55 else "black")  # fmt: skip
-        ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right", fontsize=8)
-        ax.set_yticks(range(len(classes)), classes, fontsize=8)
+        ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right", fontsize=10)
+        ax.set_yticks(range(len(classes)), classes, fontsize=10)
         ax.set_xlabel("predicted class")
         ax.set_ylabel("true class")
-        ax.set_title(f"{r['arm']} ({100 * r['test_accuracy']:.1f}% test accuracy)", fontsize=10)
+        ax.set_title(f"{r['arm']} ({100 * r['test_accuracy']:.1f}% test accuracy)", fontsize=11)
     for ax in list(axes.flat)[len(ok):]:
         ax.axis("off")
     fig.get_layout_engine().set(w_pad=0.15, h_pad=0.15)
@@ -143,22 +143,32 @@ def plot_accuracy_vs_time(results: list[dict], path: Path) -> None:
 
 
 def markdown_table(results: list[dict]) -> str:
-    lines = ["| arm | status | test accuracy | best val accuracy | epochs | train time | "
-             "images/s | parameters (trainable) |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- |"]  # fmt: skip
+    """One row per arm, narrow enough for the site's content column: the epochs, the same
+    for every arm, go below the table; parameters in millions, the trainable count only
+    where it differs."""
+    lines = ["| arm | status | test accuracy | best val accuracy | train time | images/s | "
+             "parameters |", "| --- | --- | --- | --- | --- | --- | --- |"]  # fmt: skip
+    epochs = set()
     for r in results:
         if r.get("status") == "ok":
             h = r["history"]
+            epochs.add(len(h["val_accuracy"]))
+            params = f"{r['parameters'] / 1e6:.1f}M"
+            if r["trainable_parameters"] != r["parameters"]:
+                params += f" ({r['trainable_parameters'] / 1e6:.1f}M trainable)"
             lines.append(
                 f"| {r['arm']} | ok | {100 * r['test_accuracy']:.2f}% | "
-                f"{100 * max(h['val_accuracy']):.2f}% | {len(h['val_accuracy'])} | "
-                f"{r['train_seconds'] / 60:.1f} min | {r['images_per_second']:.0f} | "
-                f"{r['parameters']:,} ({r['trainable_parameters']:,}) |")
+                f"{100 * max(h['val_accuracy']):.2f}% | {r['train_seconds'] / 60:.1f} min | "
+                f"{r['images_per_second']:.0f} | {params} |")
         else:
-            lines.append(f"| {r['arm']} | {r.get('status')} (see below) | | | | | | |")
-    reasons = [f"- {r['arm']} {r.get('status')}: {r.get('reason', '')}" for r in results
-               if r.get("status") != "ok"]  # fmt: skip
-    return "\n".join(lines + ([""] + reasons if reasons else []))
+            lines.append(f"| {r['arm']} | {r.get('status')} (see below) | | | | | |")
+    notes = []
+    if epochs:
+        notes.append("Epochs: " + ", ".join(str(e) for e in sorted(epochs))
+                     + (" (every arm)" if len(epochs) == 1 else " (arms differ)") + ".")  # fmt: skip
+    notes += [f"- {r['arm']} {r.get('status')}: {r.get('reason', '')}" for r in results
+              if r.get("status") != "ok"]  # fmt: skip
+    return "\n".join(lines + ([""] + notes if notes else []))
 
 
 def seed_table() -> str:

@@ -13,8 +13,18 @@ from pathlib import Path
 from alexnet_course.compare.report import load_results, markdown_table
 
 PLACEHOLDER = re.compile(r"<!-- (comparison|headline): (\S+) -->")
-FIGURES = ("learning_curves.png", "per_class_accuracy.png", "confusion_matrices.png",
-           "accuracy_vs_time.png", "samples.png")  # fmt: skip
+# Each figure of a run folder, with what it shows (its alt text and caption)
+FIGURES = {
+    "learning_curves.png": (
+        "Learning curves: loss and accuracy per epoch of each arm, training (dashed) and validation (solid)."
+    ),
+    "per_class_accuracy.png": "Test accuracy per class, per arm.",
+    "confusion_matrices.png": (
+        "Confusion matrices on the test set: rows are true classes, columns predictions."
+    ),
+    "accuracy_vs_time.png": "Test accuracy against training time, per arm.",
+    "samples.png": "The first 32 test images with their labels, drawn by lesson 01's show_batch.",
+}
 
 
 def _comparison(folder: Path, rel: str, page_dir: str) -> str:
@@ -35,10 +45,9 @@ def _comparison(folder: Path, rel: str, page_dir: str) -> str:
              f"{prov['split']}",
              f"- versions: {prov['versions']}; commit `{prov['git_commit'][:10]}`; "
              f"{prov['date']}", ""]  # fmt: skip
-    for fig in FIGURES:
+    for fig, caption in FIGURES.items():
         if (folder / fig).exists():
-            lines.append(f"![{fig}]({prefix}{rel}/{fig})")
-            lines.append("")
+            lines += [f"![{caption}]({prefix}{rel}/{fig})", "", f"*{caption}*", ""]
     return "\n".join(lines)
 
 
