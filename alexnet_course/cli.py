@@ -104,6 +104,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_gpu_check(args: argparse.Namespace) -> int:
+    from alexnet_course.gpu_check import run_gpu_check
+
+    return run_gpu_check(args)
+
+
 def cmd_grade(args: argparse.Namespace) -> int:
     from alexnet_course.grading.grader import grade, summary_table
     from alexnet_course.grading.learner import course_root
@@ -241,6 +247,13 @@ def build_parser() -> argparse.ArgumentParser:
                        help="also measure torch.compile (and report its compile time)")
     bench.add_argument("--out", type=Path, default=None, help="also write the numbers as JSON")
     bench.set_defaults(func=cmd_bench)
+
+    gc = sub.add_parser("gpu-check", help="on a lent GPU machine: the GPU tests, bench and one "
+                        "epoch of each torch arm; images/s, TFLOP/s, peak memory, as JSON")  # fmt: skip
+    from alexnet_course.gpu_check import add_arguments as add_gpu_check_arguments
+
+    add_gpu_check_arguments(gc)
+    gc.set_defaults(func=cmd_gpu_check)
 
     stubs = sub.add_parser("stubs", help="regenerate lessons/ stubs from solutions/")
     stubs.add_argument("--check", action="store_true",
