@@ -81,8 +81,14 @@ def cmd_stubs(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
+    import os
+
     from alexnet_course.compare import run_compare
 
+    if args.nproc is not None and int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        from alexnet_course.compare.distributed import launch
+
+        return launch(args.nproc, args.argv)
     return run_compare(args)
 
 
@@ -283,6 +289,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     try:
         return int(args.func(args) or 0)
     except CourseError as e:

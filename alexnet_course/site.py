@@ -64,8 +64,8 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
 LESSON_PAGES = ["lessons/01_data/", "lessons/02_torch_pretrained/", "lessons/03_torch_scratch/",
                 "lessons/04_keras_scratch/", "lessons/05_analysis/"]  # fmt: skip
 NOTEBOOK_PAGES = [f"{p.rstrip('/')}_notebook/" for p in LESSON_PAGES] + ["comparison/"]
-OTHER_PAGES = ["", "setup/", "results/", "instructors/", "seed-notebook/", "architecture/",
-               "reference/"]  # fmt: skip
+OTHER_PAGES = ["", "setup/", "results/", "scale-out/", "instructors/", "seed-notebook/",
+               "architecture/", "reference/"]  # fmt: skip
 SCREENSHOT_PAGES = OTHER_PAGES + LESSON_PAGES + NOTEBOOK_PAGES  # every page: read them all
 
 

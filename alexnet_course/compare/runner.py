@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import platform
 import shlex
 import subprocess
@@ -116,6 +117,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "(then training images) are scaled alike, from steps measured first")
     p.add_argument("--resume", action="store_true",
                    help="continue each arm from its last per-epoch checkpoint in --out")
+    p.add_argument("--nproc", type=int, default=None, metavar="N",
+                   help="train the torch arms on N processes of this machine (one per GPU; "
+                        "DistributedDataParallel): runs this command under torchrun "
+                        "--standalone --nproc-per-node N")
 
 
 def _git_commit() -> str:
@@ -296,18 +301,23 @@ def autocast_forward(model, dtype=None):
 def run_torch_arm(arm: str, args, profile: Profile, data, device, folder: Path) -> dict:
     import torch
 
+    from alexnet_course.compare import distributed as dd
     from alexnet_course.data.torch_pipeline import TorchBatches
     from alexnet_course.grading.learner import load_lesson_module
 
+    d = args.dist
     train = load_lesson_module("03_torch_scratch", "train", args.impl)
     model, mean, std, make_opt = _torch_model(arm, profile, data, args)
+    if d.on:  # BatchNorm over the global batch (before the optimizer sees the parameters)
+        model = dd.sync_batchnorm(model, device.type)
     model.to(device)
     settings = args.torch_settings
     cl = settings["channels_last"]
     if cl:
         model = model.to(memory_format=torch.channels_last)
     kw = dict(batch_size=profile.batch_size, mean=mean, std=std, size=profile.input_size,
-              seed=args.seed, device=device, channels_last=cl)  # fmt: skip
+              seed=args.seed, device=device, channels_last=cl, rank=d.rank,
+              world_size=d.world_size)  # fmt: skip
     tr = TorchBatches(data.train, train=True, **kw)
     va = TorchBatches(data.val, **kw)
     te = TorchBatches(data.test, **kw)
@@ -338,7 +348,8 @@ def run_torch_arm(arm: str, args, profile: Profile, data, device, folder: Path) 
         print(f"  resumed after epoch {start} from {ckpt}")
     if settings["autocast"] == "bf16":
         autocast_forward(model)
-
+    net = model  # the module itself: evaluation, state dicts, checkpoints
+    model = dd.wrap(d, model, device)  # what trains: DDP under torchrun
     class Stepped:  # the schedule steps per batch; a progress bar shows live loss and accuracy
         def __init__(self, loader, bar):
             self.loader, self.bar = loader, bar
@@ -358,30 +369,32 @@ def run_torch_arm(arm: str, args, profile: Profile, data, device, folder: Path) 
         t0 = time.perf_counter()
         with _progress(len(tr), f"{arm} epoch {epoch + 1}/{epochs}") as bar:
             loss, acc = train.train_one_epoch(model, Stepped(tr, bar), opt)
+            loss, acc = dd.combine_epoch(d, loss, acc, tr.shard_size())
             bar.set_postfix(loss=f"{loss:.3f}", acc=f"{acc:.3f}")
             seconds = time.perf_counter() - t0
-            ev = train.evaluate(model, va, data.num_classes)
+            ev = dd.combine(d, train.evaluate(net, va, data.num_classes), va.shard_size())
             bar.set_postfix(loss=f"{loss:.3f}", acc=f"{acc:.3f}", val_acc=f"{ev.accuracy:.3f}")
         for key, v in (("train_loss", loss), ("train_accuracy", acc), ("val_loss", ev.loss),
                        ("val_accuracy", ev.accuracy), ("epoch_seconds", seconds)):
             history[key].append(v)
         if ev.accuracy > best:
             best = ev.accuracy
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        if not profile.checkpoints:
+            best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+        if not profile.checkpoints or not d.main:  # rank 0 alone writes
             continue
         torch.save({"epoch": epoch, "epochs": epochs, "rng": torch.get_rng_state(),
-                    "model": model.state_dict(), "optimizer": opt.state_dict(),
+                    "model": net.state_dict(), "optimizer": opt.state_dict(),
                     "scheduler": sched.state_dict(), "history": history, "best": best,
                     "best_state": best_state}, ckpt.with_suffix(".tmp"))  # fmt: skip
         ckpt.with_suffix(".tmp").replace(ckpt)
-    model.load_state_dict(best_state)
-    result = train.evaluate(model, te, data.num_classes)
-    n_params = sum(p.numel() for p in model.parameters())
-    n_train = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    net.load_state_dict(best_state)
+    result = dd.combine(d, train.evaluate(net, te, data.num_classes), te.shard_size())
+    n_params = sum(p.numel() for p in net.parameters())
+    n_train = sum(p.numel() for p in net.parameters() if p.requires_grad)
     res = _result(arm, result.accuracy, result.loss, result.per_class_accuracy,
                   result.confusion_matrix, history, len(data.train), n_params, n_train)
     res["settings"] = settings
+    res["distributed"] = d.record(profile.batch_size)
     return res
 
 
@@ -423,38 +436,33 @@ def run_keras_arm(arm: str, args, profile: Profile, data, device, folder: Path) 
         import tensorflow as tf  # noqa: F401
     except ImportError as e:
         raise ArmSkipped(f"TensorFlow/Keras is not installed ({e})") from None
-    from alexnet_course.data import CIFAR10_MEAN, CIFAR10_STD, IMAGENET_MEAN, IMAGENET_STD
+    from alexnet_course.compare import keras_distribute as kd
     from alexnet_course.data.cifar10 import Split
     from alexnet_course.data.keras_pipeline import make_dataset
     from alexnet_course.grading.learner import load_lesson_module
 
-    ka = load_lesson_module("04_keras_scratch", "keras_alexnet", args.impl)
     kt = load_lesson_module("04_keras_scratch", "keras_train", args.impl)
-    k, size = data.num_classes, profile.input_size
-    if arm == "keras-scratch":  # same start as torch-scratch: its initial weights, ported
-        start_weights = scratch_torch_alexnet(profile, k, args.impl).eval()
-        model, mean, std = ka.build_alexnet(k, profile.norm, size), CIFAR10_MEAN, CIFAR10_STD
-        ka.port_torch_weights(start_weights, model)
-    else:
+    if arm == "keras-pretrained":
         import torchvision
 
         _require_weights(torchvision.models.AlexNet_Weights.IMAGENET1K_V1, args)
-        tv = torchvision.models.alexnet(weights=torchvision.models.AlexNet_Weights.IMAGENET1K_V1)
-        tv.classifier[6] = __import__("torch").nn.Linear(4096, k)
-        model = ka.build_torchvision_alexnet(k, size)
-        ka.port_torch_weights(tv.eval(), model)
-        mean, std = IMAGENET_MEAN, IMAGENET_STD
-    kw = dict(batch_size=profile.batch_size, mean=mean, std=std, size=size, seed=args.seed)
+    epochs = _epochs(args, profile)
+    steps = -(-len(data.train) // profile.batch_size)
+    strategy = kd.strategy_for()  # MirroredStrategy over 2+ GPUs, else one replica
+    with strategy.scope():  # the model, optimizer and step live in the strategy's scope
+        model, mean, std = _keras_model(arm, args, profile, data.num_classes)
+        opt = keras.optimizers.SGD(_KerasSchedule(profile.lr, epochs * steps, profile.warmup),
+                                   momentum=0.9, weight_decay=5e-4)  # fmt: skip
+        step = kd.distributed_step(strategy, kt.make_train_step, model, opt)
+    k = data.num_classes
+    kw = dict(batch_size=profile.batch_size, mean=mean, std=std, size=profile.input_size,
+              seed=args.seed)  # fmt: skip
     tr = make_dataset(data.train, train=True, **kw)
     va = make_dataset(data.val, **kw)
     te = make_dataset(data.test, **kw)
     n_eval = min(len(data.train), TRAIN_EVAL_IMAGES)
     tr_eval = make_dataset(Split(data.train.images[:n_eval], data.train.labels[:n_eval]), **kw)
-    epochs = _epochs(args, profile)
-    steps = -(-len(data.train) // profile.batch_size)
-    opt = keras.optimizers.SGD(_KerasSchedule(profile.lr, epochs * steps, profile.warmup),
-                               momentum=0.9, weight_decay=5e-4)  # fmt: skip
-    step = kt.make_train_step(model, opt)
+    tr_batches = kd.distribute(strategy, tr)
     history = _new_history()
     start, best = 0, -math.inf
     best_weights = None
@@ -471,10 +479,11 @@ def run_keras_arm(arm: str, args, profile: Profile, data, device, folder: Path) 
         t0 = time.perf_counter()
         total, seen = 0.0, 0
         with _progress(steps, f"{arm} epoch {epoch + 1}/{epochs}") as bar:
-            for i, (x, y) in enumerate(tr, 1):
+            for i, (x, y) in enumerate(tr_batches, 1):
                 loss = float(step(x, y))
-                total += loss * len(y)
-                seen += len(y)
+                n = min(profile.batch_size, len(data.train) - (i - 1) * profile.batch_size)
+                total += loss * n
+                seen += n
                 bar.update(1)
                 if i == LIVE_ESTIMATE_AFTER and epoch == start:
                     _live_estimate(arm, (time.perf_counter() - t0) / i, steps, epochs - start,
@@ -509,8 +518,34 @@ def run_keras_arm(arm: str, args, profile: Profile, data, device, folder: Path) 
     ev = kt.evaluate_keras(model, te, k)
     test_loss = float(np.mean([float(loss_fn(y, model(x, training=False))) for x, y in te]))
     n_train = int(sum(np.prod(v.shape) for v in model.trainable_weights))
-    return _result(arm, ev["accuracy"], test_loss, ev["per_class_accuracy"],
-                   ev["confusion_matrix"], history, len(data.train), n_train, n_train)
+    res = _result(arm, ev["accuracy"], test_loss, ev["per_class_accuracy"],
+                  ev["confusion_matrix"], history, len(data.train), n_train, n_train)
+    res["distributed"] = kd.describe(strategy) | {"global_batch": profile.batch_size}
+    return res
+
+
+def _keras_model(arm: str, args, profile: Profile, k: int):
+    """The Keras arm's model from lesson 04, and the mean and std its inputs are normalised
+    with: keras-scratch starts from torch-scratch's initial weights, ported;
+    keras-pretrained from torchvision's ImageNet weights with a new head, ported."""
+    import torch
+    import torchvision
+
+    from alexnet_course.data import CIFAR10_MEAN, CIFAR10_STD, IMAGENET_MEAN, IMAGENET_STD
+    from alexnet_course.grading.learner import load_lesson_module
+
+    ka = load_lesson_module("04_keras_scratch", "keras_alexnet", args.impl)
+    size = profile.input_size
+    if arm == "keras-scratch":
+        start_weights = scratch_torch_alexnet(profile, k, args.impl).eval()
+        model = ka.build_alexnet(k, profile.norm, size)
+        ka.port_torch_weights(start_weights, model)
+        return model, CIFAR10_MEAN, CIFAR10_STD
+    tv = torchvision.models.alexnet(weights=torchvision.models.AlexNet_Weights.IMAGENET1K_V1)
+    tv.classifier[6] = torch.nn.Linear(4096, k)
+    model = ka.build_torchvision_alexnet(k, size)
+    ka.port_torch_weights(tv.eval(), model)
+    return model, IMAGENET_MEAN, IMAGENET_STD
 
 
 def _KerasSchedule(peak: float, total: int, warmup: float):
@@ -712,10 +747,29 @@ def _finished(folder: Path, args, profile: Profile) -> dict | None:
 
 # ---------------------------------------------------------------- the command
 def run_compare(args: argparse.Namespace) -> int:
+    """The command; under torchrun every rank runs it, and rank 0 alone prints and writes."""
+    from alexnet_course.compare import distributed as dd
+    from alexnet_course.device import pick_device
+
+    device = pick_device()
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and device.type == "cuda":
+        import torch
+
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))  # one GPU per rank
+    args.dist = dd.setup(device.type)
+    try:
+        with dd.quiet_unless_main(args.dist):
+            return _run_compare(args, device)
+    finally:
+        dd.teardown(args.dist)
+
+
+def _run_compare(args: argparse.Namespace, device) -> int:
     import torch
 
+    from alexnet_course.compare import distributed as dd
     from alexnet_course.compare.report import load_results, write_report
-    from alexnet_course.device import pick_device, seed_everything
+    from alexnet_course.device import seed_everything
     from alexnet_course.grading.learner import course_root
 
     name = args.profile or ("gpu" if torch.cuda.is_available() else "cpu")
@@ -726,35 +780,50 @@ def run_compare(args: argparse.Namespace) -> int:
         raise CourseError(f"unknown arm(s) {', '.join(unknown)}; choose from {', '.join(ARMS)}")
     if args.impl is None:
         args.impl = "solutions" if (course_root() / "solutions").is_dir() else "lessons"
-    device = pick_device()
+    d = args.dist
     if name == "gpu" and device.type != "cuda":
         raise CourseError("--profile gpu needs a CUDA GPU; none was found (use --profile cpu)")
     made = [p for p in (args.out, *args.out.parents) if not p.exists()]
-    args.out.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
     seed_everything(args.seed)
-    try:
-        data = _load_data(args, profile)
-    except CourseError:
-        from alexnet_course.data.cifar10 import remove_empty
+    with dd.main_first(d):  # rank 0 writes generated data or downloads; then the others read
+        if d.main:
+            args.out.mkdir(parents=True, exist_ok=True)
+        try:
+            data = _load_data(args, profile)
+        except CourseError:
+            from alexnet_course.data.cifar10 import remove_empty
 
-        remove_empty(made)  # leave nothing behind
-        raise
+            remove_empty(made)  # leave nothing behind
+            raise
+    if d.on:
+        if profile.batch_size % d.world_size:
+            raise CourseError(f"the {name} profile's global batch ({profile.batch_size}) does "
+                              f"not split evenly over {d.world_size} processes")  # fmt: skip
+        arms_here = [a for a in arms if a.startswith("torch")]
+        if arms_here != arms:
+            print("under torchrun the torch arms train on every rank; the Keras arms run on "
+                  "rank 0 afterwards, with tf.distribute over its visible GPUs")  # fmt: skip
     args.torch_settings = None
-    if any(a.startswith("torch") for a in arms):
-        args.torch_settings = torch_settings(args, profile, data, device)
-    args.plan = plan_arms(args, profile, data, device, arms, started=t_start)
+    if any(a.startswith("torch") for a in arms):  # measured on each rank, rank 0's is used
+        args.torch_settings = dd.broadcast(d, torch_settings(args, profile, data, device))
+    plan = plan_arms(args, profile, data, device, arms, started=t_start) if d.main else None
+    args.plan = dd.broadcast(d, plan)
     if args.plan is not None and args.plan.train_images < len(data.train):
         data = _fewer_training_images(data, args.plan.train_images, args.seed)
     prov = provenance(args, profile, data, device)
     print(f"alexnet-course compare: profile {name}, device {device}, {prov['data_source']} "
           f"({len(data.train)} train / {len(data.val)} val / {len(data.test)} test), "
           f"implementation: {args.impl}")  # fmt: skip
-    _sample_grid(args, data, args.out / "samples.png")
+    if d.main:
+        _sample_grid(args, data, args.out / "samples.png")
     results = []
     for arm in arms:
+        if d.on and arm.startswith("keras") and not d.main:
+            continue  # the Keras arms are rank 0's alone
         folder = args.out / arm
-        folder.mkdir(exist_ok=True)
+        if d.main:
+            folder.mkdir(exist_ok=True)
         done = _finished(folder, args, profile) if args.resume else None
         if done is not None:
             print(f"[{arm}] already finished in {folder} (--resume): kept")
@@ -779,6 +848,8 @@ def run_compare(args: argparse.Namespace) -> int:
         if args.plan is not None:
             res["plan"] = args.plan.record()
         res["provenance"] = prov
+        if not d.main:
+            continue
         tmp = folder / "results.json.tmp"
         tmp.write_text(json.dumps(res, indent=2))
         tmp.replace(folder / "results.json")
@@ -786,6 +857,8 @@ def run_compare(args: argparse.Namespace) -> int:
             for name in CHECKPOINT_FILES:
                 (folder / name).unlink(missing_ok=True)
         results.append(res)
+    if not d.main:
+        return 0
     # every arm's results.json in the folder: this run's, and those of arms run earlier into
     # the same folder, which stay in the report
     report = write_report(load_results(args.out), args.out, data.classes)

@@ -78,6 +78,12 @@ class TorchBatches:
     each batch is augmented and normalised there, so there are no worker processes to start
     and no PIL calls per image. Epoch ``e`` shuffles and augments with seed ``seed + e``:
     runs are reproducible, and a resumed run sees the same batches as an uninterrupted one.
+
+    Under ``torchrun``, ``rank`` of ``world_size`` processes each yield their own contiguous
+    share of every global batch of ``batch_size`` images: the shuffle and the augmentation
+    draws are made for the whole global batch, alike on every rank, so N processes see
+    exactly the images one process sees. A final global batch with fewer images than ranks
+    is dropped in training (no rank may get an empty batch); evaluation skips empty shares.
     """
 
     def __init__(
@@ -95,7 +101,11 @@ class TorchBatches:
         drop_last: bool = False,
         device: torch.device | str = "cpu",
         channels_last: bool = False,
+        rank: int = 0,
+        world_size: int = 1,
     ) -> None:
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} is not in a world of {world_size}")
         self.images = torch.from_numpy(np.ascontiguousarray(split.images)).to(device)
         self.labels = torch.from_numpy(np.asarray(split.labels, dtype=np.int64)).to(device)
         self.batch_size = batch_size
@@ -104,6 +114,7 @@ class TorchBatches:
         self.shuffle = train if shuffle is None else shuffle
         self.drop_last = drop_last
         self.channels_last = channels_last
+        self.rank, self.world_size = rank, world_size
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -111,7 +122,22 @@ class TorchBatches:
 
     def __len__(self) -> int:
         n = len(self.labels)
-        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+        full, rest = divmod(n, self.batch_size)
+        if self.drop_last or (self.train and self.world_size > 1 and rest < self.world_size):
+            return full
+        return full + bool(rest)
+
+    def _share(self, n: int) -> slice:
+        """This rank's contiguous share of a global batch of ``n`` images."""
+        q, r = divmod(n, self.world_size)
+        start = self.rank * q + min(self.rank, r)
+        return slice(start, start + q + (self.rank < r))
+
+    def shard_size(self) -> int:
+        """How many images this rank sees in one pass."""
+        n, b = len(self.labels), self.batch_size
+        sizes = [min(b, n - i * b) for i in range(len(self))]
+        return sum(len(range(n_b)[self._share(n_b)]) for n_b in sizes)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         g = torch.Generator().manual_seed(self.seed + self.epoch)
@@ -122,6 +148,12 @@ class TorchBatches:
             idx = order[b * self.batch_size : (b + 1) * self.batch_size]
             x = self.images[idx]
             if self.train:
-                x = augment(x, g, self.pad)
-            yield preprocess(x, self.mean, self.std, self.size, self.channels_last), self.labels[idx]
+                x = augment(x, g, self.pad)  # draws for the whole global batch, on every rank
+            y = self.labels[idx]
+            if self.world_size > 1:
+                share = self._share(len(idx))
+                x, y = x[share], y[share]
+                if len(y) == 0:
+                    continue
+            yield preprocess(x, self.mean, self.std, self.size, self.channels_last), y
         self.epoch += 1
