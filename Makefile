@@ -2,15 +2,17 @@
 #   make compare   # creates .venv, installs, runs the reference comparison (default profile)
 #   make test      # creates .venv, installs, runs the project's test suite
 # Overrides: PYTHON=python3.11, TORCH_PKGS="torch torchvision" (e.g. on a Mac),
-#            PROFILE=smoke|cpu|gpu, ARGS="--arms torch-scratch", PYTEST_ARGS="-x -k data".
+#            PROFILE=smoke|cpu|gpu, ARGS="--arms torch-scratch", PYTEST_ARGS="-x -k data",
+#            TEST_JOBS=4 (pytest-xdist workers; 0 runs the suite in one process).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 TORCH_PKGS ?= torch==2.14.1 torchvision==0.29.1
 EXTRAS ?= dev,docs
+TEST_JOBS ?= 2
 STAMP := $(VENV)/.installed-$(EXTRAS)
 
-.PHONY: install compare test stubs docs serve site-check screenshots clean
+.PHONY: install compare test stubs docs serve site-check screenshots notebooks clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,8 +26,8 @@ install: $(STAMP)
 compare: $(STAMP)
 	$(BIN)/alexnet-course compare $(if $(PROFILE),--profile $(PROFILE)) $(ARGS)
 
-test: $(STAMP)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+test: $(STAMP)  # on TEST_JOBS processes (pytest-xdist; TEST_JOBS=0: one process)
+	$(BIN)/python -m pytest -n $(TEST_JOBS) --maxschedchunk 1 $(PYTEST_ARGS)
 
 stubs: $(STAMP)
 	$(BIN)/alexnet-course stubs
@@ -41,6 +43,9 @@ site-check: $(STAMP)  # every main page in headless Chromium (apt-get install ch
 
 screenshots: $(STAMP)  # full-page PNGs of the main pages into site-screenshots/
 	$(BIN)/alexnet-course site screenshots site-screenshots
+
+notebooks: $(STAMP)  # re-run the docs notebooks in place (reference solutions, generated data)
+	$(BIN)/alexnet-course site notebooks
 
 clean:
 	rm -rf $(VENV) runs site site-screenshots .benchmarks

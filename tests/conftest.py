@@ -66,17 +66,31 @@ def fake_torch_home(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def smoke_run(tmp_path_factory, fake_torch_home) -> tuple[Path, str]:
-    """``alexnet-course compare --profile smoke`` with every arm, once per test session."""
+def smoke_run(tmp_path_factory, fake_torch_home, worker_id) -> tuple[Path, str]:
+    """``alexnet-course compare --profile smoke`` with every arm, once per test session: under
+    pytest-xdist the first worker that needs it runs it and the others read its folder."""
+    from filelock import FileLock
+
+    shared = tmp_path_factory.getbasetemp()
+    if worker_id != "master":  # every worker's base folder sits in the session's
+        shared = shared.parent
+    out, log = shared / "smoke-run" / "run", shared / "smoke-run" / "stdout.txt"
+    out.parent.mkdir(exist_ok=True)
+    with FileLock(str(shared / "smoke-run.lock")):
+        if not log.is_file():
+            log.write_text(_smoke(out, fake_torch_home))
+    return out, log.read_text()
+
+
+def _smoke(out: Path, torch_home: Path) -> str:
     import contextlib
     import io
 
     from alexnet_course.cli import main
 
-    out = tmp_path_factory.mktemp("smoke") / "run"
     buf = io.StringIO()
     old = os.environ.get("TORCH_HOME")
-    os.environ["TORCH_HOME"] = str(fake_torch_home)
+    os.environ["TORCH_HOME"] = str(torch_home)
     try:
         with contextlib.redirect_stdout(buf):
             rc = main(["compare", "--profile", "smoke", "--out", str(out), "--no-download"])
@@ -86,4 +100,42 @@ def smoke_run(tmp_path_factory, fake_torch_home) -> tuple[Path, str]:
         else:
             os.environ["TORCH_HOME"] = old
     assert rc == 0, buf.getvalue()[-3000:]
-    return out, buf.getvalue()
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="session")
+def worker_id(request) -> str:
+    """pytest-xdist's worker name ("gw0", ...), or "master" without xdist."""
+    return getattr(request.config, "workerinput", {}).get("workerid", "master")
+
+
+# The stubs' quick tests first (dots within seconds: the run shows progress), then the
+# slowest tests (measured with --durations), so that pytest-xdist, handing out one test at a
+# time (--maxschedchunk 1, set in the Makefile), starts the long ones early and its workers
+# finish together; without xdist only the order changes.
+SLOWEST_FIRST = [
+    "test_every_typical_mistake_is_caught[04_keras_scratch]",
+    "test_every_typical_mistake_is_caught[03_torch_scratch]",
+    "test_correct_alternatives_get_full_marks[04_keras_scratch]",
+    "test_every_typical_mistake_is_caught[02_torch_pretrained]",
+    "test_every_typical_mistake_is_caught[01_data]",
+    "test_interrupted_run_resumes_to_the_same_result",
+    "test_graded_suite_passes_on_the_solution[04_keras_scratch]",
+    "test_graded_suite_passes_on_the_solution[03_torch_scratch]",
+    "test_no_attack_forges_a_grade_and_the_rest_is_graded",
+    "test_mirrored_strategy_on_two_logical_cpus_trains_like_one_device",
+    "test_dry_mode_runs_every_step_and_writes_its_json",
+    "test_compare_nproc_2_trains_a_torch_arm_and_records_the_world",
+    "test_bench_prints_both_pipelines_and_the_ratio",
+    "test_release_has_no_solutions_and_grades_zero_while_solutions_grade_full",
+    "test_correct_alternatives_get_full_marks[03_torch_scratch]",
+    "test_two_gloo_processes_train_like_one",
+    "test_two_nodes_on_localhost_train_like_one",
+    "test_gradebook_results_json_zip_and_determinism",
+]
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {name: i for i, name in enumerate(SLOWEST_FIRST)}
+    items.sort(key=lambda item: -1 if item.path.name == "test_stubs.py"
+               else rank.get(item.name, len(rank)))  # fmt: skip
