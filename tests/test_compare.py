@@ -196,6 +196,33 @@ def test_no_bf16_support_means_fp32(monkeypatch):
     assert smoke["autocast"] is None
 
 
+def test_no_bf16_flag_keeps_bf16_out_even_where_supported(monkeypatch):
+    """``compare --no-bf16``: fp32 only, as on a CPU without bf16, on any machine."""
+    import argparse
+
+    import torch
+
+    from alexnet_course.compare import runner, settings
+
+    seen = {}
+
+    def measure_settings(make, device, *, batch_size, size, allow_bf16, **kw):
+        seen["allow_bf16"] = allow_bf16
+        return {"autocast": None, "channels_last": False, "step_seconds": {"fp32": 1.0},
+                "reason": "stub"}  # fmt: skip
+
+    monkeypatch.setattr(settings, "measure_settings", measure_settings)
+    parser = argparse.ArgumentParser()
+    runner.add_arguments(parser)
+    args = parser.parse_args(["--profile", "cpu", "--no-bf16"])
+    data = argparse.Namespace(num_classes=10)
+    runner.torch_settings(args, runner.PROFILES["cpu"], data, torch.device("cpu"))
+    assert seen["allow_bf16"] is False
+    args = parser.parse_args(["--profile", "cpu"])
+    runner.torch_settings(args, runner.PROFILES["cpu"], data, torch.device("cpu"))
+    assert seen["allow_bf16"] is True
+
+
 @pytest.mark.parametrize("table, autocast, cl", [
     ({(False, False): 1.0, (False, True): 0.99, (True, False): 0.5, (True, True): 0.6}, "bf16", False),
     ({(False, False): 1.0, (False, True): 0.8, (True, False): 30.0, (True, True): 40.0}, None, True),

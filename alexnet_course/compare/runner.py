@@ -117,6 +117,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "(then training images) are scaled alike, from steps measured first")
     p.add_argument("--resume", action="store_true",
                    help="continue each arm from its last per-epoch checkpoint in --out")
+    p.add_argument("--no-bf16", action="store_true",
+                   help="never use bf16 autocast, even where this machine has bf16 units and "
+                        "it measures faster (fp32 only, as on a CPU without bf16)")
     p.add_argument("--nproc", type=int, default=None, metavar="N",
                    help="train the torch arms on N processes of this machine (one per GPU; "
                         "DistributedDataParallel): runs this command under torchrun "
@@ -404,7 +407,7 @@ def torch_settings(args, profile: Profile, data, device) -> dict:
     from alexnet_course.compare import settings as st
 
     if not profile.tune and args.budget_minutes is None:
-        return st.fixed_settings(device, bf16=profile.bf16,
+        return st.fixed_settings(device, bf16=profile.bf16 and not args.no_bf16,
                                  reason=f"profile {profile.name}: not measured")
     if not profile.tune:  # a budget needs a measured step; the profile's precision stays
         chosen = st.measure_settings(lambda: scratch_torch_alexnet(profile, data.num_classes,
@@ -421,7 +424,8 @@ def torch_settings(args, profile: Profile, data, device) -> dict:
         return scratch_torch_alexnet(profile, data.num_classes, args.impl)
 
     chosen = st.measure_settings(make, device, batch_size=profile.batch_size,
-                                 size=profile.input_size, allow_bf16=profile.bf16)
+                                 size=profile.input_size,
+                                 allow_bf16=profile.bf16 and not args.no_bf16)
     print(f"  {chosen['reason']}")
     chosen["chosen_step_seconds"] = chosen["step_seconds"][st.describe_key(chosen)]
     return chosen

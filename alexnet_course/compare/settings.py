@@ -106,7 +106,7 @@ def measure_settings(make_model: Callable, device, *, batch_size: int, size: int
             pick = name
     _, bf16, cl = next(c for c in candidates if c[0] == pick)
     if not allow_bf16:
-        why_bf16 = "bf16 not allowed by the profile"
+        why_bf16 = "bf16 not allowed (the profile, or --no-bf16)"
     elif not supported:
         why_bf16 = f"bf16 not tried: {device.type} without bf16 support"
     else:
