@@ -129,6 +129,7 @@ SLOWEST_FIRST = [
     "test_bench_prints_both_pipelines_and_the_ratio",
     "test_release_has_no_solutions_and_grades_zero_while_solutions_grade_full",
     "test_correct_alternatives_get_full_marks[03_torch_scratch]",
+    "test_resume_under_torchrun_continues_from_rank_0s_checkpoint",
     "test_two_gloo_processes_train_like_one",
     "test_two_nodes_on_localhost_train_like_one",
     "test_gradebook_results_json_zip_and_determinism",

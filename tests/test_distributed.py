@@ -141,3 +141,29 @@ def test_compare_nproc_2_trains_a_torch_arm_and_records_the_world(tmp_path, fake
                                   "batch_per_rank": 16}  # fmt: skip
     assert sum(map(sum, res["confusion_matrix"])) == 200  # every test image, once
     assert (out / "report.md").is_file()
+
+
+@pytest.mark.slow
+def test_resume_under_torchrun_continues_from_rank_0s_checkpoint(tmp_path):
+    import torch
+
+    out = tmp_path / "run"
+    cmd = [*TORCHRUN, "--standalone", "--nproc-per-node", "2",
+           str(ROOT / "tests" / "dist_compare_probe.py"), "compare", "--profile", "smoke",
+           "--arms", "torch-scratch", "--epochs", "2", "--out", str(out), "--no-download"]  # fmt: skip
+    cut = subprocess.run(cmd, env={**_env(), "INTERRUPT_AT_EVAL": "2"}, capture_output=True,
+                         text=True, timeout=300, cwd=tmp_path)  # fmt: skip
+    assert cut.returncode != 0  # Ctrl-C in epoch 2, on both ranks
+    ckpt = out / "torch-scratch" / "checkpoint.pt"
+    assert ckpt.is_file(), (cut.stdout + cut.stderr)[-3000:]
+    first = torch.load(ckpt, weights_only=False)["history"]["val_accuracy"]
+    assert len(first) == 1 and not (out / "torch-scratch" / "results.json").exists()
+    done = subprocess.run([*cmd, "--resume"], env=_env(), capture_output=True, text=True,
+                          timeout=300, cwd=tmp_path)  # fmt: skip
+    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    assert done.stdout.count("resumed after epoch 1") == 1  # rank 0 alone prints
+    res = json.loads((out / "torch-scratch" / "results.json").read_text())
+    assert res["status"] == "ok" and res["distributed"]["world_size"] == 2
+    assert res["history"]["val_accuracy"][0] == first[0]
+    assert len(res["history"]["val_accuracy"]) == 2
+    assert not ckpt.exists()  # a finished arm's checkpoint is pruned

@@ -1,0 +1,33 @@
+"""``alexnet-course compare`` as torchrun starts it, with the smoke profile keeping its
+per-epoch checkpoints (as the cpu and gpu profiles do) and, with ``INTERRUPT_AT_EVAL=N``, a
+Ctrl-C on every rank at the N-th evaluation. Run by tests/test_distributed.py:
+
+    torchrun --standalone --nproc-per-node 2 tests/dist_compare_probe.py compare ...
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+
+from alexnet_course.cli import main
+from alexnet_course.compare import runner
+from alexnet_course.grading.learner import load_lesson_module
+
+runner.PROFILES["smoke"] = dataclasses.replace(runner.PROFILES["smoke"], checkpoints=True)
+stop_at = int(os.environ.get("INTERRUPT_AT_EVAL", "0"))
+if stop_at:
+    train = load_lesson_module("03_torch_scratch", "train", "solutions")
+    real_evaluate, calls = train.evaluate, []
+
+    def evaluate(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == stop_at:
+            raise KeyboardInterrupt
+        return real_evaluate(*args, **kwargs)
+
+    train.evaluate = evaluate
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
