@@ -81,13 +81,10 @@ def cmd_stubs(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    import os
-
     from alexnet_course.compare import run_compare
+    from alexnet_course.compare.distributed import launch, under_torchrun
 
-    if args.nproc is not None and int(os.environ.get("WORLD_SIZE", "1")) <= 1:
-        from alexnet_course.compare.distributed import launch
-
+    if args.nproc is not None and not under_torchrun():
         return launch(args.nproc, args.argv)
     return run_compare(args)
 

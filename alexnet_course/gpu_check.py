@@ -126,16 +126,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 # ---------------------------------------------------------------- helpers
-def _git_commit(root: Path) -> str:
-    """The checkout's commit; ``$GIT_COMMIT`` where the copy has no ``.git`` (a lent machine
-    gets the working tree only)."""
-    try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
-                              text=True, timeout=5, check=True).stdout.strip()  # fmt: skip
-    except (OSError, subprocess.SubprocessError):
-        return os.environ.get("GIT_COMMIT") or "unknown"
-
-
 def _version(name: str) -> str | None:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -438,6 +428,8 @@ def _run(args, mode: Mode, dry: bool, cuda: bool, data, root: Path, impl: str, o
          work: Path, deadline: float, t_start: float) -> int:  # fmt: skip
     import torch
 
+    from alexnet_course.compare.runner import git_commit
+
     py = sys.executable
     log = out / "gpu-check.log"
     log.write_text("")
@@ -449,7 +441,7 @@ def _run(args, mode: Mode, dry: bool, cuda: bool, data, root: Path, impl: str, o
         "ok": None,
         "provenance": {
             "command": _public(shlex.join(["alexnet-course", *sys.argv[1:]]), root),
-            "git_commit": _git_commit(root),
+            "git_commit": git_commit(root),
             "alexnet_course": __version__,
             "python": sys.version.split()[0],
             "torch": torch.__version__,

@@ -59,10 +59,15 @@ class Dist:
                 "batch_per_rank": -(-batch_size // self.world_size)}  # fmt: skip
 
 
+def under_torchrun() -> bool:
+    """Whether this process is one of several that torchrun started (``WORLD_SIZE`` > 1)."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
 def setup(device_type: str) -> Dist:
-    """Join torchrun's process group when there is one (``WORLD_SIZE`` > 1)."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
+    """Join torchrun's process group when there is one; on CUDA each rank takes the GPU of
+    its ``LOCAL_RANK``."""
+    if not under_torchrun():
         return Dist()
     import torch
     import torch.distributed as dist

@@ -126,12 +126,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "--standalone --nproc-per-node N")
 
 
-def _git_commit() -> str:
+def git_commit(root: Path | None = None) -> str:
+    """The checkout's commit; ``$GIT_COMMIT`` where the copy has no ``.git`` (a lent GPU
+    machine gets the working tree only), else "unknown"."""
     try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                              timeout=5, check=True).stdout.strip()  # fmt: skip
+        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
+                              text=True, timeout=5, check=True).stdout.strip()  # fmt: skip
     except (OSError, subprocess.SubprocessError):
-        return "unknown"
+        return os.environ.get("GIT_COMMIT") or "unknown"
 
 
 def _versions() -> dict:
@@ -153,7 +155,7 @@ def provenance(args, profile: Profile, data, device) -> dict:
 
     return {
         "command": public_text(shlex.join(["alexnet-course", *sys.argv[1:]])),
-        "git_commit": _git_commit(),
+        "git_commit": git_commit(),
         "alexnet_course": __version__,
         "python": platform.python_version(),
         "versions": _versions(),
@@ -756,11 +758,11 @@ def run_compare(args: argparse.Namespace) -> int:
     from alexnet_course.device import pick_device
 
     device = pick_device()
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and device.type == "cuda":
+    args.dist = dd.setup(device.type)
+    if args.dist.on and device.type == "cuda":
         import torch
 
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))  # one GPU per rank
-    args.dist = dd.setup(device.type)
+        device = torch.device("cuda", args.dist.local_rank)  # one GPU per rank
     try:
         with dd.quiet_unless_main(args.dist):
             return _run_compare(args, device)

@@ -137,6 +137,35 @@ NO_DATA_HINT = ("Without it: `make compare PROFILE=smoke` runs the whole compari
                 "CIFAR-10 in the same layout.")
 
 
+def write_batches(folder: Path, train: tuple, test: tuple, *, label: str = "") -> None:
+    """Write the official layout's files into ``folder``: five training batches, one test
+    batch and ``batches.meta``, pickled as the official files are (protocol 2).
+
+    ``train`` and ``test`` are ``(images, labels)`` or ``(images, labels, file_names)``, the
+    images uint8 (N, 32, 32, 3); without names each batch names its images
+    ``{label}_{i:05d}.png``. ``label`` starts each batch's ``batch_label``."""
+
+    def dump(path: Path, x, y, names, batch_label: str) -> None:
+        if names is None:
+            names = [f"{label.strip() or 'image'}_{i:05d}.png".encode() for i in range(len(x))]
+        data = np.ascontiguousarray(np.asarray(x).transpose(0, 3, 1, 2).reshape(len(x), -1))
+        with open(path, "wb") as f:
+            pickle.dump({b"batch_label": batch_label.encode(), b"labels": list(map(int, y)),
+                         b"data": data, b"filenames": list(names)}, f, protocol=2)  # fmt: skip
+
+    x, y, names = (*train, None)[:3]
+    bounds = np.linspace(0, len(y), len(TRAIN_FILES) + 1).astype(int)
+    for i, name in enumerate(TRAIN_FILES):
+        s = slice(bounds[i], bounds[i + 1])
+        dump(folder / name, x[s], y[s], None if names is None else names[s],
+             f"{label}training batch {i + 1} of {len(TRAIN_FILES)}")  # fmt: skip
+    xt, yt, nt = (*test, None)[:3]
+    dump(folder / TEST_FILES[0], xt, yt, nt, f"{label}testing batch 1 of 1")
+    with open(folder / META_FILE, "wb") as f:
+        pickle.dump({b"label_names": [c.encode() for c in CLASSES],
+                     b"num_cases_per_batch": int(bounds[1]), b"num_vis": 3072}, f, protocol=2)
+
+
 def remove_empty(made: list[Path]) -> None:
     """Remove folders a failed command created, innermost first, and only while empty."""
     for p in made:

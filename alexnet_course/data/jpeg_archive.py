@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import io
 import os
-import pickle
 import tarfile
 import time
 import zlib
@@ -23,14 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from alexnet_course.data.cifar10 import (
-    CLASSES,
-    FOLDER,
-    META_FILE,
-    TEST_FILES,
-    TRAIN_FILES,
-    DataError,
-)
+from alexnet_course.data.cifar10 import CLASSES, FOLDER, DataError, write_batches
 
 SPLITS = ("train", "test")
 
@@ -87,21 +79,14 @@ def _read_archive(archive: Path) -> dict[str, list[tuple[str, int, np.ndarray]]]
 
 
 def _arrays(items: list, seed: int):
-    """Images (N, 3072) channel-major, labels, file names: sorted by name, then shuffled with a
-    fixed seed so that classes mix across batches as in the official files."""
+    """Images (N, 32, 32, 3), labels, file names: sorted by name, then shuffled with a fixed
+    seed so that classes mix across batches as in the official files."""
     items = sorted(items, key=lambda t: t[0])
     order = np.random.default_rng(seed).permutation(len(items))
-    data = np.stack([items[i][2].transpose(2, 0, 1).reshape(-1) for i in order])
+    images = np.stack([items[i][2] for i in order])
     labels = [items[i][1] for i in order]
     names = [items[i][0].replace("/", "_").encode() for i in order]
-    return data, labels, names
-
-
-def _dump(path: Path, data, labels, names, batch_label: str) -> None:
-    with open(path, "wb") as f:
-        pickle.dump({b"batch_label": batch_label.encode(), b"labels": list(labels),
-                     b"data": np.ascontiguousarray(data), b"filenames": list(names)},
-                    f, protocol=4)  # fmt: skip
+    return images, labels, names
 
 
 def convert_jpeg_archive(archive: str | os.PathLike, root: str | os.PathLike) -> Converted:
@@ -128,18 +113,11 @@ def convert_jpeg_archive(archive: str | os.PathLike, root: str | os.PathLike) ->
     tmp = root / f".{FOLDER}.tmp-{os.getpid()}"
     tmp.mkdir(parents=True, exist_ok=False)
     x, y, n = _arrays(found["train"], seed=0)
-    bounds = np.linspace(0, len(y), len(TRAIN_FILES) + 1).astype(int)
-    for i, name in enumerate(TRAIN_FILES):
-        s = slice(bounds[i], bounds[i + 1])
-        _dump(tmp / name, x[s], y[s], n[s], f"training batch {i + 1} of {len(TRAIN_FILES)}")
-    mean = tuple(float(v) for v in x.reshape(len(x), 3, -1).mean(axis=(0, 2)) / 255.0)
-    xt, yt, nt = _arrays(found["test"], seed=1)
-    _dump(tmp / TEST_FILES[0], xt, yt, nt, "testing batch 1 of 1")
-    with open(tmp / META_FILE, "wb") as f:
-        pickle.dump({b"label_names": [c.encode() for c in CLASSES],
-                     b"num_cases_per_batch": int(bounds[1]), b"num_vis": 3072}, f, protocol=4)
+    mean = tuple(float(v) for v in x.mean(axis=(0, 1, 2)) / 255.0)
+    test = _arrays(found["test"], seed=1)
+    write_batches(tmp, (x, y, n), test)
     tmp.rename(dest)
-    return Converted(dest, len(y), len(yt), time.perf_counter() - t0, mean)  # type: ignore[arg-type]
+    return Converted(dest, len(y), len(test[1]), time.perf_counter() - t0, mean)  # type: ignore[arg-type]
 
 
 def write_jpeg_archive(path: str | os.PathLike, n_train: int = 200, n_test: int = 50,

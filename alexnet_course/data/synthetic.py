@@ -8,12 +8,11 @@ chance in seconds, and every reader of the official layout reads it.
 from __future__ import annotations
 
 import os
-import pickle
 from pathlib import Path
 
 import numpy as np
 
-from alexnet_course.data.cifar10 import CLASSES, FOLDER, META_FILE, TEST_FILES, TRAIN_FILES
+from alexnet_course.data.cifar10 import FOLDER, write_batches
 
 
 def synthetic_images(n: int, seed: int = 0, num_classes: int = 10):
@@ -35,17 +34,6 @@ def synthetic_images(n: int, seed: int = 0, num_classes: int = 10):
     return images, labels.astype(np.int64)
 
 
-def _dump(path: Path, images: np.ndarray, labels: np.ndarray, batch_label: str) -> None:
-    data = images.transpose(0, 3, 1, 2).reshape(len(images), -1)
-    names = [f"synthetic_{i:05d}.png".encode() for i in range(len(images))]
-    with open(path, "wb") as f:
-        pickle.dump(
-            {b"batch_label": batch_label.encode(), b"labels": labels.tolist(),
-             b"data": np.ascontiguousarray(data), b"filenames": names},
-            f, protocol=2,
-        )  # fmt: skip
-
-
 def write_synthetic_cifar10(
     root: str | os.PathLike, n_train: int = 1000, n_test: int = 200, seed: int = 0
 ) -> Path:
@@ -63,12 +51,6 @@ def write_synthetic_cifar10(
         raise DataError(f"{folder} already exists; choose another folder (nothing was written)")
     folder.mkdir(parents=True)
     x, y = synthetic_images(n_train + n_test, seed)
-    bounds = np.linspace(0, n_train, len(TRAIN_FILES) + 1).astype(int)
-    for i, name in enumerate(TRAIN_FILES):
-        s = slice(bounds[i], bounds[i + 1])
-        _dump(folder / name, x[s], y[s], f"synthetic training batch {i + 1} of 5")
-    _dump(folder / TEST_FILES[0], x[n_train:], y[n_train:], "synthetic testing batch 1 of 1")
-    with open(folder / META_FILE, "wb") as f:
-        pickle.dump({b"label_names": [c.encode() for c in CLASSES],
-                     b"num_cases_per_batch": int(bounds[1]), b"num_vis": 3072}, f, protocol=2)
+    write_batches(folder, (x[:n_train], y[:n_train]), (x[n_train:], y[n_train:]),
+                  label="synthetic ")  # fmt: skip
     return folder
