@@ -158,7 +158,7 @@ def markdown_table(results: list[dict]) -> str:
                 params += f" ({r['trainable_parameters'] / 1e6:.1f}M trainable)"
             lines.append(
                 f"| {r['arm']} | ok | {100 * r['test_accuracy']:.2f}% | "
-                f"{100 * max(h['val_accuracy']):.2f}% | {r['train_seconds'] / 60:.1f} min | "
+                f"{100 * max(h['val_accuracy']):.2f}% | {_duration(r['train_seconds'])} | "
                 f"{r['images_per_second']:.0f} | {params} |")
         else:
             lines.append(f"| {r['arm']} | {r.get('status')} (see below) | | | | | |")
@@ -169,6 +169,11 @@ def markdown_table(results: list[dict]) -> str:
     notes += [f"- {r['arm']} {r.get('status')}: {r.get('reason', '')}" for r in results
               if r.get("status") != "ok"]  # fmt: skip
     return "\n".join(lines + ([""] + notes if notes else []))
+
+
+def _duration(seconds: float) -> str:
+    """Train time for the table: seconds under a minute (a GPU epoch is seconds), else minutes."""
+    return f"{seconds:.0f} s" if seconds < 60 else f"{seconds / 60:.1f} min"
 
 
 def seed_table() -> str:

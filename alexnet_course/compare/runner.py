@@ -162,7 +162,8 @@ def provenance(args, profile: Profile, data, device) -> dict:
         "device": str(device),
         "hardware": f"{platform.machine()}, {torch.get_num_threads()} CPU threads"
         + (f", {torch.cuda.get_device_name()}" if device.type == "cuda" else ""),
-        "precision": (f"{describe(args.torch_settings)} (torch arms), fp32 (keras arms)"
+        "precision": (f"{describe(args.torch_settings)} (torch arms)"
+                      + (", fp32 (keras arms)" if "keras" in args.arms else "")
                       if args.torch_settings else "fp32"),
         "data_source": "synthetic (alexnet-course data synth)" if profile.synthetic
         else f"{args.data_label or 'CIFAR-10'} at {public_path(data.source)}",

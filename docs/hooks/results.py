@@ -2,17 +2,19 @@
 
 ``<!-- comparison: results/cpu -->`` becomes the comparison table, the provenance and the
 figures of that run folder (relative to docs/); ``<!-- headline: results/cpu -->`` becomes
-one sentence for the home page. No number on the site is typed by hand.
+one sentence for the home page; ``<!-- gpu-check: results/gpu-check -->`` becomes the
+throughput table of a committed ``gpu-check.json``. No number on the site is typed by hand.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
 from alexnet_course.compare.report import load_results, markdown_table
 
-PLACEHOLDER = re.compile(r"<!-- (comparison|headline): (\S+) -->")
+PLACEHOLDER = re.compile(r"<!-- (comparison|headline|gpu-check): (\S+) -->")
 # Each figure of a run folder, with what it shows (its alt text and caption)
 FIGURES = {
     "learning_curves.png": (
@@ -71,6 +73,44 @@ def _headline(folder: Path, rel: str) -> str:
     return text
 
 
+def _gpu_check(folder: Path, rel: str) -> str:
+    path = folder / "gpu-check.json"
+    if not path.is_file():
+        return f"*No GPU check committed under `docs/{rel}` yet.*"
+    r = json.loads(path.read_text())
+    prov, flops = r["provenance"], r["flops_per_image"]
+    steps = ", ".join(f"{s['name']} {s['status']} ({s.get('seconds', 0):.0f} s)" for s in r["steps"])
+    lines = [f"- command: `{prov['command']}`; {r['total_seconds']:.0f} s in all: {steps}",
+             f"- hardware: {prov['device_name']} (compute capability {prov['capability']}); "
+             f"torch {prov['torch']}, torchvision {prov['torchvision']}, CUDA {prov['cuda']}, "
+             f"Python {prov['python']}; commit `{prov['git_commit'][:10]}`; {prov['date']}",
+             f"- data: {prov['data_source']}; training FLOPs per image at {flops['size']} px "
+             f"(conv and linear layers, x3 for the backward pass): lesson 03's AlexNet "
+             f"{flops['lesson03'] / 1e9:.2f} G, torchvision's {flops['torchvision'] / 1e9:.2f} G; "
+             f"peak: {r['peak_bf16_source']}, {r['peak_bf16_tflops']:g} TFLOP/s", "",
+             "| measured by | model | images/s | TFLOP/s | of bf16 peak | settings |",
+             "| --- | --- | ---: | ---: | ---: | --- |"]  # fmt: skip
+    tests = [e.get("test", "") for s in r["steps"] for e in s.get("benchmark_extra_info", [])]
+    for t in r["throughput"]:
+        if t["source"].startswith("pytest "):  # older checks cut the test's name to 26 letters
+            cut = t["source"].removeprefix("pytest ")
+            t["source"] = "pytest " + next((n for n in tests if n.startswith(cut)), cut)
+        peak = f"{100 * t['of_peak']:.1f}%" if t.get("of_peak") is not None else "-"
+        tflops = f"{t['tflops']:.1f}" if t.get("tflops") is not None else "-"
+        lines.append(f"| {t['source']} | {t['model']} | {t['images_per_second']:.0f} | "
+                     f"{tflops} | {peak} | {t['settings']} |")  # fmt: skip
+    mem, comp = r.get("peak_memory") or {}, r.get("compile") or {}
+    lines.append("")
+    if mem.get("allocated_bytes"):
+        lines.append(f"Peak GPU memory ({mem['measured_in']}): "
+                     f"{mem['allocated_bytes'] / 2**30:.2f} GiB allocated, "
+                     f"{mem['reserved_bytes'] / 2**30:.2f} GiB reserved.")  # fmt: skip
+    if comp.get("status") == "ok":
+        lines.append(f"`torch.compile` compiled in {comp['compile_seconds']:.0f} s and ran "
+                     f"{comp['speedup_over_best_eager']:.2f}x the best eager variant.")  # fmt: skip
+    return "\n".join(lines)
+
+
 def on_page_markdown(markdown: str, page, config, files) -> str:
     docs = Path(config["docs_dir"])
     page_dir = str(Path(page.file.src_uri).parent).replace(".", "")
@@ -78,6 +118,8 @@ def on_page_markdown(markdown: str, page, config, files) -> str:
     def fill(m: re.Match) -> str:
         kind, rel = m.group(1), m.group(2)
         folder = docs / rel
+        if kind == "gpu-check":
+            return _gpu_check(folder, rel)
         return _comparison(folder, rel, page_dir) if kind == "comparison" else _headline(folder, rel)
 
     return PLACEHOLDER.sub(fill, markdown)
