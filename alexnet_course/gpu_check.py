@@ -249,7 +249,8 @@ class Runner:
         rec["returncode"] = rc
         with open(self.log, "rb") as log:
             log.seek(start)
-            rec["output_tail"] = clean_tail(log.read().decode("utf-8", "replace"))
+            rec["output_tail"] = _public(clean_tail(log.read().decode("utf-8", "replace")),
+                                         self.root)  # fmt: skip
         last = next((ln.strip() for ln in reversed(rec["output_tail"].splitlines()) if ln.strip()), "")
         if rec["status"] != "ok" and last:
             rec["reason"] += f"; last output line: {last[:300]}"
@@ -274,10 +275,9 @@ def _kill_group(proc: subprocess.Popen) -> None:
 
 
 def _public(text: str, root: Path) -> str:
-    for base, shown in ((str(root.resolve()), "."), (str(Path.home().resolve()), "~")):
-        if base not in ("/", ""):
-            text = text.replace(base + "/", shown + "/").replace(base, shown)
-    return text
+    from alexnet_course.compare.runner import public_text
+
+    return public_text(text, root)
 
 
 def _read_json(path: Path):
@@ -287,14 +287,16 @@ def _read_json(path: Path):
         return None
 
 
-def _finish_pytest(rec: dict, outcomes_path: Path, bench_path: Path, cuda: bool) -> None:
+def _finish_pytest(rec: dict, outcomes_path: Path, bench_path: Path, cuda: bool,
+                   root: Path) -> None:
     rows = _read_json(outcomes_path) or []
     counts: dict[str, int] = {}
     for r in rows:
         counts[r["status"]] = counts.get(r["status"], 0) + 1
     rec["tests"] = counts
     rec["outcomes"] = [{"test": r["nodeid"], "status": r["status"],
-                        **({"output": r["output"][-800:]} if r["status"] != "passed" else {})}
+                        **({"output": _public(r["output"][-800:], root)} if r["status"] != "passed"
+                           else {})}
                        for r in rows]  # fmt: skip
     bench = _read_json(bench_path) or {}
     extra = [dict(b.get("extra_info", {}), test=b.get("name")) for b in bench.get("benchmarks", [])
@@ -411,7 +413,7 @@ def _prepare_data(data: Path | None, work: Path, dry: bool) -> tuple[Path, dict]
 
     info: dict = {}
     if data is not None and data.is_dir():
-        info.update(kind="data root", path=str(data))
+        info.update(kind="data root", path=_public(str(data.resolve()), Path.cwd()))
         return data.resolve(), info
     if data is None:  # dry mode without DATA: a tiny generated archive exercises the converter
         data = write_jpeg_archive(work / "tiny-cifar10-jpeg.tar.gz", n_train=50, n_test=20)
@@ -509,7 +511,7 @@ def _run(args, mode: Mode, dry: bool, cuda: bool, data, root: Path, impl: str, o
         argv += ["--benchmark-json", str(bench_json)]
     rec = runner.run("pytest", argv, later=3, what="gpu-marked graded tests of lessons 02, 03 "
                      "(--solutions)")  # fmt: skip
-    _finish_pytest(rec, outcomes, bench_json, cuda)
+    _finish_pytest(rec, outcomes, bench_json, cuda, root)
     _done(rec)
     save()
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 import tarfile
@@ -136,6 +137,12 @@ def test_dry_mode_runs_every_step_and_writes_its_json(tmp_path):
     assert (out / "gpu-check.log").stat().st_size > 0
     assert (out / "compare-report.md").is_file()
     assert len(list(out.iterdir())) <= 8  # what the device tool brings back
+    # published as measured, but without this machine's folders (the check's work folder is
+    # under the temp folder, the interpreter's path is written python3)
+    absolute = re.compile(r"(?<![\w.~])/(?:root|home|work|tmp|Users|opt|var|usr)/")
+    for name in ("gpu-check.json", "gpu-check.txt", "compare-report.md"):
+        hits = absolute.findall((out / name).read_text())
+        assert not hits, (name, hits[:3])
 
 
 @pytest.mark.parametrize("case", ["missing", "garbage", "truncated", "folder"])

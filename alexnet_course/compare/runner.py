@@ -177,22 +177,43 @@ def provenance(args, profile: Profile, data, device) -> dict:
     }  # fmt: skip
 
 
-def public_path(path) -> str:
-    """A path as results may publish it: relative to the working folder when inside it,
-    else with the home folder as ``~``; no machine's absolute paths in published results."""
+def _public_bases(root: Path | None = None) -> list[tuple[str, str]]:
+    """Machine folders and how published results show them, most specific first."""
+    import tempfile
+
+    bases = [(root or Path.cwd(), "."), (Path(tempfile.gettempdir()), "$TMPDIR"),
+             (Path.home(), "~")]  # fmt: skip
+    out = []
+    for base, shown in bases:
+        b = str(base.resolve())
+        if b not in ("/", "") and all(b != o for o, _ in out):
+            out.append((b, shown))
+    return out
+
+
+def public_path(path, root: Path | None = None) -> str:
+    """A path as results may publish it: relative to the working folder (or ``root``) when
+    inside it, else under the temp folder as ``$TMPDIR`` or the home folder as ``~``; no
+    machine's absolute paths in published results."""
     p = Path(path).resolve()
-    for base, shown in ((Path.cwd().resolve(), "."), (Path.home().resolve(), "~")):
+    for base, shown in _public_bases(root):
         if p.is_relative_to(base):
             rel = p.relative_to(base)
-            return str(rel) if shown == "." and str(rel) != "." else f"{shown}/{rel}"
+            if shown == ".":
+                return "." if str(rel) == "." else str(rel)
+            return shown if str(rel) == "." else f"{shown}/{rel}"
     return str(path)
 
 
-def public_text(text: str) -> str:
-    """``text`` with the working folder and the home folder written as ``.`` and ``~``."""
-    for base, shown in ((str(Path.cwd().resolve()), "."), (str(Path.home().resolve()), "~")):
-        if base not in ("/", ""):
-            text = text.replace(base + "/", shown + "/")
+def public_text(text: str, root: Path | None = None) -> str:
+    """``text`` with the working folder (or ``root``), the temp folder and the home folder
+    written as ``.``, ``$TMPDIR`` and ``~``, and this Python's path as ``python3``."""
+    import re
+
+    if os.path.isabs(sys.executable):
+        text = re.sub(re.escape(sys.executable) + r"(?![\w.-])", "python3", text)
+    for base, shown in _public_bases(root):
+        text = re.sub(re.escape(base) + r"(?![\w.-])", shown, text)
     return text
 
 
