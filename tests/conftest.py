@@ -25,16 +25,28 @@ def synth_root(tmp_path_factory) -> Path:
 
 
 def run_pytest(target: Path | str, *args: str, results: Path, timeout: float = 600,
-               cwd: Path = ROOT, env: dict | None = None) -> tuple[int, dict, str]:  # fmt: skip
-    """Run pytest in a subprocess (a fresh interpreter, as a learner or the grader would)
-    and return its exit code, the Gradescope results and the output."""
-    cmd = [sys.executable, "-m", "pytest", str(target), "-q", "-p", "no:cacheprovider",
-           "--results-json", str(results), *args]  # fmt: skip
+               cwd: Path = ROOT, env: dict | None = None, warm: bool = False,
+               ) -> tuple[int, dict, str]:  # fmt: skip
+    """Run pytest in a new process, as a learner or the grader would, and return its exit
+    code, the Gradescope results and the output: a fresh interpreter, or with ``warm`` a
+    child forked from a server that has imported torch and TensorFlow already
+    (tests/warm.py; for the many short runs of the mutant and alternative checks)."""
+    argv = [str(target), "-q", "-p", "no:cacheprovider", "--results-json", str(results), *args]
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", **(env or {})}
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=cwd,
-                          env=env)  # fmt: skip
+    if warm:
+        from tests.warm import run_pytest_warm
+
+        log = results.with_suffix(".log")
+        rc = run_pytest_warm(argv, cwd=cwd, env=env, log=log, timeout=timeout)
+        output = log.read_text(errors="replace") if log.exists() else ""
+        if rc == -9:
+            raise subprocess.TimeoutExpired(["pytest", *argv], timeout, output)
+    else:
+        proc = subprocess.run([sys.executable, "-m", "pytest", *argv], capture_output=True,
+                              text=True, timeout=timeout, cwd=cwd, env=env)  # fmt: skip
+        rc, output = proc.returncode, proc.stdout + proc.stderr
     data = json.loads(results.read_text()) if results.exists() else {}
-    return proc.returncode, data, proc.stdout + proc.stderr
+    return rc, data, output
 
 
 def copy_lesson(lesson: str, dest: Path, source: str = "solutions") -> Path:

@@ -3,14 +3,18 @@ and catches each typical wrong implementation in tests/mutants.py."""
 
 from __future__ import annotations
 
+import json
+import os
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 
 from tests.alternatives import ALTERNATIVES
 from tests.conftest import ROOT, copy_lesson, run_pytest
-from tests.mutants import MUTANTS, TARGET
+from tests.mutants import CAUGHT_BY, MUTANTS, TARGET
+from tests.order_first import ENV
 
 LESSONS = sorted(p.name for p in (ROOT / "solutions").iterdir() if p.is_dir())
 
@@ -57,23 +61,55 @@ def test_mutants_apply_to_the_solution(lesson, tmp_path):
         _apply(lesson, m, tmp_path)
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("lesson", sorted(MUTANTS))
-def test_every_typical_mistake_is_caught(lesson, tmp_path):
+def _survivors(lesson: str, mutants: list, tmp_path: Path) -> list[tuple[str, str]]:
+    """The mutants the lesson's graded suite accepts (with the end of their output)."""
+
     def run(mutant):
         folder = _apply(lesson, mutant, tmp_path)
         target = folder / (mutant[4] if len(mutant) > 4 else TARGET[mutant[1]])
-        rc, res, out = run_pytest(target, "-x", "--benchmark-disable",
+        outcomes = tmp_path / f"{mutant[0]}.outcomes.json"
+        # the whole graded suite judges the mutant; the test known to catch it runs first,
+        # so that -x stops there (tests/order_first.py)
+        rc, res, out = run_pytest(target, "-x", "--benchmark-disable", "-p", "tests.order_first",
+                                  "--outcomes-json", str(outcomes),
                                   results=tmp_path / f"{mutant[0]}.json",
-                                  env={"OMP_NUM_THREADS": "1"})  # two at a time on 2 cores
+                                  env={"OMP_NUM_THREADS": "1",  # two at a time on 2 cores
+                                       ENV: CAUGHT_BY.get(f"{lesson}/{mutant[0]}", "")},
+                                  warm=True)  # fmt: skip
         failed = [t["name"] for t in res.get("tests", []) if t.get("status") == "failed"]
-        return mutant[0], rc, failed, out
+        rows = json.loads(outcomes.read_text()) if outcomes.exists() else []
+        first = next((r["nodeid"].split("::")[-1] for r in rows if r["status"] == "failed"), None)
+        return mutant[0], rc, failed, out, first
 
     with ThreadPoolExecutor(max_workers=2) as pool:
-        outcomes = list(pool.map(run, MUTANTS[lesson]))
-    survivors = [(name, out[-1500:]) for name, rc, failed, out in outcomes if rc == 0 or not failed]
+        outcomes = list(pool.map(run, mutants))
+    if record := os.environ.get("RECORD_CAUGHT_BY"):  # refresh tests/mutants.py's CAUGHT_BY
+        path = Path(record)
+        known = json.loads(path.read_text()) if path.exists() else {}
+        known.update({f"{lesson}/{name}": first for name, _, _, _, first in outcomes if first})
+        path.write_text(json.dumps(known, indent=1, sort_keys=True))
+    return [(name, out[-1500:]) for name, rc, failed, out, _ in outcomes if rc == 0 or not failed]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("lesson", sorted(MUTANTS))
+def test_every_typical_mistake_is_caught(lesson, tmp_path):
+    survivors = _survivors(lesson, MUTANTS[lesson], tmp_path)
     assert not survivors, "mutants the graded suite accepted:\n" + "\n\n".join(
         f"{n}:\n{o}" for n, o in survivors)
+
+
+def test_the_mutant_check_sees_a_survivor(tmp_path):
+    """The check above can fail: a change that keeps the solution correct survives, and a
+    mutant whose recorded first test no longer catches it is still judged by the rest."""
+    harmless = ("harmless", "analysis.py", "import numpy as np", "import numpy as np  # same")
+    stale = ("stale_hint", "analysis.py", *MUTANTS["05_analysis"][0][2:4])
+    CAUGHT_BY["05_analysis/stale_hint"] = "test_learning_curves_plot"  # passes on this mutant
+    try:
+        survivors = _survivors("05_analysis", [harmless, stale], tmp_path)
+    finally:
+        del CAUGHT_BY["05_analysis/stale_hint"]
+    assert [name for name, _ in survivors] == ["harmless"], survivors
 
 
 @pytest.mark.slow
@@ -91,7 +127,7 @@ def test_correct_alternatives_get_full_marks(lesson, tmp_path):
             text = text.replace(old, new)
         (folder / file).write_text(text)
         rc, res, out = run_pytest(folder / test_file, "--benchmark-disable",
-                                  results=tmp_path / f"{name}.json")  # fmt: skip
+                                  results=tmp_path / f"{name}.json", warm=True)  # fmt: skip
         failed = [t["name"] for t in res.get("tests", []) if t.get("status") == "failed"]
         if rc != 0 or failed:
             failures.append((name, failed, out[-1500:]))
