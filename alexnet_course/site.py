@@ -360,11 +360,14 @@ def _check_tabs_across_pages(b, base: str, first: str, second: str, tab: str) ->
     return report
 
 
-def check_site(site: Path, executable: str | None = None,
-               pages: list[str] | None = None) -> list[PageReport]:  # fmt: skip
+def check_site(site: Path, executable: str | None = None, pages: list[str] | None = None,
+               shots: Path | None = None) -> list[PageReport]:  # fmt: skip
     """Open every main page of a built site (or ``pages``) in headless Chromium; returns one
-    report per page (``problems`` empty when the page is fine)."""
+    report per page (``problems`` empty when the page is fine). With ``shots``, also a
+    full-page PNG of each page as it first appears, into that folder."""
     reports = []
+    if shots is not None:
+        shots.mkdir(parents=True, exist_ok=True)
     everything = OTHER_PAGES + LESSON_PAGES + NOTEBOOK_PAGES
     pages = pages if pages is not None else everything
     with serve(site) as base, browser(executable) as b:
@@ -375,6 +378,8 @@ def check_site(site: Path, executable: str | None = None,
                 reports.append(report)
                 continue
             page = _open(b, base + path, report, base)
+            if shots is not None:
+                page.screenshot(path=str(shot_path(shots, path)), full_page=True)
             notebook = path in NOTEBOOK_PAGES
             _check_math(page, report)
             _check_layout(page, report, notebook)
@@ -389,19 +394,18 @@ def check_site(site: Path, executable: str | None = None,
     return reports
 
 
+def shot_path(out: Path, path: str) -> Path:
+    """Where the screenshot of the page at ``path`` goes."""
+    return out / ((path.strip("/").replace("/", "_") or "home") + ".png")
+
+
 def screenshots(site: Path, out: Path, executable: str | None = None,
                 pages: list[str] | None = None) -> list[Path]:  # fmt: skip
-    """Full-page PNGs of every page of a built site (or ``pages``), into ``out``."""
-    out.mkdir(parents=True, exist_ok=True)
-    written = []
-    with serve(site) as base, browser(executable) as b:
-        for path in SCREENSHOT_PAGES if pages is None else pages:
-            page = _open(b, base + path, PageReport(path), base)
-            target = out / ((path.strip("/").replace("/", "_") or "home") + ".png")
-            page.screenshot(path=str(target), full_page=True)
-            page.close()
-            written.append(target)
-    return written
+    """Full-page PNGs of every page of a built site (or ``pages``), into ``out`` (taken while
+    the site is checked, as :func:`check_site` opens each page)."""
+    pages = SCREENSHOT_PAGES if pages is None else pages
+    check_site(site, executable, pages, shots=out)
+    return [shot_path(out, p) for p in pages if shot_path(out, p).is_file()]
 
 
 # --- the notebooks of the site, committed executed -----------------------------------------

@@ -126,29 +126,40 @@ def worker_id(request) -> str:
 # time (--maxschedchunk 1, set in the Makefile), starts the long ones early and its workers
 # finish together; without xdist only the order changes.
 SLOWEST_FIRST = [
-    "test_every_typical_mistake_is_caught[04_keras_scratch]",
-    "test_every_typical_mistake_is_caught[03_torch_scratch]",
-    "test_correct_alternatives_get_full_marks[04_keras_scratch]",
-    "test_every_typical_mistake_is_caught[02_torch_pretrained]",
-    "test_every_typical_mistake_is_caught[01_data]",
+    # builds the session's smoke run (one worker, ~50-90 s) while the other starts on the
+    # slowest tests; the other tests that read the smoke run come last (SMOKE_LAST), so no
+    # worker waits for it
+    "test_compare_smoke_writes_results_with_provenance",
     "test_interrupted_run_resumes_to_the_same_result",
-    "test_graded_suite_passes_on_the_solution[04_keras_scratch]",
-    "test_graded_suite_passes_on_the_solution[03_torch_scratch]",
+    "test_every_typical_mistake_is_caught[03_torch_scratch]",
     "test_no_attack_forges_a_grade_and_the_rest_is_graded",
-    "test_mirrored_strategy_on_two_logical_cpus_trains_like_one_device",
-    "test_dry_mode_runs_every_step_and_writes_its_json",
-    "test_compare_nproc_2_trains_a_torch_arm_and_records_the_world",
-    "test_bench_prints_both_pipelines_and_the_ratio",
-    "test_release_has_no_solutions_and_grades_zero_while_solutions_grade_full",
-    "test_correct_alternatives_get_full_marks[03_torch_scratch]",
     "test_resume_under_torchrun_continues_from_rank_0s_checkpoint",
+    "test_dry_mode_runs_every_step_and_writes_its_json",
+    "test_every_typical_mistake_is_caught[04_keras_scratch]",
+    "test_mirrored_strategy_on_two_logical_cpus_trains_like_one_device",
+    "test_graded_suite_passes_on_the_solution[03_torch_scratch]",
+    "test_every_main_page_is_fine_in_chromium",
+    "test_compare_nproc_2_trains_a_torch_arm_and_records_the_world",
+    "test_graded_suite_passes_on_the_solution[04_keras_scratch]",
+    "test_correct_alternatives_get_full_marks[04_keras_scratch]",
     "test_two_gloo_processes_train_like_one",
     "test_two_nodes_on_localhost_train_like_one",
+    "test_pretrained_arms_are_skipped_without_weights",
+    "test_bench_prints_both_pipelines_and_the_ratio",
+    "test_budget_run_records_the_same_scaling_for_every_arm_and_what_ran",
+    "test_cpu_run_without_bf16_trains_in_fp32_and_records_it",
+    "test_release_has_no_solutions_and_grades_zero_while_solutions_grade_full",
     "test_gradebook_results_json_zip_and_determinism",
+    "test_lesson_notebooks_run_against_the_solutions[03_torch_scratch]",
+    "test_lesson_notebooks_run_against_the_solutions[04_keras_scratch]",
 ]
+SMOKE_LAST = {"test_smoke_profile_runs_every_arm",
+              "test_comparison_notebook_runs_on_smoke_results",
+              "test_lesson_notebooks_run_against_the_solutions[05_analysis]"}
 
 
 def pytest_collection_modifyitems(config, items):
     rank = {name: i for i, name in enumerate(SLOWEST_FIRST)}
     items.sort(key=lambda item: -1 if item.path.name == "test_stubs.py"
+               else len(rank) + 1 if item.name in SMOKE_LAST
                else rank.get(item.name, len(rank)))  # fmt: skip

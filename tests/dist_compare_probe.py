@@ -15,7 +15,8 @@ from alexnet_course.cli import main
 from alexnet_course.compare import runner
 from alexnet_course.grading.learner import load_lesson_module
 
-runner.PROFILES["smoke"] = dataclasses.replace(runner.PROFILES["smoke"], checkpoints=True)
+runner.PROFILES["smoke"] = dataclasses.replace(runner.PROFILES["smoke"], checkpoints=True,
+                                               train_limit=64)  # 2 global batches an epoch
 stop_at = int(os.environ.get("INTERRUPT_AT_EVAL", "0"))
 if stop_at:
     train = load_lesson_module("03_torch_scratch", "train", "solutions")

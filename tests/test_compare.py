@@ -65,12 +65,15 @@ def test_interrupted_run_resumes_to_the_same_result(tmp_path, capsys, monkeypatc
     from alexnet_course.compare import runner
     from alexnet_course.grading.learner import load_lesson_module
 
-    # the smoke profile keeps no checkpoints (seconds to rerun); the cpu/gpu profiles do
+    # the smoke profile keeps no checkpoints (seconds to rerun); the cpu/gpu profiles do.
+    # 64 training images: 2 batches an epoch are enough to interrupt and resume
     monkeypatch.setitem(runner.PROFILES, "smoke",
-                        dataclasses.replace(runner.PROFILES["smoke"], checkpoints=True))
+                        dataclasses.replace(runner.PROFILES["smoke"], checkpoints=True,
+                                            train_limit=64))
     common = ["compare", "--profile", "smoke", "--arms", "torch-scratch", "--epochs", "2"]
     assert main([*common, "--out", str(tmp_path / "whole")]) == 0
     whole = json.loads((tmp_path / "whole" / "torch-scratch" / "results.json").read_text())
+    assert whole["provenance"]["split"]["train"] == 64  # the profile's train_limit
 
     train = load_lesson_module("03_torch_scratch", "train", "solutions")
     real_evaluate, calls = train.evaluate, []

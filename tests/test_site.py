@@ -35,12 +35,16 @@ def built_site(tmp_path_factory):
 
 
 @pytest.mark.slow
-def test_every_main_page_is_fine_in_chromium(built_site):
-    from alexnet_course.site import LESSON_PAGES, check_site
+def test_every_main_page_is_fine_in_chromium(built_site, tmp_path):
+    from alexnet_course.site import LESSON_PAGES, SCREENSHOT_PAGES, check_site, shot_path
 
-    reports = check_site(built_site)
+    reports = check_site(built_site, shots=tmp_path / "shots")
     bad = {r.path: r.problems for r in reports if r.problems}
     assert not bad, bad
+    # a full-page screenshot of every page, taken on the same visit (`site shots` writes them)
+    for path in SCREENSHOT_PAGES:
+        png = shot_path(tmp_path / "shots", path)
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000, path
     by_path = {r.path: r for r in reports}
     assert len(reports) >= 18
     # the PyTorch | Keras tabs switch, linked across the page, on every lesson page with tabs
@@ -70,16 +74,6 @@ def test_the_check_fails_a_broken_page(tmp_path):
     assert "console error: boom" in text
     assert "undefinedFunction" in text
     assert "request outside localhost: https://cdn.example.invalid/x.js" in text
-
-
-@pytest.mark.slow
-def test_screenshots_of_the_main_pages(built_site, tmp_path):
-    from alexnet_course.site import SCREENSHOT_PAGES, screenshots
-
-    written = screenshots(built_site, tmp_path / "shots")
-    assert len(written) == len(SCREENSHOT_PAGES)
-    for png in written:
-        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000, png
 
 
 # A page laid out like Material's: the content column is article.md-content__inner, tables sit

@@ -58,7 +58,7 @@ class Profile:
     norm: str
     bf16: bool
     val_size: int
-    train_limit: int | None = None  # use only the first N training images
+    train_limit: int | None = None  # train on N of the training images (a stratified draw)
     # how the scratch arms start: "pytorch-default" (fan-in uniform, PyTorch's own layer
     # init) or "paper" (N(0, 0.01), biases of 1, lesson 03's init_paper_weights)
     scratch_init: str = "pytorch-default"
@@ -824,6 +824,8 @@ def _run_compare(args: argparse.Namespace, device) -> int:
 
             remove_empty(made)  # leave nothing behind
             raise
+    if profile.train_limit is not None and profile.train_limit < len(data.train):
+        data = _fewer_training_images(data, profile.train_limit, args.seed)
     if d.on:
         if profile.batch_size % d.world_size:
             raise CourseError(f"the {name} profile's global batch ({profile.batch_size}) does "
