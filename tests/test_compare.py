@@ -348,7 +348,8 @@ def test_published_results_carry_no_machine_paths(tmp_path, monkeypatch):
     monkeypatch.chdir("/")  # the temp and home folders outside the working folder
     assert public_path(tmp / "data") == "$TMPDIR/data"
     assert public_text(f"{sys.executable} -m pytest --out {tmp}/x") == "python3 -m pytest --out $TMPDIR/x"
-    assert public_text(f"{home}") == "~" and public_text(f"{home}x/a") == f"{home}x/a"  # a whole folder name only
+    # a whole folder name only
+    assert public_text(f"{home}") == "~" and public_text(f"{home}x/a") == f"{home}x/a"
     absolute = re.compile(r"(?<![\w.~])/(?:root|home|work|tmp|Users|opt|var)/")
     for f in (ROOT / "docs" / "results").rglob("*"):
         if f.suffix in (".json", ".md"):
