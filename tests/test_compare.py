@@ -42,7 +42,13 @@ def test_smoke_profile_runs_every_arm(smoke_run):
 
 
 def test_pretrained_arms_are_skipped_without_weights(tmp_path, monkeypatch):
+    import dataclasses
+
+    from alexnet_course.compare import runner
+
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty"))
+    monkeypatch.setitem(runner.PROFILES, "smoke",  # 64 training images: what ran is not the point
+                        dataclasses.replace(runner.PROFILES["smoke"], train_limit=64))
     out = tmp_path / "run"
     assert main(["compare", "--profile", "smoke", "--out", str(out), "--no-download",
                  "--arms", "torch-pretrained,torch-scratch", "--epochs", "1"]) == 0  # fmt: skip
@@ -256,7 +262,8 @@ def test_cpu_run_without_bf16_trains_in_fp32_and_records_it(tmp_path, monkeypatc
 
     monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: False)
     monkeypatch.setitem(runner.PROFILES, "smoke",
-                        dataclasses.replace(runner.PROFILES["smoke"], bf16=True, tune=True))
+                        dataclasses.replace(runner.PROFILES["smoke"], bf16=True, tune=True,
+                                            train_limit=64))
     seen = []
     real = runner.autocast_forward
     monkeypatch.setattr(runner, "autocast_forward", lambda m, *a: seen.append(m) or real(m, *a))
