@@ -111,7 +111,8 @@ def test_interrupted_run_resumes_to_the_same_result(tmp_path, capsys, monkeypatc
 def test_bench_prints_both_pipelines_and_the_ratio(tmp_path, capsys):
     assert main(["data", "synth", str(tmp_path), "--n-train", "200", "--n-test", "20"]) == 0
     assert main(["bench", "--data-dir", str(tmp_path), "--steps", "1", "--batch-size", "4",
-                 "--size", "67", "--out", str(tmp_path / "bench.json")]) == 0  # fmt: skip
+                 "--size", "67", "--rounds", "1", "--out",
+                 str(tmp_path / "bench.json")]) == 0  # fmt: skip
     out = capsys.readouterr().out
     assert "seed pipeline" in out and "reference pipeline" in out and "ratio:" in out
     res = json.loads((tmp_path / "bench.json").read_text())
@@ -316,7 +317,7 @@ def test_budget_run_records_the_same_scaling_for_every_arm_and_what_ran(tmp_path
     out = tmp_path / "run"
     arms = "torch-scratch,keras-scratch"
     assert main(["compare", "--profile", "smoke", "--out", str(out), "--no-download",
-                 "--arms", arms, "--budget-minutes", "1.8"]) == 0  # fmt: skip
+                 "--arms", arms, "--budget-minutes", "1.2"]) == 0  # fmt: skip
     plans, ran = [], []
     for arm in arms.split(","):
         res = json.loads((out / arm / "results.json").read_text())
@@ -328,9 +329,9 @@ def test_budget_run_records_the_same_scaling_for_every_arm_and_what_ran(tmp_path
             assert res["provenance"]["precision"].startswith("fp32")
     assert all(p == plans[0] for p in plans)
     p = plans[0]
-    assert p["budget_minutes"] == 1.8 and p["scale"] != "none"
+    assert p["budget_minutes"] == 1.2 and p["scale"] != "none"
     assert all(r == (p["epochs"], p["train_images"]) for r in ran), (ran, p)
-    assert p["epochs"] == 1 and p["train_images"] < p["train_images_unscaled"] == 300
+    assert p["epochs"] == 1 and p["train_images"] < p["train_images_unscaled"] == 192
 
 
 def test_published_results_carry_no_machine_paths(tmp_path, monkeypatch):

@@ -78,8 +78,8 @@ class Profile:
 
 PROFILES = {
     # generated data, seconds: runs in the test suite
-    "smoke": Profile("smoke", True, 67, 2, 32, 0.01, "batch", False, 100, tune=False,
-                     checkpoints=False),
+    "smoke": Profile("smoke", True, 67, 2, 32, 0.01, "batch", False, 100, train_limit=192,
+                     tune=False, checkpoints=False),
     # real CIFAR-10 on a 2-core CPU: 67 px (the smallest input the paper's layer stack takes),
     # bf16 autocast for torch where this CPU has bf16 units and it measures faster,
     # BatchNorm (trains in few epochs), 3 epochs. The paper's init
