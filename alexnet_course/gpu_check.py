@@ -413,7 +413,9 @@ def _prepare_data(data: Path | None, work: Path, dry: bool) -> tuple[Path, dict]
 
     info: dict = {}
     if data is not None and data.is_dir():
-        info.update(kind="data root", path=_public(str(data.resolve()), Path.cwd()))
+        from alexnet_course.compare.runner import public_path
+
+        info.update(kind="data root", path=public_path(data))
         return data.resolve(), info
     if data is None:  # dry mode without DATA: a tiny generated archive exercises the converter
         data = write_jpeg_archive(work / "tiny-cifar10-jpeg.tar.gz", n_train=50, n_test=20)

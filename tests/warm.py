@@ -6,10 +6,14 @@ Here one server process (multiprocessing's ``forkserver``) imports those librari
 every run is a child forked from it: a new process, with its own working folder,
 environment and output, that has not imported any lesson code, exactly as a fresh
 ``python -m pytest`` would start, only with the heavy libraries already loaded.
+
+As with any multiprocessing start method but fork, a plain script that calls this needs an
+``if __name__ == "__main__":`` guard (pytest's own main module is never re-run).
 """
 
 from __future__ import annotations
 
+import functools
 import multiprocessing
 import os
 import sys
@@ -19,6 +23,7 @@ PRELOAD = ["numpy", "torch", "torchvision", "tensorflow", "keras", "pytest",
            "alexnet_course.grading.plugin"]
 
 
+@functools.cache  # one server per process, its preload list worked out once
 def _context():
     ctx = multiprocessing.get_context("forkserver")
     ctx.set_forkserver_preload([m for m in PRELOAD if _importable(m)] + [__name__])

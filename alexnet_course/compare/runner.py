@@ -200,7 +200,7 @@ def public_path(path, root: Path | None = None) -> str:
         if p.is_relative_to(base):
             rel = p.relative_to(base)
             if shown == ".":
-                return "." if str(rel) == "." else str(rel)
+                return str(rel)
             return shown if str(rel) == "." else f"{shown}/{rel}"
     return str(path)
 
