@@ -13,6 +13,15 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # One compute thread per worker (and per process a test starts), so the workers share
+    # the cores without oversubscribing them: with two torch threads and another process
+    # on one core, torch's thread barriers make every step several times slower.
+    for _var in ("OMP_NUM_THREADS", "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS"):
+        os.environ.setdefault(_var, "1")
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+
 
 @pytest.fixture(scope="session")
 def synth_root(tmp_path_factory) -> Path:
