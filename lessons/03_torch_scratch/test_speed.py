@@ -159,12 +159,13 @@ def measure(benchmark, n, size, device, steps, rounds, channels_last=False, auto
     def ref():
         return run_steps(ref_state, steps, rows)
 
-    ratio = 0.0
+    ratios: list[float] = []
     for _attempt in range(attempts):  # re-measures absorb a noisy neighbour
         t_ours, t_ref, (end_ours, end_ref) = interleaved_best(ours, ref, rounds)
-        ratio = t_ref / t_ours
-        if ratio >= MIN_RATIO:
-            break
+        ratios.append(t_ref / t_ours)
+        if ratios[-1] >= MIN_RATIO or (len(ratios) >= 2 and max(ratios[-2:]) < MIN_RATIO / 2):
+            break  # met the bar, or twice in a row under half of it: not the machine's noise
+    ratio = ratios[-1]
     diff = relative_difference(end_ours, end_ref, sample(start, rows))
     expect(diff < update_tolerance, f"your AlexNet's weights after {steps} timed training "
            "step(s) from this test's start weights, against the reference's (relative "
