@@ -91,6 +91,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     import json
+    import os
 
     from alexnet_course.compare.bench import run_bench
     from alexnet_course.data import load_cifar10
@@ -98,13 +99,43 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     impl = args.impl or ("solutions" if (course_root() / "solutions").is_dir() else "lessons")
     data = load_cifar10(args.data_dir, val_size=0, download=not args.no_download)
+    load = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
     result = run_bench(data, impl=impl, steps=args.steps, batch_size=args.batch_size,
                        size=args.size, rounds=args.rounds, allow_bf16=not args.no_bf16,
                        compile=args.compile)  # fmt: skip
+    result["provenance"] = _bench_provenance(args, data, load)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(result, indent=2))
     return 0
+
+
+def _bench_provenance(args: argparse.Namespace, data, load: list | None) -> dict:
+    """What a committed bench file needs beside its numbers: command, machine, versions."""
+    import os
+    import platform
+    import shlex
+    import sys
+    import time
+
+    import torch
+
+    from alexnet_course.compare.runner import _versions, git_commit, public_path, public_text
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in open("/proc/cpuinfo", encoding="utf-8"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"command": public_text(shlex.join(["alexnet-course", *sys.argv[1:]])),
+            "git_commit": git_commit(), "versions": _versions(),
+            "hardware": f"{cpu}, {os.cpu_count()} CPUs, {torch.get_num_threads()} torch threads",
+            "load_average_at_start": load and [round(x, 2) for x in load],
+            "data_source": f"{args.data_label or 'CIFAR-10'} at {public_path(data.source)}",
+            "date": time.strftime("%Y-%m-%d %H:%M:%S %Z")}  # fmt: skip
 
 
 def cmd_gpu_check(args: argparse.Namespace) -> int:
@@ -249,6 +280,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--compile", action="store_true",
                        help="also measure torch.compile (and report its compile time)")
     bench.add_argument("--out", type=Path, default=None, help="also write the numbers as JSON")
+    bench.add_argument("--data-label", default=None,
+                       help="name the data in the JSON's provenance (e.g. 'CIFAR-10 (JPEG copy)')")
     bench.set_defaults(func=cmd_bench)
 
     gc = sub.add_parser("gpu-check", help="on a lent GPU machine: the GPU tests, bench and one "

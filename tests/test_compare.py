@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import numpy as np
 import pytest
@@ -27,6 +28,10 @@ def test_smoke_profile_runs_every_arm(smoke_run):
         for key in ("command", "git_commit", "versions", "device", "precision", "data_source",
                     "data_sha256", "seed", "split"):
             assert prov[key] not in (None, ""), (arm, key)
+        if arm.startswith("keras"):  # the smoke profile measures nothing: the step as written
+            assert res["settings"]["jit_compile"] is False, res["settings"]
+        else:
+            assert sum(res["threads"]["steps_at"].values()) == 2 * 192 // 32
     scratch = json.loads((out / "torch-scratch" / "results.json").read_text())
     assert scratch["test_accuracy"] > 0.3  # generated data: 10 classes, chance is 0.1
     assert scratch["parameters"] == 58_322_314 + 2 * (96 + 256 + 384 + 384 + 256)
@@ -120,6 +125,9 @@ def test_bench_prints_both_pipelines_and_the_ratio(tmp_path, capsys):
     # each setting's contribution, as its own ratio to the seed pipeline
     assert {"seed", "pipeline", "+channels_last"} <= set(res["ratio_to_seed"])
     assert res["reference"] in res["ratio_to_seed"] and "+channels_last" in out
+    if sys.platform.startswith("linux"):  # glibc: the heap setting, measured in its own process
+        assert "+heap" in res["ratio_to_seed"] and res["images_per_s"]["+heap"] > 0
+        assert res["heap_setting"] and "+heap" in out
     assert main(["bench", "--data-dir", str(tmp_path), "--steps", "1", "--batch-size", "4",
                  "--size", "67", "--rounds", "1", "--no-bf16", "--out",
                  str(tmp_path / "b2.json")]) == 0  # fmt: skip
@@ -277,6 +285,66 @@ def test_cpu_run_without_bf16_trains_in_fp32_and_records_it(tmp_path, monkeypatc
     assert set(res["settings"]["step_seconds"]) == {"fp32", "fp32+channels_last"}
     assert res["provenance"]["precision"].startswith("fp32")
     assert not seen
+    # what ran: every step is counted at the thread count it ran with
+    threads = res["threads"]
+    assert threads["start"] == torch.get_num_threads() == threads["end"]
+    assert sum(threads["steps_at"].values()) == 64 // runner.PROFILES["smoke"].batch_size
+    if sys.platform.startswith("linux"):
+        assert "freed memory kept in the heap" in res["provenance"]["allocator"]
+
+
+class _Machine:
+    """A fake clock whose steps take ``cost[threads]`` seconds, and torch's thread setter."""
+
+    def __init__(self, cost: dict[int, float], threads: int = 2):
+        self.cost, self.threads, self.now, self.calls = cost, threads, 0.0, []
+
+    def set_threads(self, n: int) -> None:
+        self.threads = n
+        self.calls.append(n)
+
+    def run(self, watch, steps: int) -> None:
+        for _ in range(steps):
+            self.now += self.cost[self.threads]
+            watch.tick()
+
+
+def _watch(machine: _Machine, **kw):
+    from alexnet_course.compare.settings import ThreadWatch
+
+    watch = ThreadWatch(set_threads=machine.set_threads, get_threads=lambda: machine.threads,
+                        clock=lambda: machine.now, **kw)  # fmt: skip
+    watch.restart()
+    return watch
+
+
+def test_threads_follow_the_load():
+    """A neighbour takes a core: one thread fewer is faster, and the watch moves there; the
+    neighbour leaves: it goes back. Every step is counted at the count it ran with."""
+    m = _Machine({2: 1.0, 1: 0.7})  # busy: one thread is faster
+    watch = _watch(m, first=10, every=50, probe=6)
+    m.run(watch, 40)
+    assert m.threads == 1 and watch.current == 1
+    assert watch.switches[0]["from"] == 2 and watch.switches[0]["to"] == 1
+    m.cost = {2: 0.5, 1: 0.7}  # idle again: two threads are faster
+    m.run(watch, 100)
+    assert m.threads == 2 and watch.switches[-1]["to"] == 2
+    rec = watch.record()
+    assert sum(rec["steps_at"].values()) == 140 and rec["end"] == 2
+
+
+def test_threads_stay_when_the_other_count_is_no_faster():
+    m = _Machine({2: 0.5, 1: 0.8})
+    watch = _watch(m, first=10, every=50, probe=6)
+    m.run(watch, 200)
+    rec = watch.record()
+    assert rec["switches"] == [] and rec["probes"] >= 2 and m.threads == 2
+    # the probes are a small share of the steps, and each ends back at two threads
+    assert rec["steps_at"]["1"] <= 0.15 * 200 and m.calls[-1] == 2
+    m1 = _Machine({1: 0.5}, threads=1)  # one thread: nothing to choose, nothing changed
+    one = _watch(m1)
+    m1.run(one, 300)
+    assert one.record()["steps_at"] == {"1": 300} and m1.calls == []
 
 
 def test_a_budget_scales_every_arm_alike():

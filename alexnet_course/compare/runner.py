@@ -162,6 +162,7 @@ def provenance(args, profile: Profile, data, device) -> dict:
         "device": str(device),
         "hardware": f"{platform.machine()}, {torch.get_num_threads()} CPU threads"
         + (f", {torch.cuda.get_device_name()}" if device.type == "cuda" else ""),
+        "allocator": getattr(args, "allocator", None) or "the C library's defaults",
         "precision": (f"{describe(args.torch_settings)} (torch arms)"
                       + (", fp32 (keras arms)" if "keras" in args.arms else "")
                       if args.torch_settings else "fp32"),
@@ -377,14 +378,23 @@ def run_torch_arm(arm: str, args, profile: Profile, data, device, folder: Path) 
         autocast_forward(model)
     net = model  # the module itself: evaluation, state dicts, checkpoints
     model = dd.wrap(d, model, device)  # what trains: DDP under torchrun
+    from alexnet_course.compare.settings import ThreadWatch
+
+    # on a CPU, the thread count follows the load (another process may take a core)
+    watch = ThreadWatch() if device.type == "cpu" else None
+
     class Stepped:  # the schedule steps per batch; a progress bar shows live loss and accuracy
         def __init__(self, loader, bar):
             self.loader, self.bar = loader, bar
 
         def __iter__(self):
             t0 = time.perf_counter()
+            if watch is not None:
+                watch.restart()
             for i, (x, y) in enumerate(self.loader, 1):
                 yield x, y
+                if watch is not None:
+                    watch.tick()
                 sched.step()
                 self.bar.update(1)
                 if i == LIVE_ESTIMATE_AFTER and epoch == start:
@@ -414,6 +424,8 @@ def run_torch_arm(arm: str, args, profile: Profile, data, device, folder: Path) 
                     "scheduler": sched.state_dict(), "history": history, "best": best,
                     "best_state": best_state}, ckpt.with_suffix(".tmp"))  # fmt: skip
         ckpt.with_suffix(".tmp").replace(ckpt)
+    if watch is not None:
+        torch.set_num_threads(watch.start_threads)  # the next arm starts where this one did
     net.load_state_dict(best_state)
     result = dd.combine(d, train.evaluate(net, te, data.num_classes), te.shard_size())
     n_params = sum(p.numel() for p in net.parameters())
@@ -421,6 +433,8 @@ def run_torch_arm(arm: str, args, profile: Profile, data, device, folder: Path) 
     res = _result(arm, result.accuracy, result.loss, result.per_class_accuracy,
                   result.confusion_matrix, history, len(data.train), n_params, n_train)
     res["settings"] = settings
+    if watch is not None:
+        res["threads"] = watch.record()
     res["distributed"] = d.record(profile.batch_size)
     return res
 
@@ -482,6 +496,14 @@ def run_keras_arm(arm: str, args, profile: Profile, data, device, folder: Path) 
         opt = keras.optimizers.SGD(_KerasSchedule(profile.lr, epochs * steps, profile.warmup),
                                    momentum=0.9, weight_decay=5e-4)  # fmt: skip
         step = kd.distributed_step(strategy, kt.make_train_step, model, opt)
+        settings = dict(args.keras_settings or keras_fixed_settings("not measured"))
+        if settings["jit_compile"] and strategy.num_replicas_in_sync > 1:
+            settings.update(jit_compile=False, reason="no XLA: MirroredStrategy over "
+                            f"{strategy.num_replicas_in_sync} replicas ({settings['reason']})")
+        if settings["jit_compile"]:
+            from alexnet_course.compare.settings import xla_step
+
+            step = xla_step(step)
     k = data.num_classes
     kw = dict(batch_size=profile.batch_size, mean=mean, std=std, size=profile.input_size,
               seed=args.seed)  # fmt: skip
@@ -548,6 +570,7 @@ def run_keras_arm(arm: str, args, profile: Profile, data, device, folder: Path) 
     n_train = int(sum(np.prod(v.shape) for v in model.trainable_weights))
     res = _result(arm, ev["accuracy"], test_loss, ev["per_class_accuracy"],
                   ev["confusion_matrix"], history, len(data.train), n_train, n_train)
+    res["settings"] = settings
     res["distributed"] = kd.describe(strategy) | {"global_batch": profile.batch_size}
     return res
 
@@ -663,6 +686,33 @@ def _runnable(arm: str, args) -> bool:
     return True
 
 
+def keras_fixed_settings(reason: str) -> dict:
+    return {"jit_compile": False, "step_seconds": {}, "reason": f"as written (no XLA): {reason}"}
+
+
+def keras_settings(args, profile: Profile, data) -> dict:
+    """The Keras arms' step: as lesson 04 wrote it, or compiled whole with XLA, measured
+    once on lesson 04's model (:func:`alexnet_course.compare.settings.measure_keras_settings`)."""
+    import numpy as np
+
+    from alexnet_course.compare.settings import measure_keras_settings
+    from alexnet_course.grading.learner import load_lesson_module
+
+    if not profile.tune:
+        return keras_fixed_settings(f"profile {profile.name}: not measured")
+    print("measuring the Keras training step, as written and under XLA ...")
+    ka = load_lesson_module("04_keras_scratch", "keras_alexnet", args.impl)
+    kt = load_lesson_module("04_keras_scratch", "keras_train", args.impl)
+    rng = np.random.default_rng(0)
+    x = rng.random((profile.batch_size, profile.input_size, profile.input_size, 3), np.float32)
+    y = rng.integers(0, data.num_classes, profile.batch_size)
+    chosen = measure_keras_settings(
+        lambda: ka.build_alexnet(data.num_classes, profile.norm, profile.input_size),
+        kt.make_train_step, x, y)
+    print(f"  {chosen['reason']}")
+    return chosen
+
+
 def _keras_step(args, profile: Profile, data) -> float:
     """One training step of lesson 04's Keras AlexNet, measured (the Keras arms' rate)."""
     import numpy as np
@@ -715,7 +765,7 @@ def plan_arms(args, profile: Profile, data, device, arms: list[str], started: fl
     keras_arms = [a for a in runnable if a.startswith("keras")]
     if keras_arms:
         print("measuring a Keras training step ...")
-        k = _keras_step(args, profile, data)
+        k = (args.keras_settings or {}).get("chosen_step_seconds") or _keras_step(args, profile, data)
         steps.update({a: k for a in keras_arms})
     costs = plan_mod.arm_costs(runnable, steps, n_train=len(data.train), n_val=len(data.val),
                                n_test=len(data.test), batch_size=profile.batch_size,
@@ -812,6 +862,11 @@ def _run_compare(args: argparse.Namespace, device) -> int:
     if name == "gpu" and device.type != "cuda":
         raise CourseError("--profile gpu needs a CUDA GPU; none was found (use --profile cpu)")
     made = [p for p in (args.out, *args.out.parents) if not p.exists()]
+    from alexnet_course.compare.settings import keep_freed_memory
+
+    # 1.04x to 1.19x per training step on glibc (`bench`'s +heap); it cannot be undone in a
+    # process, so it is not measured here against the default, as the other settings are
+    args.allocator = keep_freed_memory()
     t_start = time.perf_counter()
     seed_everything(args.seed)
     with dd.main_first(d):  # rank 0 writes generated data or downloads; then the others read
@@ -837,6 +892,9 @@ def _run_compare(args: argparse.Namespace, device) -> int:
     args.torch_settings = None
     if any(a.startswith("torch") for a in arms):  # measured on each rank, rank 0's is used
         args.torch_settings = dd.broadcast(d, torch_settings(args, profile, data, device))
+    args.keras_settings = None
+    if d.main and any(a.startswith("keras") and _runnable(a, args) for a in arms):
+        args.keras_settings = keras_settings(args, profile, data)
     plan = plan_arms(args, profile, data, device, arms, started=t_start) if d.main else None
     args.plan = dd.broadcast(d, plan)
     if args.plan is not None and args.plan.train_images < len(data.train):

@@ -17,10 +17,12 @@ that goes into each arm's ``results.json``.
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable
 
 MIN_GAIN = 1.05  # a candidate must be at least 5% faster than the plain setting to be used
+LOAD_CHANGE = 0.2  # ThreadWatch probes at once when the step time moves this much
 
 
 def bf16_supported(device) -> bool:
@@ -140,3 +142,213 @@ def describe(settings: dict) -> str:
     if settings["channels_last"]:
         parts.append("channels_last")
     return " + ".join(parts)
+
+
+HEAP_SETTING = "glibc malloc: freed memory kept in the heap (M_MMAP_MAX=0, M_TRIM_THRESHOLD=2^31-1)"
+
+
+def keep_freed_memory() -> str | None:
+    """Keep freed memory in this process's heap instead of returning it to the system.
+
+    glibc's malloc gives every block over its mmap threshold (at most 32 MB) a mapping of
+    its own and unmaps it when freed, so each training step of AlexNet faults its weight-
+    and activation-sized tensors in again: in fp32 on a 2-core CPU at 224 px, batch 32, the
+    kernel took about 1 s of every 4 steps. With this setting, a training step is
+    1.04x to 1.19x faster there (measured by ``alexnet-course bench``'s ``+heap`` variant).
+    The cost: the process keeps its peak memory until it exits, which a training run
+    reaches at every step anyway.
+
+    Returns:
+        What was set, or ``None`` where the C library is not glibc (its allocator stays as
+        it is).
+    """
+    import ctypes
+    import platform
+
+    if not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc":
+        return None
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        ok = libc.mallopt(-4, 0) == 1 and libc.mallopt(-1, 2**31 - 1) == 1  # M_MMAP_MAX, M_TRIM_THRESHOLD
+    except (OSError, AttributeError):
+        return None
+    return HEAP_SETTING if ok else None
+
+
+class ThreadWatch:
+    """Keeps torch's thread count right while other processes come and go.
+
+    With two threads on a 2-core machine, one busy neighbour process makes every step wait
+    for the thread that shares its core: lesson 03's AlexNet (batch 128, 67 px, fp32) then
+    ran at 102 to 112 images/s with two threads and at 136 with one, while on an idle
+    machine two threads are the faster. A count measured once at the start cannot hold up,
+    so the training loop calls :meth:`tick` after every step, and the watch runs a few steps
+    with one thread fewer (or more, back to the start count), compares their median time
+    with the latest steps at the current count, and keeps the faster by :data:`MIN_GAIN`.
+
+    It probes ``first`` steps in, then ``every`` steps after a switch; each probe that keeps
+    the count doubles the wait (up to ``most``), so an unchanging machine pays little. A
+    step time that moves by more than :data:`LOAD_CHANGE` from the last decision's (a
+    neighbour came or went) brings the next probe forward.
+
+    Args:
+        first: steps before the first probe.
+        every, most: the shortest and the longest wait between probes, in steps.
+        probe: steps per probe; the first of them is not counted (the thread pool resizes).
+        set_threads, get_threads, clock: replace torch's and ``time.perf_counter`` (tests).
+    """
+
+    def __init__(self, *, first: int = 10, every: int = 50, most: int = 400, probe: int = 6,
+                 set_threads: Callable | None = None, get_threads: Callable | None = None,
+                 clock: Callable = time.perf_counter):  # fmt: skip
+        if set_threads is None or get_threads is None:
+            import torch
+
+            set_threads, get_threads = torch.set_num_threads, torch.get_num_threads
+        self.set_threads, self.clock = set_threads, clock
+        self.start_threads = self.current = get_threads()
+        self.first, self.every, self.most, self.probe = first, every, most, probe
+        self._wait = every
+        self._ref: float | None = None  # the kept count's median step at the last decision
+        self.steps_at: dict[int, int] = {}
+        self.switches: list[dict] = []
+        self.probes = 0
+        self._steady: list[float] = []
+        self._trial: list[float] | None = None
+        self._until_probe = first
+        self._last = None
+
+    @property
+    def active(self) -> bool:
+        return self.start_threads > 1
+
+    def restart(self) -> None:
+        """The next tick starts a new interval (an epoch begins: evaluation is not a step)."""
+        self._last = self.clock()
+
+    def tick(self) -> None:
+        """One training step has finished."""
+        now = self.clock()
+        if self._last is None:
+            self._last = now
+            return
+        seconds, self._last = now - self._last, now
+        running = self.current if self._trial is None else self._other()
+        self.steps_at[running] = self.steps_at.get(running, 0) + 1
+        if not self.active:
+            return
+        if self._trial is not None:
+            self._trial.append(seconds)
+            if len(self._trial) >= self.probe:
+                self._decide()
+            return
+        self._steady = (self._steady + [seconds])[-self.probe:]
+        self._until_probe -= 1
+        if self._ref is not None and len(self._steady) == self.probe:
+            from statistics import median
+
+            if abs(median(self._steady) / self._ref - 1) > LOAD_CHANGE:
+                self._until_probe = 0  # the load changed: probe now
+        if self._until_probe <= 0 and len(self._steady) >= 2:
+            self._trial = []
+            self.set_threads(self._other())
+            self._last = self.clock()  # resizing the pool is not part of a step
+
+    def _other(self) -> int:
+        return self.start_threads - 1 if self.current == self.start_threads else self.start_threads
+
+    def _decide(self) -> None:
+        from statistics import median
+
+        other, tried = self._other(), median(self._trial[1:])
+        kept = median(self._steady)
+        self.probes += 1
+        if tried * MIN_GAIN <= kept:
+            self.switches.append({"step": sum(self.steps_at.values()), "from": self.current,
+                                  "to": other,
+                                  "step_seconds": [round(kept, 4), round(tried, 4)]})  # fmt: skip
+            self.current, self._ref = other, tried
+            self._steady = self._trial[1:]
+            self._wait = self.every
+        else:
+            self.set_threads(self.current)
+            self._ref = kept
+            self._steady = []  # the next steps show the load now
+            self._wait = min(self._wait * 2, self.most)
+        self._trial = None
+        self._until_probe = self._wait
+        self._last = self.clock()
+
+    def record(self) -> dict:
+        """What ran: steps at each thread count, the probes and every switch (the first 50)."""
+        return {"start": self.start_threads, "end": self.current,
+                "steps_at": {str(k): v for k, v in sorted(self.steps_at.items())},
+                "probes": self.probes, "switches": self.switches[:50],
+                "rule": (f"{self.probe} steps at the other count ({self.start_threads} or "
+                         f"{max(self.start_threads - 1, 1)}) after {self.first} steps, then "
+                         f"every {self.every} to {self.most} steps or when the step time "
+                         f"moves by {LOAD_CHANGE:.0%}; the faster median by "
+                         f"{MIN_GAIN - 1:.0%} is kept")
+                if self.active else "one thread: nothing to choose"}  # fmt: skip
+
+
+MAX_COMPILE_SECONDS = 120  # XLA that takes longer than this to compile a step is not used
+
+
+def measure_keras_settings(make_model: Callable, make_train_step: Callable, x, y, *,
+                           steps: int = 2, rounds: int = 2,
+                           clock: Callable = time.perf_counter) -> dict:  # fmt: skip
+    """Measure lesson 04's training step as written and under XLA (``jit_compile``).
+
+    The learner's ``make_train_step`` returns a ``tf.function``; an outer
+    ``tf.function(jit_compile=True)`` around it compiles the whole step with XLA. Both run on
+    the same batch in interleaved rounds; XLA is used only when it is at least
+    :data:`MIN_GAIN` faster and compiles within :data:`MAX_COMPILE_SECONDS`.
+
+    Returns:
+        ``{"jit_compile": bool, "step_seconds": {"plain": s, "xla": s},
+        "compile_seconds": {...}, "chosen_step_seconds": s, "reason": str}``.
+    """
+    import keras
+
+    candidates = {}
+    first = {}
+    for name in ("plain", "xla"):
+        step = make_train_step(make_model(), keras.optimizers.SGD(1e-4, momentum=0.9))
+        if name == "xla":
+            step = xla_step(step)
+        t0 = clock()
+        try:
+            float(step(x, y))  # traces and compiles
+        except Exception as e:  # noqa: BLE001 - an op XLA cannot compile: plain it is
+            first[name] = f"failed: {type(e).__name__}: {str(e)[:200]}"
+            continue
+        first[name] = round(clock() - t0, 2)
+        candidates[name] = step
+    best: dict[str, float] = {}
+    for _ in range(rounds):
+        for name, step in candidates.items():
+            for _ in range(steps):
+                t0 = clock()
+                float(step(x, y))
+                best[name] = min(best.get(name, float("inf")), clock() - t0)
+    plain = best["plain"]
+    xla = best.get("xla")
+    use = (xla is not None and xla * MIN_GAIN <= plain
+           and first["xla"] <= MAX_COMPILE_SECONDS)  # fmt: skip
+    if "xla" not in best:
+        why = f"XLA {first['xla']}"
+    else:
+        why = (f"{xla:.3f} s per step under XLA against {plain:.3f} s as written (first step "
+               f"{first['xla']} s under XLA); XLA must gain {MIN_GAIN - 1:.0%} and compile "
+               f"within {MAX_COMPILE_SECONDS} s")  # fmt: skip
+    return {"jit_compile": use, "step_seconds": {k: round(v, 4) for k, v in best.items()},
+            "compile_seconds": first, "chosen_step_seconds": xla if use else plain,
+            "reason": ("XLA" if use else "as written (no XLA)") + f": {why}"}  # fmt: skip
+
+
+def xla_step(step: Callable) -> Callable:
+    """``step`` compiled as a whole with XLA (see :func:`measure_keras_settings`)."""
+    import tensorflow as tf
+
+    return tf.function(lambda x, y: step(x, y), jit_compile=True)

@@ -3,7 +3,8 @@
 ``<!-- comparison: results/cpu -->`` becomes the comparison table, the provenance and the
 figures of that run folder (relative to docs/); ``<!-- headline: results/cpu -->`` becomes
 one sentence for the home page; ``<!-- gpu-check: results/gpu-check -->`` becomes the
-throughput table of a committed ``gpu-check.json``. No number on the site is typed by hand.
+throughput table of a committed ``gpu-check.json``; ``<!-- bench: results/bench/x.json -->``
+becomes the table of an ``alexnet-course bench --out`` file. No number on the site is typed by hand.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 
 from alexnet_course.compare.report import load_results, markdown_table
 
-PLACEHOLDER = re.compile(r"<!-- (comparison|headline|gpu-check): (\S+) -->")
+PLACEHOLDER = re.compile(r"<!-- (comparison|headline|gpu-check|bench): (\S+) -->")
 # Each figure of a run folder, with what it shows (its alt text and caption)
 FIGURES = {
     "learning_curves.png": (
@@ -112,6 +113,29 @@ def _gpu_check(folder: Path, rel: str) -> str:
     return "\n".join(lines)
 
 
+def _bench(path: Path, rel: str) -> str:
+    if not path.is_file():
+        return f"*No bench result committed at `docs/{rel}` yet.*"
+    r = json.loads(path.read_text())
+    prov, ips = r["provenance"], r["images_per_s"]
+    lines = ["| variant | images/s | x seed | x previous |", "| --- | ---: | ---: | ---: |"]
+    prev = None
+    for name, v in ips.items():
+        step = "" if prev is None else f"{v / ips[prev]:.2f}x"
+        lines.append(f"| `{name}` | {v:.1f} | {r['ratio_to_seed'][name]:.2f}x | {step} |")
+        prev = name
+    load = prov.get("load_average_at_start")
+    lines += ["", f"- command: `{prov['command']}` ({r['steps']} steps of batch "
+              f"{r['batch_size']} at {r['size']} px, best of {r['rounds']} interleaved rounds)",
+              f"- hardware: {prov['hardware']}; device `{r['device']}`; bf16 units: "
+              f"{'yes' if r['bf16_supported'] else 'no'}"
+              + (f"; load average at the start {load[0]:.2f}" if load else ""),
+              f"- data: {prov['data_source']}; versions: {prov['versions']}; commit "
+              f"`{prov['git_commit'][:10]}`; {prov['date']}",
+              f"- reference step ({r['reference']}): **{r['ratio']:.2f}x** the seed pipeline"]
+    return "\n".join(lines)
+
+
 def on_page_markdown(markdown: str, page, config, files) -> str:
     docs = Path(config["docs_dir"])
     page_dir = str(Path(page.file.src_uri).parent).replace(".", "")
@@ -121,6 +145,8 @@ def on_page_markdown(markdown: str, page, config, files) -> str:
         folder = docs / rel
         if kind == "gpu-check":
             return _gpu_check(folder, rel)
+        if kind == "bench":
+            return _bench(folder, rel)
         return _comparison(folder, rel, page_dir) if kind == "comparison" else _headline(folder, rel)
 
     return PLACEHOLDER.sub(fill, markdown)
