@@ -33,15 +33,9 @@ def _keep_freed_memory() -> None:
     and in every process the tests start (the MALLOC_* variables)."""
     os.environ.setdefault("MALLOC_MMAP_MAX_", "0")
     os.environ.setdefault("MALLOC_TRIM_THRESHOLD_", str(2**36))
-    if sys.platform.startswith("linux"):
-        import ctypes
+    from alexnet_course.compare.settings import keep_freed_memory
 
-        try:
-            libc = ctypes.CDLL("libc.so.6")
-            libc.mallopt(-4, int(os.environ["MALLOC_MMAP_MAX_"]))  # M_MMAP_MAX
-            libc.mallopt(-1, min(int(os.environ["MALLOC_TRIM_THRESHOLD_"]), 2**31 - 1))  # M_TRIM_THRESHOLD
-        except (OSError, AttributeError, ValueError):
-            pass  # not glibc: its allocator, its defaults
+    keep_freed_memory()  # this process; not glibc: its allocator, its defaults
 
 
 if os.environ.get("PYTEST_XDIST_WORKER"):

@@ -24,7 +24,6 @@ is the fastest variant, which is what ``compare`` would choose here.
 
 from __future__ import annotations
 
-import sys
 import time
 
 
@@ -80,7 +79,7 @@ def run_bench(data, *, impl: str, steps: int = 5, batch_size: int = 32, size: in
     """Measure every variant; returns images/second and the ratio to ``seed`` for each."""
     import os
 
-    from alexnet_course.compare.settings import HEAP_SETTING, bf16_supported
+    from alexnet_course.compare.settings import HEAP_SETTING, bf16_supported, is_glibc
     from alexnet_course.device import pick_device
     from alexnet_course.grading.learner import load_lesson_module
 
@@ -91,7 +90,7 @@ def run_bench(data, *, impl: str, steps: int = 5, batch_size: int = 32, size: in
     if len(labels) < n:
         raise ValueError(f"bench needs {n} training images, the data has {len(labels)}")
     bf16 = allow_bf16 and bf16_supported(device)
-    heap = _heap_available()
+    heap = is_glibc()
     heap_from_env = [k for k in ("MALLOC_MMAP_MAX_", "MALLOC_TRIM_THRESHOLD_") if k in os.environ]
     local = [("seed", {}), ("pipeline", {"cl": False}), ("+channels_last", {"cl": True})]
     rest = [("+heap", {"cl": True})] if heap else []
@@ -157,12 +156,6 @@ def run_bench(data, *, impl: str, steps: int = 5, batch_size: int = 32, size: in
     echo(f"  seed pipeline: {ips['seed']:.1f} images/s; reference pipeline ({reference}): "
          f"{ips[reference]:.1f} images/s; ratio: {ratios[reference]:.2f}x")
     return result
-
-
-def _heap_available() -> bool:
-    import platform
-
-    return sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"
 
 
 def _build(alexnet, num_classes: int, device, v: dict, images, labels, batch_size: int,

@@ -144,6 +144,13 @@ def describe(settings: dict) -> str:
     return " + ".join(parts)
 
 
+def is_glibc() -> bool:
+    """Whether this process runs on glibc, whose malloc :func:`keep_freed_memory` tunes."""
+    import platform
+
+    return sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"
+
+
 HEAP_SETTING = "glibc malloc: freed memory kept in the heap (M_MMAP_MAX=0, M_TRIM_THRESHOLD=2^31-1)"
 
 
@@ -163,9 +170,8 @@ def keep_freed_memory() -> str | None:
         it is).
     """
     import ctypes
-    import platform
 
-    if not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc":
+    if not is_glibc():
         return None
     try:
         libc = ctypes.CDLL("libc.so.6")
