@@ -835,11 +835,14 @@ def run_compare(args: argparse.Namespace) -> int:
         import torch
 
         device = torch.device("cuda", args.dist.local_rank)  # one GPU per rank
+    finished = False
     try:
         with dd.quiet_unless_main(args.dist):
-            return _run_compare(args, device)
+            rc = _run_compare(args, device)
+        finished = True
+        return rc
     finally:
-        dd.teardown(args.dist)
+        dd.teardown(args.dist, finished=finished)
 
 
 def _run_compare(args: argparse.Namespace, device) -> int:
