@@ -129,8 +129,10 @@ def _bench(path: Path, rel: str) -> str:
               f"{r['batch_size']} at {r['size']} px, best of {r['rounds']} interleaved rounds)",
               f"- hardware: {prov['hardware']}; device `{r['device']}`; bf16 units: "
               f"{'yes' if r['bf16_supported'] else 'no'}"
+              + ("" if "+bf16" in ips or not r["bf16_supported"] else " (left out: fp32 only)")
               + (f"; load average at the start {load[0]:.2f}" if load else ""),
-              f"- data: {prov['data_source']}; versions: {prov['versions']}; commit "
+              f"- data: {prov['data_source']}; versions: "
+              f"{', '.join(f'{k} {v}' for k, v in prov['versions'].items())}; commit "
               f"`{prov['git_commit'][:10]}`; {prov['date']}",
               f"- reference step ({r['reference']}): **{r['ratio']:.2f}x** the seed pipeline"]
     return "\n".join(lines)
