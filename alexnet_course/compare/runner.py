@@ -690,45 +690,42 @@ def keras_fixed_settings(reason: str) -> dict:
     return {"jit_compile": False, "step_seconds": {}, "reason": f"as written (no XLA): {reason}"}
 
 
-def keras_settings(args, profile: Profile, data) -> dict:
-    """The Keras arms' step: as lesson 04 wrote it, or compiled whole with XLA, measured
-    once on lesson 04's model (:func:`alexnet_course.compare.settings.measure_keras_settings`)."""
+def _keras_probe(args, profile: Profile, data):
+    """What a Keras step measurement needs: a builder of lesson 04's model, its
+    ``make_train_step`` and one random batch at the profile's shape."""
     import numpy as np
 
-    from alexnet_course.compare.settings import measure_keras_settings
     from alexnet_course.grading.learner import load_lesson_module
 
-    if not profile.tune:
-        return keras_fixed_settings(f"profile {profile.name}: not measured")
-    print("measuring the Keras training step, as written and under XLA ...")
     ka = load_lesson_module("04_keras_scratch", "keras_alexnet", args.impl)
     kt = load_lesson_module("04_keras_scratch", "keras_train", args.impl)
     rng = np.random.default_rng(0)
     x = rng.random((profile.batch_size, profile.input_size, profile.input_size, 3), np.float32)
     y = rng.integers(0, data.num_classes, profile.batch_size)
-    chosen = measure_keras_settings(
-        lambda: ka.build_alexnet(data.num_classes, profile.norm, profile.input_size),
-        kt.make_train_step, x, y)
+    return (lambda: ka.build_alexnet(data.num_classes, profile.norm, profile.input_size),
+            kt.make_train_step, x, y)  # fmt: skip
+
+
+def keras_settings(args, profile: Profile, data) -> dict:
+    """The Keras arms' step: as lesson 04 wrote it, or compiled whole with XLA, measured
+    once on lesson 04's model (:func:`alexnet_course.compare.settings.measure_keras_settings`)."""
+    from alexnet_course.compare.settings import measure_keras_settings
+
+    if not profile.tune:
+        return keras_fixed_settings(f"profile {profile.name}: not measured")
+    print("measuring the Keras training step, as written and under XLA ...")
+    chosen = measure_keras_settings(*_keras_probe(args, profile, data))
     print(f"  {chosen['reason']}")
     return chosen
 
 
 def _keras_step(args, profile: Profile, data) -> float:
     """One training step of lesson 04's Keras AlexNet, measured (the Keras arms' rate)."""
-    import numpy as np
-
-    from alexnet_course.grading.learner import load_lesson_module
-
-    ka = load_lesson_module("04_keras_scratch", "keras_alexnet", args.impl)
-    kt = load_lesson_module("04_keras_scratch", "keras_train", args.impl)
     import keras
 
-    model = ka.build_alexnet(data.num_classes, profile.norm, profile.input_size)
+    make_model, make_train_step, x, y = _keras_probe(args, profile, data)
     opt = keras.optimizers.SGD(1e-4, momentum=0.9)
-    rng = np.random.default_rng(0)
-    x = rng.random((profile.batch_size, profile.input_size, profile.input_size, 3), np.float32)
-    y = rng.integers(0, data.num_classes, profile.batch_size)
-    return plan_mod.keras_step_seconds(model, opt, kt.make_train_step, x, y)
+    return plan_mod.keras_step_seconds(make_model(), opt, make_train_step, x, y)
 
 
 def _batch_seconds(profile: Profile, data, device, args, batches: int = 3) -> float:
@@ -764,8 +761,10 @@ def plan_arms(args, profile: Profile, data, device, arms: list[str], started: fl
     steps = {a: torch_step for a in runnable if a.startswith("torch")}
     keras_arms = [a for a in runnable if a.startswith("keras")]
     if keras_arms:
-        print("measuring a Keras training step ...")
-        k = (args.keras_settings or {}).get("chosen_step_seconds") or _keras_step(args, profile, data)
+        k = (args.keras_settings or {}).get("chosen_step_seconds")
+        if k is None:
+            print("measuring a Keras training step ...")
+            k = _keras_step(args, profile, data)
         steps.update({a: k for a in keras_arms})
     costs = plan_mod.arm_costs(runnable, steps, n_train=len(data.train), n_val=len(data.val),
                                n_test=len(data.test), batch_size=profile.batch_size,
