@@ -230,6 +230,8 @@ def test_no_bf16_flag_keeps_bf16_out_even_where_supported(monkeypatch):
                 "reason": "stub"}  # fmt: skip
 
     monkeypatch.setattr(settings, "measure_settings", measure_settings)
+    monkeypatch.setattr(settings, "measure_compile",
+                        lambda make, device, chosen, **kw: {**chosen, "compile": None})
     parser = argparse.ArgumentParser()
     runner.add_arguments(parser)
     args = parser.parse_args(["--profile", "cpu", "--no-bf16"])
@@ -258,6 +260,99 @@ def test_settings_follow_the_measurement(monkeypatch, table, autocast, cl):
                                     batch_size=2, size=8, measure=_fake_times(table))  # fmt: skip
     assert (got["autocast"], got["channels_last"]) == (autocast, cl)
     assert set(got["step_seconds"]) == {"fp32", "fp32+channels_last", "bf16", "bf16+channels_last"}
+
+
+def _compiled_faster(compiled: float):
+    """A stand-in for settings._step_seconds: 1 s per eager step, ``compiled`` s per step of a
+    torch.compile'd model."""
+    import torch
+
+    def measure(model, x, y, *, bf16, channels_last, steps):
+        is_compiled = isinstance(model, torch._dynamo.eval_frame.OptimizedModule)
+        return [compiled if is_compiled else 1.0] * steps
+
+    return measure
+
+
+@pytest.mark.parametrize("compiled, limit, used", [(0.5, 120.0, True), (0.97, 120.0, False),
+                                                   (0.5, -1.0, False)])  # fmt: skip
+def test_compile_is_used_only_where_it_measures_faster(monkeypatch, compiled, limit, used):
+    """torch.compile on top of the eager pick: used when its step gains 5% and it compiled
+    within the limit; the measured step and the compile time are recorded either way."""
+    import torch
+    from torch import nn
+
+    from alexnet_course.compare import settings
+
+    monkeypatch.setattr(settings, "COMPILE_LIMIT_S", limit)
+    chosen = {"autocast": None, "channels_last": False, "step_seconds": {"fp32": 1.0},
+              "reason": "fp32"}  # fmt: skip
+    got = settings.measure_compile(lambda: nn.Conv2d(3, 4, 3), torch.device("cpu"), chosen,
+                                   batch_size=2, size=8, measure=_compiled_faster(compiled),
+                                   backend="eager")  # fmt: skip
+    assert got["compile"] == ("eager" if used else None)
+    assert got["step_seconds"]["fp32+compile"] == compiled and got["compile_seconds"] >= 0
+    assert ("torch.compile used" in got["reason"]) == used
+    assert settings.describe(got).endswith("torch.compile") == used
+
+
+def test_a_compiler_that_fails_is_a_reason_not_an_error():
+    """No C++ compiler, an op the compiler cannot take: eager training, and why."""
+    import torch
+    from torch import nn
+
+    from alexnet_course.compare import settings
+
+    def measure(model, x, y, *, bf16, channels_last, steps):
+        if isinstance(model, torch._dynamo.eval_frame.OptimizedModule):
+            raise RuntimeError("InvalidCxxCompiler: No working C compiler detected\nmore")
+        return [1.0] * steps
+
+    chosen = {"autocast": None, "channels_last": False, "step_seconds": {"fp32": 1.0},
+              "reason": "fp32"}  # fmt: skip
+    got = settings.measure_compile(lambda: nn.Conv2d(3, 4, 3), torch.device("cpu"), chosen,
+                                   batch_size=2, size=8, measure=measure, backend="eager")  # fmt: skip
+    assert got["compile"] is None and "fp32+compile" not in got["step_seconds"]
+    assert "torch.compile not used: it failed here (RuntimeError: InvalidCxxCompiler" in got["reason"]
+
+
+def test_a_compiled_setting_trains_the_arm_compiled_and_says_so(tmp_path, monkeypatch):
+    """Where torch.compile measures faster, the torch arm trains through torch.compile, the
+    plan counts the compile time, and results.json records it (dynamo's "eager" backend
+    here: the same tracing, without the minutes inductor takes on a CPU)."""
+    import dataclasses
+    import functools
+
+    import torch
+
+    from alexnet_course.compare import runner, settings
+
+    monkeypatch.setitem(runner.PROFILES, "smoke",
+                        dataclasses.replace(runner.PROFILES["smoke"], tune=True, try_compile=True,
+                                            train_limit=64))  # fmt: skip
+    monkeypatch.setattr(settings, "_step_seconds", _compiled_faster(0.5))
+    monkeypatch.setattr(settings, "measure_compile",
+                        functools.partial(settings.measure_compile, backend="eager"))
+    compiled = []
+    real = torch.compile
+    monkeypatch.setattr(torch, "compile", lambda m, **kw: compiled.append(kw) or real(m, **kw))
+    out = tmp_path / "run"
+    assert main(["compare", "--profile", "smoke", "--out", str(out), "--no-download",
+                 "--arms", "torch-scratch", "--epochs", "1", "--no-bf16"]) == 0  # fmt: skip
+    res = json.loads((out / "torch-scratch" / "results.json").read_text())
+    assert res["status"] == "ok", res.get("traceback")
+    assert res["settings"]["compile"] == "eager" and res["settings"]["compile_seconds"] >= 0
+    assert res["settings"]["chosen_step_seconds"] == res["settings"]["step_seconds"]["fp32+compile"] == 0.5
+    assert "torch.compile" in res["provenance"]["precision"]
+    assert compiled == [{"backend": "eager"}] * 2  # the measurement's model, then the arm's
+    assert res["test_accuracy"] > 0.1  # it learnt through the compiled module
+    assert res["plan"]["estimated_seconds"]["torch-scratch"] >= res["settings"]["compile_seconds"]
+    # --no-compile: not even measured
+    assert main(["compare", "--profile", "smoke", "--out", str(tmp_path / "off"), "--no-download",
+                 "--arms", "torch-scratch", "--epochs", "1", "--no-bf16", "--no-compile"]) == 0  # fmt: skip
+    off = json.loads((tmp_path / "off" / "torch-scratch" / "results.json").read_text())
+    assert off["settings"]["compile"] is None and "--no-compile" in off["settings"]["reason"]
+    assert len(compiled) == 2
 
 
 def test_cpu_run_without_bf16_trains_in_fp32_and_records_it(tmp_path, monkeypatch):

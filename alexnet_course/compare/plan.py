@@ -27,11 +27,12 @@ class ArmCost:
     eval_batches_per_epoch: int
     eval_batches_final: int
     batch_size: int = 128
+    setup_seconds: float = 0.0  # once per arm, whatever its epochs (torch.compile)
 
     def seconds(self, epochs: int, fraction: float = 1.0) -> float:
         train = epochs * math.ceil(self.train_steps * fraction) * self.step_seconds
         evals = (epochs * self.eval_batches_per_epoch + self.eval_batches_final) * self.step_seconds
-        return train + EVAL_COST * evals
+        return self.setup_seconds + train + EVAL_COST * evals
 
 
 @dataclass
@@ -52,8 +53,10 @@ class Plan:
 
 
 def arm_costs(arms: list[str], step_seconds: dict[str, float], *, n_train: int, n_val: int,
-              n_test: int, batch_size: int, keras_train_eval: int) -> list[ArmCost]:  # fmt: skip
-    """What each arm costs per epoch, from a measured step time per arm."""
+              n_test: int, batch_size: int, keras_train_eval: int,
+              setup_seconds: dict[str, float] | None = None) -> list[ArmCost]:  # fmt: skip
+    """What each arm costs per epoch, from a measured step time per arm (and once, its
+    ``setup_seconds``)."""
     b = batch_size
     costs = []
     for arm in arms:
@@ -62,7 +65,8 @@ def arm_costs(arms: list[str], step_seconds: dict[str, float], *, n_train: int, 
         if arm.startswith("keras"):  # training accuracy subset, and a second val/test pass
             per_epoch += math.ceil(keras_train_eval / b) + math.ceil(n_val / b)
             final += math.ceil(n_test / b)
-        costs.append(ArmCost(arm, step_seconds[arm], math.ceil(n_train / b), per_epoch, final, b))
+        costs.append(ArmCost(arm, step_seconds[arm], math.ceil(n_train / b), per_epoch, final, b,
+                             (setup_seconds or {}).get(arm, 0.0)))  # fmt: skip
     return costs
 
 
@@ -84,7 +88,7 @@ def make_plan(costs: list[ArmCost], *, epochs: int, n_train: int, budget_minutes
         plan.epochs = fitting[0]
         plan.scale = f"epochs {epochs} -> {plan.epochs} for every arm"
     else:  # one epoch of every arm on the same share of the training images
-        fixed = sum(c.seconds(1) - c.train_steps * c.step_seconds for c in costs)
+        fixed = sum(c.seconds(1) - c.train_steps * c.step_seconds for c in costs)  # evals, setup
         per_image_epoch = sum(c.train_steps * c.step_seconds for c in costs)
         fraction = (available - fixed) / per_image_epoch
         min_images = 2 * math.ceil(n_train / max(1, costs[0].train_steps))  # two batches

@@ -33,6 +33,7 @@ from pathlib import Path
 
 from alexnet_course import CourseError, __version__
 from alexnet_course.compare import plan as plan_mod
+from alexnet_course.compare.settings import COMPILE_LIMIT_S
 
 ARMS = ("torch-scratch", "torch-tv-scratch", "torch-pretrained", "keras-scratch",
         "keras-pretrained")  # fmt: skip
@@ -74,12 +75,15 @@ class Profile:
     # write a checkpoint after every epoch, for --resume (the smoke profile runs in seconds
     # and keeps its best weights in memory instead: one torch checkpoint is ~700 MB)
     checkpoints: bool = True
+    # measure torch.compile on top of the tuned settings and use it where it gains 5% and
+    # compiles within settings.COMPILE_LIMIT_S (a tuned profile only)
+    try_compile: bool = True
 
 
 PROFILES = {
     # generated data, seconds: runs in the test suite
     "smoke": Profile("smoke", True, 67, 2, 32, 0.01, "batch", False, 100, train_limit=192,
-                     tune=False, checkpoints=False),
+                     tune=False, checkpoints=False, try_compile=False),
     # real CIFAR-10 on a 2-core CPU: 67 px (the smallest input the paper's layer stack takes),
     # bf16 autocast for torch where this CPU has bf16 units and it measures faster,
     # BatchNorm (trains in few epochs), 3 epochs. The paper's init
@@ -120,6 +124,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-bf16", action="store_true",
                    help="never use bf16 autocast, even where this machine has bf16 units and "
                         "it measures faster (fp32 only, as on a CPU without bf16)")
+    p.add_argument("--no-compile", action="store_true",
+                   help="never use torch.compile (by default a tuned profile measures it and "
+                        "uses it where it trains 5%% faster and compiles within "
+                        f"{COMPILE_LIMIT_S:.0f} s)")  # fmt: skip
     p.add_argument("--nproc", type=int, default=None, metavar="N",
                    help="train the torch arms on N processes of this machine (one per GPU; "
                         "DistributedDataParallel): runs this command under torchrun "
@@ -378,6 +386,8 @@ def run_torch_arm(arm: str, args, profile: Profile, data, device, folder: Path) 
         autocast_forward(model)
     net = model  # the module itself: evaluation, state dicts, checkpoints
     model = dd.wrap(d, model, device)  # what trains: DDP under torchrun
+    if settings.get("compile"):  # measured faster here (settings.measure_compile)
+        model = torch.compile(model, backend=settings["compile"])
     from alexnet_course.compare.settings import ThreadWatch
 
     # on a CPU, the thread count follows the load (another process may take a core)
@@ -464,8 +474,17 @@ def torch_settings(args, profile: Profile, data, device) -> dict:
     chosen = st.measure_settings(make, device, batch_size=profile.batch_size,
                                  size=profile.input_size,
                                  allow_bf16=profile.bf16 and not args.no_bf16)
+    if profile.try_compile and not args.no_compile:
+        print(f"  {st.describe(chosen)}; measuring torch.compile on top of it (compiling "
+              f"takes a while on a CPU) ...", flush=True)  # fmt: skip
+        chosen = st.measure_compile(make, device, chosen, batch_size=profile.batch_size,
+                                    size=profile.input_size)  # fmt: skip
+    else:
+        chosen.update(compile=None, compile_seconds=None)
+        chosen["reason"] += "; torch.compile not measured (--no-compile, or the profile)"
     print(f"  {chosen['reason']}")
-    chosen["chosen_step_seconds"] = chosen["step_seconds"][st.describe_key(chosen)]
+    key = st.describe_key(chosen) + ("+compile" if chosen["compile"] else "")
+    chosen["chosen_step_seconds"] = chosen["step_seconds"][key]
     return chosen
 
 
@@ -759,6 +778,9 @@ def plan_arms(args, profile: Profile, data, device, arms: list[str], started: fl
     runnable = [a for a in arms if _runnable(a, args)]
     torch_step += _batch_seconds(profile, data, device, args)  # the input pipeline's share
     steps = {a: torch_step for a in runnable if a.startswith("torch")}
+    # each torch arm compiles its own model once (the measurement compiled lesson 03's)
+    compile_s = (args.torch_settings or {}).get("compile_seconds") or 0.0
+    setup = {a: compile_s for a in steps} if (args.torch_settings or {}).get("compile") else {}
     keras_arms = [a for a in runnable if a.startswith("keras")]
     if keras_arms:
         k = (args.keras_settings or {}).get("chosen_step_seconds")
@@ -768,7 +790,8 @@ def plan_arms(args, profile: Profile, data, device, arms: list[str], started: fl
         steps.update({a: k for a in keras_arms})
     costs = plan_mod.arm_costs(runnable, steps, n_train=len(data.train), n_val=len(data.val),
                                n_test=len(data.test), batch_size=profile.batch_size,
-                               keras_train_eval=min(len(data.train), TRAIN_EVAL_IMAGES))  # fmt: skip
+                               keras_train_eval=min(len(data.train), TRAIN_EVAL_IMAGES),
+                               setup_seconds=setup)  # fmt: skip
     try:
         plan = plan_mod.make_plan(costs, epochs=args.epochs or profile.epochs,
                                   n_train=len(data.train), budget_minutes=args.budget_minutes,

@@ -8,6 +8,8 @@ matrix units (no AVX512-BF16 or AMX) oneDNN emulates bf16, and one training step
   (:func:`bf16_supported`), and is used only when a measurement on this machine shows it
   faster than fp32;
 * ``channels_last`` is used only when a measurement shows it faster;
+* ``torch.compile`` is measured on top of that pick (:func:`measure_compile`) and used only
+  when it is faster and compiles in reasonable time;
 * the measurement trains the very model the arm trains (same batch size and input size)
   for a few steps, candidates interleaved so that a noisy neighbour hits them alike.
 
@@ -121,6 +123,65 @@ def measure_settings(make_model: Callable, device, *, batch_size: int, size: int
             "step_seconds": {k: round(v, 4) for k, v in best.items()}, "reason": reason}  # fmt: skip
 
 
+COMPILE_LIMIT_S = 120.0  # torch.compile is used only where it compiles the step within this
+
+
+def measure_compile(make_model: Callable, device, chosen: dict, *, batch_size: int, size: int,
+                    steps: int = 2, rounds: int = 2, measure: Callable | None = None,
+                    backend: str = "inductor") -> dict:  # fmt: skip
+    """Measure ``torch.compile`` on top of the eager settings ``chosen`` picked, and add the
+    outcome to ``chosen`` (returned).
+
+    The compiled model trains the same batch as the eager one, candidates interleaved; it is
+    used only when its step is :data:`MIN_GAIN` faster and compiling (the first step: the
+    forward and the backward graph) took at most :data:`COMPILE_LIMIT_S`. A compiler that is
+    missing or fails (torch.compile needs a C++ compiler on a CPU) is a reason, not an error.
+
+    ``backend`` is torch.compile's (tests use ``"eager"``, which traces without compiling).
+    Adds ``compile`` (the backend, or ``None``), ``compile_seconds``, the compiled step under
+    ``step_seconds[<key>+compile]`` and a sentence to ``reason``.
+    """
+    import torch
+
+    measure = measure or _step_seconds
+    bf16, cl = chosen["autocast"] == "bf16", chosen["channels_last"]
+    key = describe_key(chosen)
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(batch_size, 3, size, size, generator=g).to(device)
+    y = torch.randint(0, 10, (batch_size,), generator=g).to(device)
+    eager = make_model().to(device)
+    chosen.update(compile=None, compile_seconds=None)
+    t0 = time.perf_counter()
+    try:
+        compiled = torch.compile(make_model().to(device), backend=backend)
+        measure(compiled, x, y, bf16=bf16, channels_last=cl, steps=1)  # compiles
+    except Exception as e:  # a missing compiler, an unsupported op: eager it is
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        chosen["reason"] += f"; torch.compile not used: it failed here ({type(e).__name__}: {first})"
+        return chosen
+    compile_s = time.perf_counter() - t0
+    measure(eager, x, y, bf16=bf16, channels_last=cl, steps=1)
+    best = {"eager": float("inf"), "compiled": float("inf")}
+    for _ in range(rounds):
+        best["eager"] = min(best["eager"], *measure(eager, x, y, bf16=bf16, channels_last=cl,
+                                                    steps=steps))  # fmt: skip
+        best["compiled"] = min(best["compiled"], *measure(compiled, x, y, bf16=bf16,
+                                                          channels_last=cl, steps=steps))  # fmt: skip
+    chosen["compile_seconds"] = round(compile_s, 1)
+    chosen["step_seconds"][key + "+compile"] = round(best["compiled"], 4)
+    gain = best["eager"] / best["compiled"]
+    if compile_s > COMPILE_LIMIT_S:
+        verdict = f"not used: compiling took {compile_s:.0f} s (limit {COMPILE_LIMIT_S:.0f} s)"
+    elif gain < MIN_GAIN:
+        verdict = f"not used: {gain:.2f}x the eager step (a setting must gain {MIN_GAIN - 1:.0%})"
+    else:
+        chosen["compile"] = backend
+        verdict = f"used: {gain:.2f}x the eager step, compiled in {compile_s:.0f} s"
+    chosen["reason"] += (f"; torch.compile {verdict} ({best['compiled']:.3f} s against "
+                         f"{best['eager']:.3f} s per step)")  # fmt: skip
+    return chosen
+
+
 def fixed_settings(device, *, bf16: bool, reason: str) -> dict:
     """Settings chosen without measuring (the smoke profile), in the same shape."""
     import torch
@@ -128,7 +189,7 @@ def fixed_settings(device, *, bf16: bool, reason: str) -> dict:
     use = bf16 and bf16_supported(device)
     return {"autocast": "bf16" if use else None, "channels_last": False,
             "bf16_supported": bf16_supported(device), "threads": torch.get_num_threads(),
-            "step_seconds": {}, "reason": reason}  # fmt: skip
+            "compile": None, "step_seconds": {}, "reason": reason}  # fmt: skip
 
 
 def describe_key(settings: dict) -> str:
@@ -141,6 +202,8 @@ def describe(settings: dict) -> str:
     parts = ["bf16 autocast" if settings["autocast"] == "bf16" else "fp32"]
     if settings["channels_last"]:
         parts.append("channels_last")
+    if settings.get("compile"):
+        parts.append("torch.compile")
     return " + ".join(parts)
 
 
