@@ -110,17 +110,21 @@ def _observe_speed_steps(steps, rows):
     return run_steps(_TIMED, steps, rows)
 
 
-def interleaved_best(call_a, call_b, rounds):
+def interleaved_best(call_a, call_b, rounds, give_up_below=0.0):
     """Time two calls alternately (a, b, a, b, ...) so drifts in machine load hit both;
-    return each call's best (least disturbed) time and its last result."""
+    return each call's best (least disturbed) time and its last result. After two rounds,
+    stop early when b's best time over a's is under ``give_up_below``: more rounds only
+    matter for a ratio near the bar, and slow code need not be timed five times."""
     times_a, times_b, results = [], [], [None, None]
     for i, call in enumerate((call_a, call_b)):  # warm-up: allocator, kernels, caches
         results[i] = call()
-    for _ in range(rounds):
+    for r in range(rounds):
         for i, (call, times) in enumerate(((call_a, times_a), (call_b, times_b))):
             t = time.perf_counter()
             results[i] = call()
             times.append(time.perf_counter() - t)
+        if r >= 1 and min(times_b) / min(times_a) < give_up_below:
+            break
     return min(times_a), min(times_b), results
 
 
@@ -161,7 +165,8 @@ def measure(benchmark, n, size, device, steps, rounds, channels_last=False, auto
 
     ratios: list[float] = []
     for _attempt in range(attempts):  # re-measures absorb a noisy neighbour
-        t_ours, t_ref, (end_ours, end_ref) = interleaved_best(ours, ref, rounds)
+        t_ours, t_ref, (end_ours, end_ref) = interleaved_best(ours, ref, rounds,
+                                                             give_up_below=MIN_RATIO / 2)
         ratios.append(t_ref / t_ours)
         if ratios[-1] >= MIN_RATIO or (len(ratios) >= 2 and max(ratios[-2:]) < MIN_RATIO / 2):
             break  # met the bar, or twice in a row under half of it: not the machine's noise
