@@ -772,15 +772,15 @@ def _batch_seconds(profile: Profile, data, device, args, batches: int = 3) -> fl
 def plan_arms(args, profile: Profile, data, device, arms: list[str], started: float):
     """Estimate every runnable arm's time from measured steps; with ``--budget-minutes``,
     scale the epochs (then the training images) of every arm alike to fit it."""
-    torch_step = (args.torch_settings or {}).get("chosen_step_seconds")
+    ts = args.torch_settings or {}
+    torch_step = ts.get("chosen_step_seconds")
     if torch_step is None:
         return None
     runnable = [a for a in arms if _runnable(a, args)]
     torch_step += _batch_seconds(profile, data, device, args)  # the input pipeline's share
     steps = {a: torch_step for a in runnable if a.startswith("torch")}
     # each torch arm compiles its own model once (the measurement compiled lesson 03's)
-    compile_s = (args.torch_settings or {}).get("compile_seconds") or 0.0
-    setup = {a: compile_s for a in steps} if (args.torch_settings or {}).get("compile") else {}
+    setup = {a: ts["compile_seconds"] for a in steps} if ts.get("compile") else {}
     keras_arms = [a for a in runnable if a.startswith("keras")]
     if keras_arms:
         k = (args.keras_settings or {}).get("chosen_step_seconds")

@@ -66,6 +66,28 @@ def _step_seconds(model, x, y, *, bf16: bool, channels_last: bool, steps: int) -
     return times
 
 
+def _probe_batch(batch_size: int, size: int, device):
+    """The random batch every measurement trains on (seeded: the same for every candidate)."""
+    import torch
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(batch_size, 3, size, size, generator=g).to(device)
+    y = torch.randint(0, 10, (batch_size,), generator=g).to(device)
+    return x, y
+
+
+def _best_seconds(runs: dict[str, tuple], x, y, measure: Callable, *, steps: int,
+                  rounds: int) -> dict[str, float]:  # fmt: skip
+    """Each run's best step time: ``runs`` maps a name to ``(model, bf16, channels_last)``;
+    they are measured in turn, ``rounds`` times, so that a noisy neighbour hits them alike."""
+    best = dict.fromkeys(runs, float("inf"))
+    for _ in range(rounds):
+        for name, (model, bf16, cl) in runs.items():
+            t = min(measure(model, x, y, bf16=bf16, channels_last=cl, steps=steps))
+            best[name] = min(best[name], t)
+    return best
+
+
 def measure_settings(make_model: Callable, device, *, batch_size: int, size: int,
                      allow_bf16: bool = True, steps: int = 2, rounds: int = 2,
                      measure: Callable | None = None) -> dict:  # fmt: skip
@@ -91,18 +113,12 @@ def measure_settings(make_model: Callable, device, *, batch_size: int, size: int
     candidates = [("fp32", False, False), ("fp32+channels_last", False, True)]
     if allow_bf16 and supported:
         candidates += [("bf16", True, False), ("bf16+channels_last", True, True)]
-    g = torch.Generator().manual_seed(0)
-    x = torch.rand(batch_size, 3, size, size, generator=g).to(device)
-    y = torch.randint(0, 10, (batch_size,), generator=g).to(device)
-    best: dict[str, float] = {}
-    models = {name: make_model().to(device) for name, _, _ in candidates}
-    for name, bf16, cl in candidates:  # warm-up: allocator, oneDNN primitive caches
-        measure(models[name], x, y, bf16=bf16, channels_last=cl, steps=1)
-    for _ in range(rounds):
-        for name, bf16, cl in candidates:
-            t = min(measure(models[name], x, y, bf16=bf16, channels_last=cl, steps=steps))
-            best[name] = min(best.get(name, float("inf")), t)
-    del models
+    x, y = _probe_batch(batch_size, size, device)
+    runs = {name: (make_model().to(device), bf16, cl) for name, bf16, cl in candidates}
+    for model, bf16, cl in runs.values():  # warm-up: allocator, oneDNN primitive caches
+        measure(model, x, y, bf16=bf16, channels_last=cl, steps=1)
+    best = _best_seconds(runs, x, y, measure, steps=steps, rounds=rounds)
+    del runs
     base = best["fp32"]
     pick = "fp32"
     for name, _, _ in candidates[1:]:
@@ -146,9 +162,7 @@ def measure_compile(make_model: Callable, device, chosen: dict, *, batch_size: i
     measure = measure or _step_seconds
     bf16, cl = chosen["autocast"] == "bf16", chosen["channels_last"]
     key = describe_key(chosen)
-    g = torch.Generator().manual_seed(0)
-    x = torch.rand(batch_size, 3, size, size, generator=g).to(device)
-    y = torch.randint(0, 10, (batch_size,), generator=g).to(device)
+    x, y = _probe_batch(batch_size, size, device)
     eager = make_model().to(device)
     chosen.update(compile=None, compile_seconds=None)
     t0 = time.perf_counter()
@@ -160,13 +174,9 @@ def measure_compile(make_model: Callable, device, chosen: dict, *, batch_size: i
         chosen["reason"] += f"; torch.compile not used: it failed here ({type(e).__name__}: {first})"
         return chosen
     compile_s = time.perf_counter() - t0
-    measure(eager, x, y, bf16=bf16, channels_last=cl, steps=1)
-    best = {"eager": float("inf"), "compiled": float("inf")}
-    for _ in range(rounds):
-        best["eager"] = min(best["eager"], *measure(eager, x, y, bf16=bf16, channels_last=cl,
-                                                    steps=steps))  # fmt: skip
-        best["compiled"] = min(best["compiled"], *measure(compiled, x, y, bf16=bf16,
-                                                          channels_last=cl, steps=steps))  # fmt: skip
+    measure(eager, x, y, bf16=bf16, channels_last=cl, steps=1)  # warm-up, as compiling was
+    best = _best_seconds({"eager": (eager, bf16, cl), "compiled": (compiled, bf16, cl)}, x, y,
+                         measure, steps=steps, rounds=rounds)  # fmt: skip
     chosen["compile_seconds"] = round(compile_s, 1)
     chosen["step_seconds"][key + "+compile"] = round(best["compiled"], 4)
     gain = best["eager"] / best["compiled"]
