@@ -120,7 +120,7 @@ def _bench_provenance(args: argparse.Namespace, data, load: list | None) -> dict
 
     import torch
 
-    from alexnet_course.compare.runner import _versions, git_commit, public_path, public_text
+    from alexnet_course.compare.runner import _versions, git_commit, git_uncommitted, public_path, public_text
 
     cpu = platform.processor() or platform.machine()
     try:
@@ -131,9 +131,13 @@ def _bench_provenance(args: argparse.Namespace, data, load: list | None) -> dict
     except OSError:
         pass
     return {"command": public_text(shlex.join(["alexnet-course", *sys.argv[1:]])),
-            "git_commit": git_commit(), "versions": _versions(),
+            "git_commit": git_commit(), "git_uncommitted": git_uncommitted(),
+            "versions": _versions(),
             "hardware": f"{cpu}, {os.cpu_count()} CPUs, {torch.get_num_threads()} torch threads",
             "load_average_at_start": load and [round(x, 2) for x in load],
+            "load_average_at_end": ([round(x, 2) for x in os.getloadavg()]
+                                    if hasattr(os, "getloadavg") else None),
+            "note": args.note,
             "data_source": f"{args.data_label or 'CIFAR-10'} at {public_path(data.source)}",
             "date": time.strftime("%Y-%m-%d %H:%M:%S %Z")}  # fmt: skip
 
@@ -267,14 +271,16 @@ def build_parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="the seed notebook's input pipeline against the "
                            "course's: training images/second and their ratio")  # fmt: skip
     _add_data_dir(bench)
-    bench.add_argument("--steps", type=int, default=5, help="timed training steps (default 5)")
+    bench.add_argument("--steps", type=int, default=5,
+                       help="timed training steps per round, after one warm-up step (default 5)")
     bench.add_argument("--batch-size", type=int, default=32, help="default 32")
     bench.add_argument("--size", type=int, default=224, help="input size in pixels (default 224)")
     bench.add_argument("--impl", choices=("solutions", "lessons"), default=None,
                        help="whose AlexNet to train (default: solutions where they exist)")
     bench.add_argument("--no-download", action="store_true", help="never download CIFAR-10")
-    bench.add_argument("--rounds", type=int, default=2,
-                       help="interleaved rounds; each variant keeps its best (default 2)")
+    bench.add_argument("--rounds", type=int, default=3,
+                       help="interleaved rounds of --steps steps of each variant; each variant's "
+                       "median step over them counts (default 3)")
     bench.add_argument("--no-bf16", action="store_true",
                        help="leave bf16 out (what a CPU without bf16 units runs)")
     bench.add_argument("--compile", action="store_true",
@@ -282,6 +288,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--out", type=Path, default=None, help="also write the numbers as JSON")
     bench.add_argument("--data-label", default=None,
                        help="name the data in the JSON's provenance (e.g. 'CIFAR-10 (JPEG copy)')")
+    bench.add_argument("--note", default=None,
+                       help="what else the JSON's provenance should say about the run (e.g. "
+                       "what else the machine was running)")
     bench.set_defaults(func=cmd_bench)
 
     gc = sub.add_parser("gpu-check", help="on a lent GPU machine: the GPU tests, bench and one "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import statistics
 import sys
 
 import numpy as np
@@ -114,14 +115,34 @@ def test_interrupted_run_resumes_to_the_same_result(tmp_path, capsys, monkeypatc
 
 
 def test_bench_prints_both_pipelines_and_the_ratio(tmp_path, capsys):
+    import torch
+
     assert main(["data", "synth", str(tmp_path), "--n-train", "200", "--n-test", "20"]) == 0
-    assert main(["bench", "--data-dir", str(tmp_path), "--steps", "1", "--batch-size", "4",
-                 "--size", "67", "--rounds", "1", "--out",
-                 str(tmp_path / "bench.json")]) == 0  # fmt: skip
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)  # as on a 2-core machine: the one-thread-fewer variant is measured
+    try:
+        assert main(["bench", "--data-dir", str(tmp_path), "--steps", "2", "--batch-size", "4",
+                     "--size", "67", "--rounds", "2", "--out",
+                     str(tmp_path / "bench.json")]) == 0  # fmt: skip
+    finally:
+        torch.set_num_threads(threads)
     out = capsys.readouterr().out
     assert "seed pipeline" in out and "reference pipeline" in out and "ratio:" in out
     res = json.loads((tmp_path / "bench.json").read_text())
     assert res["ratio"] > 0 and res["seed_images_per_s"] > 0
+    # every variant's every timed step is recorded, and its rate is the median step's
+    for name, secs in res["step_seconds"].items():
+        assert len(secs) == 4
+        assert res["images_per_s"][name] == pytest.approx(4 / statistics.median(secs), rel=1e-3)
+    # what each variant ran with is recorded; the thread variant ran at one thread fewer
+    ran = res["variants"]
+    assert ran["seed"] == {"pipeline": False, "channels_last": False, "bf16": False,
+                           "compile": False, "heap": False, "threads": 2}  # fmt: skip
+    assert ran["+channels_last"]["channels_last"] and ran["+channels_last"]["threads"] == 2
+    assert ran["+threads=1"]["threads"] == 1 and "+threads=1" in out
+    assert list(ran)[-1] == "+threads=1"  # the row above it, with one thread fewer
+    assert {k: v for k, v in ran["+threads=1"].items() if k != "threads"} == \
+        {k: v for k, v in ran[list(ran)[-2]].items() if k != "threads"}
     # each setting's contribution, as its own ratio to the seed pipeline
     assert {"seed", "pipeline", "+channels_last"} <= set(res["ratio_to_seed"])
     assert res["reference"] in res["ratio_to_seed"] and "+channels_last" in out
@@ -526,3 +547,34 @@ def test_published_results_carry_no_machine_paths(tmp_path, monkeypatch):
         if f.suffix in (".json", ".md"):
             hits = absolute.findall(f.read_text())
             assert not hits, (f, hits[:3])
+
+
+def test_provenance_names_uncommitted_changes(tmp_path):
+    """A run made from a checkout with edits did not run its commit's code alone: the
+    provenance lists the changed files and the reports say so beside the commit."""
+    import shutil
+    import subprocess
+
+    from alexnet_course.compare.report import commit_text
+    from alexnet_course.compare.runner import git_commit, git_uncommitted
+
+    if shutil.which("git") is None:
+        pytest.skip("no git on this machine")
+
+    def git(*argv):
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *argv], cwd=tmp_path,
+                       check=True, capture_output=True)  # fmt: skip
+
+    git("init", "-q")
+    (tmp_path / "a.py").write_text("x = 1\n")
+    git("add", "a.py")
+    git("commit", "-q", "-m", "a")
+    (tmp_path / "new.txt").write_text("untracked: not code that ran\n")
+    sha = git_commit(tmp_path)
+    assert len(sha) == 40 and git_uncommitted(tmp_path) == []
+    assert commit_text({"git_commit": sha, "git_uncommitted": []}) == sha[:10]
+    (tmp_path / "a.py").write_text("x = 2\n")
+    assert git_uncommitted(tmp_path) == ["M a.py"]
+    assert commit_text({"git_commit": sha, "git_uncommitted": ["M a.py"]}) == \
+        f"{sha[:10]} with uncommitted changes to 1 file"
+    assert git_uncommitted(tmp_path / "nowhere") == []  # no checkout: nothing to say

@@ -2,8 +2,9 @@
 what each setting of the reference path contributes, in one run.
 
 All variants train the same model (lesson 03's AlexNet, ``norm='batch'``) on the same
-device for the same number of steps, measured in interleaved rounds (each keeps its best
-round, so a noisy neighbour hits them alike):
+device, in interleaved rounds (a few steps of seed, of pipeline, of +channels_last, ...,
+then seed again), so that a neighbour process that comes or goes slows every variant alike;
+each variant's rate is its median step over all rounds. The variants:
 
 * ``seed``: a ``DataLoader`` with 2 workers over PIL images, ``Resize``, ``ToTensor()``,
   ``Normalize(0.5, 0.5)``, fp32, contiguous: what the seed notebook did;
@@ -13,10 +14,13 @@ round, so a noisy neighbour hits them alike):
 * ``+heap``: and glibc's malloc keeping freed memory in the heap
   (:func:`alexnet_course.compare.settings.keep_freed_memory`), on Linux with glibc. The
   setting cannot be undone in a process, so this variant and those after it run in a
-  process of their own, which answers the parent's requests in turn: the rounds stay
+  process of their own, which answers the parent's requests in turn: the steps stay
   interleaved, and the seed pipeline runs with glibc's defaults, as the notebook did;
 * ``+bf16``: and bf16 autocast, only where the hardware has bf16 units;
-* ``+compile``: and ``torch.compile`` (with ``--compile``; its compile time is reported).
+* ``+compile``: and ``torch.compile`` (with ``--compile``; its compile time is reported);
+* ``+threads=N``: on a CPU with more than one torch thread, the row above with one thread
+  fewer: what ``compare``'s thread watch (:class:`alexnet_course.compare.settings.ThreadWatch`)
+  switches to when another process takes a core. On an idle machine it is the slower.
 
 Each variant is reported as images/second and as a ratio to ``seed``; the reference step
 is the fastest variant, which is what ``compare`` would choose here.
@@ -25,6 +29,7 @@ is the fastest variant, which is what ``compare`` would choose here.
 from __future__ import annotations
 
 import time
+from statistics import median
 
 
 def _seed_loader(images, labels, batch_size: int, size: int):
@@ -46,38 +51,75 @@ def _seed_loader(images, labels, batch_size: int, size: int):
                                        num_workers=2, drop_last=True)  # fmt: skip
 
 
-def _time_steps(model, batches, steps: int, device, bf16: bool) -> float:
-    """Seconds for ``steps`` training steps (after one warm-up step), data loading included."""
-    import torch
+class _Stepper:
+    """One variant's model, optimiser and batches. :meth:`round` starts its batches afresh
+    (the seed's loader starts its workers), runs one untimed warm-up step and then times
+    each of ``steps`` training steps, data loading included, at the variant's thread count.
 
-    opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
-    it = iter(batches)
+    A round runs its steps back to back, as training does: the seed's loader workers then
+    make each timed step's batch while the model trains, on the same cores, as they did in
+    the notebook. (Steps interleaved one at a time with other variants' would let them make
+    it during those, for free.)"""
 
-    def step():
+    def __init__(self, model, make_batches, device, v: dict):
+        import torch
+
+        self.model, self.make_batches, self.device, self.v = model, make_batches, device, v
+        self.opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+
+    def _step(self, it) -> None:
+        import torch
+
         x, y = next(it)
-        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        opt.zero_grad(set_to_none=True)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-            loss = torch.nn.functional.cross_entropy(model(x), y)
+        x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+        self.opt.zero_grad(set_to_none=True)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16,
+                            enabled=self.v.get("bf16", False)):  # fmt: skip
+            loss = torch.nn.functional.cross_entropy(self.model(x), y)
         loss.backward()
-        opt.step()
+        self.opt.step()
 
-    step()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        step()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return time.perf_counter() - t0
+    def _sync(self) -> None:
+        if self.device.type == "cuda":
+            import torch
+
+            torch.cuda.synchronize()
+
+    def round(self, steps: int) -> dict:
+        """The round's step times (``seconds``) and the thread count they ran at."""
+        import torch
+
+        threads, before = self.v.get("threads"), torch.get_num_threads()
+        if threads:
+            torch.set_num_threads(threads)  # the warm-up step absorbs the pool's resizing
+        it = None
+        try:
+            it = iter(self.make_batches())
+            self._step(it)
+            self._sync()
+            seconds = []
+            for _ in range(steps):
+                t0 = time.perf_counter()
+                self._step(it)
+                self._sync()
+                seconds.append(time.perf_counter() - t0)
+            return {"seconds": seconds, "threads": torch.get_num_threads()}
+        finally:
+            del it  # the seed's loader stops its workers
+            if threads:
+                torch.set_num_threads(before)
 
 
 def run_bench(data, *, impl: str, steps: int = 5, batch_size: int = 32, size: int = 224,
-              rounds: int = 2, allow_bf16: bool = True, compile: bool = False,
+              rounds: int = 3, allow_bf16: bool = True, compile: bool = False,
               echo=print) -> dict:  # fmt: skip
-    """Measure every variant; returns images/second and the ratio to ``seed`` for each."""
+    """Measure every variant; returns images/second and the ratio to ``seed`` for each.
+
+    In each of ``rounds`` rounds every variant in turn runs one warm-up step and ``steps``
+    timed steps; its rate is ``batch_size`` over its median step over all rounds."""
     import os
+
+    import torch
 
     from alexnet_course.compare.settings import HEAP_SETTING, bf16_supported, is_glibc
     from alexnet_course.device import pick_device
@@ -88,10 +130,12 @@ def run_bench(data, *, impl: str, steps: int = 5, batch_size: int = 32, size: in
     n = (steps + 1) * batch_size
     images, labels = data.train.images[:n], data.train.labels[:n]
     if len(labels) < n:
-        raise ValueError(f"bench needs {n} training images, the data has {len(labels)}")
+        raise ValueError(f"bench needs {n} training images ({steps} timed steps and a warm-up "
+                         f"of batch {batch_size}), the data has {len(labels)}")  # fmt: skip
     bf16 = allow_bf16 and bf16_supported(device)
     heap = is_glibc()
     heap_from_env = [k for k in ("MALLOC_MMAP_MAX_", "MALLOC_TRIM_THRESHOLD_") if k in os.environ]
+    threads = torch.get_num_threads()
     local = [("seed", {}), ("pipeline", {"cl": False}), ("+channels_last", {"cl": True})]
     rest = [("+heap", {"cl": True})] if heap else []
     if bf16:
@@ -100,42 +144,52 @@ def run_bench(data, *, impl: str, steps: int = 5, batch_size: int = 32, size: in
         rest.append(("+compile", {"cl": True, "bf16": bf16, "compile": True}))
     if not heap:
         local, rest = local + rest, []
+    if device.type == "cpu" and threads > 1:
+        last = (rest or local)[-1][1]
+        (rest or local).append((f"+threads={threads - 1}", dict(last, threads=threads - 1)))
     variants = local + rest
     args = (images, labels, batch_size, size)
-    models, compile_s = {}, None
+    steppers, compile_s = {}, None
     for name, v in local:
-        models[name], s = _build(alexnet, data.num_classes, device, v, *args)
+        steppers[name], s = _build(alexnet, data.num_classes, device, name, v, *args)
         compile_s = s if s is not None else compile_s
     child = None
     if rest:
         child = _HeapProcess({"device": str(device), "impl": impl, "num_classes": data.num_classes,
                               "images": images, "labels": labels, "batch_size": batch_size,
-                              "size": size, "steps": steps, "variants": rest})  # fmt: skip
+                              "size": size, "steps": steps, "threads": threads,
+                              "variants": rest})  # fmt: skip
         compile_s = child.compile_s if child.compile_s is not None else compile_s
-    best: dict[str, float] = {}
+    seconds: dict[str, list[float]] = {name: [] for name, _ in variants}
+    ran_threads: dict[str, int] = {}
     try:
         for _ in range(rounds):
-            for name, v in variants:
-                if name in models:
-                    t = _time_variant(models[name], name, v, *args, steps, device)
-                else:
-                    t = child.time(name)
-                best[name] = min(best.get(name, float("inf")), t)
+            for name, _ in variants:
+                r = steppers[name].round(steps) if name in steppers else child.round(name)
+                seconds[name] += r["seconds"]
+                ran_threads[name] = r["threads"]
     finally:
         if child is not None:
             child.close()
-    ips = {name: steps * batch_size / t for name, t in best.items()}
+    ips = {name: batch_size / median(s) for name, s in seconds.items()}
     ratios = {name: ips[name] / ips["seed"] for name in ips}
     reference = max((k for k in ips if k != "seed"), key=ips.get)
     result = {"device": str(device), "steps": steps, "batch_size": batch_size, "size": size,
-              "rounds": rounds, "bf16_supported": bf16_supported(device),
+              "rounds": rounds, "statistic": "median step over the interleaved rounds",
+              "threads": threads, "bf16_supported": bf16_supported(device),
+              "variants": {name: {"pipeline": name != "seed", "channels_last": bool(v.get("cl")),
+                                  "bf16": bool(v.get("bf16")), "compile": bool(v.get("compile")),
+                                  "heap": name not in steppers, "threads": ran_threads[name]}
+                           for name, v in variants},
               "images_per_s": ips, "ratio_to_seed": ratios, "reference": reference,
               "seed_images_per_s": ips["seed"], "reference_images_per_s": ips[reference],
               "ratio": ratios[reference], "compile_seconds": compile_s,
+              "step_seconds": {k: [round(t, 6) for t in s] for k, s in seconds.items()},
               "heap_setting": HEAP_SETTING if heap else None,
               "heap_in_environment": heap_from_env}  # fmt: skip
-    echo(f"device {device}, {steps} training steps of batch {batch_size} at {size} px, "
-         f"lesson 03's AlexNet (norm='batch'), best of {rounds} interleaved rounds")
+    echo(f"device {device}, {threads} torch threads: lesson 03's AlexNet (norm='batch'), "
+         f"batch {batch_size} at {size} px, {rounds} interleaved rounds of {steps} steps of "
+         "each variant; each variant's median step")
     echo(f"  {'variant':<16}{'images/s':>10}{'x seed':>9}{'x previous':>12}")
     prev = None
     for name, _ in variants:
@@ -153,14 +207,18 @@ def run_bench(data, *, impl: str, steps: int = 5, batch_size: int = 32, size: in
         echo(f"  (+bf16 not measured: {'not allowed' if not allow_bf16 else 'no bf16 units here'})")
     if compile_s is not None:
         echo(f"  (torch.compile took {compile_s:.0f} s before its first step)")
+    if device.type == "cpu" and threads > 1:
+        echo(f"  (+threads={threads - 1}: the row above with one thread fewer, what compare "
+             "switches to when another process takes a core)")
     echo(f"  seed pipeline: {ips['seed']:.1f} images/s; reference pipeline ({reference}): "
          f"{ips[reference]:.1f} images/s; ratio: {ratios[reference]:.2f}x")
     return result
 
 
-def _build(alexnet, num_classes: int, device, v: dict, images, labels, batch_size: int,
-           size: int):  # fmt: skip
-    """One variant's model (seeded alike), compiled when asked; returns it and the compile time."""
+def _build(alexnet, num_classes: int, device, name: str, v: dict, images, labels,
+           batch_size: int, size: int):  # fmt: skip
+    """One variant's stepper (its model seeded alike), after a first round of one step (which
+    compiles it when asked, and builds oneDNN's kernels); returns it and the compile time."""
     import torch
 
     from alexnet_course.device import seed_everything
@@ -169,28 +227,24 @@ def _build(alexnet, num_classes: int, device, v: dict, images, labels, batch_siz
     m = alexnet.AlexNet(num_classes=num_classes, norm="batch").to(device)
     if v.get("cl"):
         m = m.to(memory_format=torch.channels_last)
-    if not v.get("compile"):
-        return m, None
     t0 = time.perf_counter()
-    m = torch.compile(m)
-    _time_steps(m, _ref_batches(images, labels, batch_size, size, device, True), 0, device,
-                bf16=v.get("bf16", False))  # compiles  # fmt: skip
-    return m, time.perf_counter() - t0
-
-
-def _time_variant(model, name: str, v: dict, images, labels, batch_size: int, size: int,
-                  steps: int, device) -> float:  # fmt: skip
+    if v.get("compile"):
+        m = torch.compile(m)
     if name == "seed":
-        batches = _seed_loader(images, labels, batch_size, size)
+        def make_batches():
+            return _seed_loader(images, labels, batch_size, size)
     else:
-        batches = _ref_batches(images, labels, batch_size, size, device, v.get("cl", False))
-    return _time_steps(model, batches, steps, device, bf16=v.get("bf16", False))
+        def make_batches():
+            return _ref_batches(images, labels, batch_size, size, device, v.get("cl", False))
+    stepper = _Stepper(m, make_batches, device, v)
+    stepper.round(0)
+    return stepper, (time.perf_counter() - t0 if v.get("compile") else None)
 
 
 def _heap_worker(conn, cfg: dict) -> None:
     """The variants that keep freed memory in the heap, in a process of their own: the setting
     is one-way (glibc cannot go back to its adaptive defaults), so the parent, which measures
-    the seed pipeline, never has it. Answers one timing per request, so that the rounds stay
+    the seed pipeline, never has it. Answers one round per request, so that the rounds stay
     interleaved with the parent's."""
     try:
         from alexnet_course.compare.settings import keep_freed_memory
@@ -200,18 +254,17 @@ def _heap_worker(conn, cfg: dict) -> None:
 
         from alexnet_course.grading.learner import load_lesson_module
 
+        torch.set_num_threads(cfg["threads"])
         device = torch.device(cfg["device"])
         alexnet = load_lesson_module("03_torch_scratch", "alexnet", cfg["impl"])
         args = (cfg["images"], cfg["labels"], cfg["batch_size"], cfg["size"])
-        models, compile_s = {}, None
+        steppers, compile_s = {}, None
         for name, v in cfg["variants"]:
-            models[name], s = _build(alexnet, cfg["num_classes"], device, v, *args)
+            steppers[name], s = _build(alexnet, cfg["num_classes"], device, name, v, *args)
             compile_s = s if s is not None else compile_s
         conn.send(("ready", compile_s))
-        variants = dict(cfg["variants"])
         while (name := conn.recv()) is not None:
-            conn.send(("ok", _time_variant(models[name], name, variants[name], *args,
-                                           cfg["steps"], device)))  # fmt: skip
+            conn.send(("ok", steppers[name].round(cfg["steps"])))
     except BaseException as e:  # noqa: BLE001 - reported by the parent
         conn.send(("error", f"{type(e).__name__}: {e}"))
 
@@ -238,7 +291,7 @@ class _HeapProcess:
             raise RuntimeError(f"bench's +heap process failed: {value}")
         return value
 
-    def time(self, name: str) -> float:
+    def round(self, name: str) -> dict:
         self.conn.send(name)
         return self._answer()
 

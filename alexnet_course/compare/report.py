@@ -12,6 +12,14 @@ SEED_ROWS = [  # the seed notebook's own figures, quoted as its record
 ]
 
 
+def commit_text(prov: dict) -> str:
+    """``43e2850ff9`` or ``43e2850ff9 with uncommitted changes to 2 files``, for reports."""
+    changes = prov.get("git_uncommitted") or []
+    return f"{prov.get('git_commit', '?')[:10]}" + (
+        f" with uncommitted changes to {len(changes)} file{'s' * (len(changes) != 1)}"
+        if changes else "")
+
+
 def load_results(folder: Path) -> list[dict]:
     """Every ``*/results.json`` under ``folder``, in the runner's arm order."""
     from alexnet_course.compare.runner import ARMS
@@ -215,7 +223,7 @@ def write_report(results: list[dict], out: Path, classes) -> str:
             f"- hardware: {prov.get('hardware', '?')}; device {prov.get('device', '?')}; "
             f"precision {prov.get('precision', '?')}",
             f"- data: {prov.get('data_source', '?')} (sha256 {prov.get('data_sha256', '?')[:16]}...)",
-            f"- versions: {prov.get('versions', {})}; commit {prov.get('git_commit', '?')[:10]}; "
+            f"- versions: {prov.get('versions', {})}; commit {commit_text(prov)}; "
             f"{prov.get('date', '')}",
             ""]  # fmt: skip
     if not synthetic:  # the seed's real CIFAR-10 figures beside real CIFAR-10 runs only

@@ -144,6 +144,18 @@ def git_commit(root: Path | None = None) -> str:
         return os.environ.get("GIT_COMMIT") or "unknown"
 
 
+def git_uncommitted(root: Path | None = None) -> list[str]:
+    """The tracked files whose contents differ from :func:`git_commit` (``git status``'s
+    short lines): a run made from them did not run that commit's code alone. Empty where
+    there is no ``.git``."""
+    try:
+        out = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                             capture_output=True, text=True, timeout=10, check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return [line.strip() for line in out.splitlines() if line.strip()]
+
+
 def _versions() -> dict:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -164,6 +176,7 @@ def provenance(args, profile: Profile, data, device) -> dict:
     return {
         "command": public_text(shlex.join(["alexnet-course", *sys.argv[1:]])),
         "git_commit": git_commit(),
+        "git_uncommitted": git_uncommitted(),
         "alexnet_course": __version__,
         "python": platform.python_version(),
         "versions": _versions(),

@@ -13,7 +13,7 @@ import json
 import re
 from pathlib import Path
 
-from alexnet_course.compare.report import load_results, markdown_table
+from alexnet_course.compare.report import commit_text, load_results, markdown_table
 
 PLACEHOLDER = re.compile(r"<!-- (comparison|headline|gpu-check|bench): (\S+) -->")
 # Each figure of a run folder, with what it shows (its alt text and caption)
@@ -46,7 +46,7 @@ def _comparison(folder: Path, rel: str, page_dir: str) -> str:
              f"{prov['precision']}",
              f"- data: {prov['data_source']} (sha256 `{prov['data_sha256'][:16]}…`), split "
              f"{prov['split']}",
-             f"- versions: {prov['versions']}; commit `{prov['git_commit'][:10]}`; "
+             f"- versions: {prov['versions']}; commit `{commit_text(prov)}`; "
              f"{prov['date']}", ""]  # fmt: skip
     for fig, caption in FIGURES.items():
         if (folder / fig).exists():
@@ -84,7 +84,7 @@ def _gpu_check(folder: Path, rel: str) -> str:
     lines = [f"- command: `{prov['command']}`; {r['total_seconds']:.0f} s in all: {steps}",
              f"- hardware: {prov['device_name']} (compute capability {prov['capability']}); "
              f"torch {prov['torch']}, torchvision {prov['torchvision']}, CUDA {prov['cuda']}, "
-             f"Python {prov['python']}; commit `{prov['git_commit'][:10]}`; {prov['date']}",
+             f"Python {prov['python']}; commit `{commit_text(prov)}`; {prov['date']}",
              f"- data: {prov['data_source']}; training FLOPs per image at {flops['size']} px "
              f"(conv and linear layers, x3 for the backward pass): lesson 03's AlexNet "
              f"{flops['lesson03'] / 1e9:.2f} G, torchvision's {flops['torchvision'] / 1e9:.2f} G; "
@@ -125,16 +125,23 @@ def _bench(path: Path, rel: str) -> str:
         lines.append(f"| `{name}` | {v:.1f} | {r['ratio_to_seed'][name]:.2f}x | {step} |")
         prev = name
     load = prov.get("load_average_at_start")
-    lines += ["", f"- command: `{prov['command']}` ({r['steps']} steps of batch "
-              f"{r['batch_size']} at {r['size']} px, best of {r['rounds']} interleaved rounds)",
+    how = (f"{r['rounds']} interleaved rounds of {r['steps']} steps of batch {r['batch_size']} "
+           f"at {r['size']} px, each variant's median step" if "statistic" in r else
+           f"{r['steps']} steps of batch {r['batch_size']} at {r['size']} px, best of "
+           f"{r['rounds']} interleaved rounds")  # files written before bench took medians
+    lines += ["", f"- command: `{prov['command']}` ({how})",
               f"- hardware: {prov['hardware']}; device `{r['device']}`; bf16 units: "
               f"{'yes' if r['bf16_supported'] else 'no'}"
               + ("" if "+bf16" in ips or not r["bf16_supported"] else " (left out: fp32 only)")
-              + (f"; load average at the start {load[0]:.2f}" if load else ""),
+              + (f"; load average at the start {load[0]:.2f}" if load else "")
+              + (f", at the end {prov['load_average_at_end'][0]:.2f}"
+                 if load and prov.get("load_average_at_end") else ""),
               f"- data: {prov['data_source']}; versions: "
               f"{', '.join(f'{k} {v}' for k, v in prov['versions'].items())}; commit "
-              f"`{prov['git_commit'][:10]}`; {prov['date']}",
+              f"`{commit_text(prov)}`; {prov['date']}",
               f"- reference step ({r['reference']}): **{r['ratio']:.2f}x** the seed pipeline"]
+    if prov.get("note"):
+        lines.append(f"- note: {prov['note']}")
     return "\n".join(lines)
 
 
