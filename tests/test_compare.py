@@ -573,6 +573,14 @@ def test_provenance_names_uncommitted_changes(tmp_path):
     sha = git_commit(tmp_path)
     assert len(sha) == 40 and git_uncommitted(tmp_path) == []
     assert commit_text({"git_commit": sha, "git_uncommitted": []}) == sha[:10]
+    (tmp_path / "docs" / "results").mkdir(parents=True)
+    (tmp_path / "docs" / "results" / "r.json").write_text("{}")
+    git("add", "docs")
+    git("commit", "-q", "-m", "a result")
+    sha = git_commit(tmp_path)
+    (tmp_path / "docs" / "results" / "r.json").write_text('{"new": 1}')
+    assert git_uncommitted(tmp_path) == []  # a run's own outputs are not code that ran
+    assert git_uncommitted(tmp_path / "docs") == []  # from a folder below the top too
     (tmp_path / "a.py").write_text("x = 2\n")
     assert git_uncommitted(tmp_path) == ["M a.py"]
     assert commit_text({"git_commit": sha, "git_uncommitted": ["M a.py"]}) == \

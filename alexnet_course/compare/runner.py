@@ -146,11 +146,13 @@ def git_commit(root: Path | None = None) -> str:
 
 def git_uncommitted(root: Path | None = None) -> list[str]:
     """The tracked files whose contents differ from :func:`git_commit` (``git status``'s
-    short lines): a run made from them did not run that commit's code alone. Empty where
-    there is no ``.git``."""
+    short lines): a run made from them did not run that commit's code alone. Results under
+    ``docs/results/`` are outputs, not code (a run writing there would list its own), so
+    they are left out. Empty where there is no ``.git``."""
     try:
-        out = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                             capture_output=True, text=True, timeout=10, check=True).stdout
+        out = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--",
+                              ".", ":(exclude,top)docs/results"], cwd=root,
+                             capture_output=True, text=True, timeout=10, check=True).stdout  # fmt: skip
     except (OSError, subprocess.SubprocessError):
         return []
     return [line.strip() for line in out.splitlines() if line.strip()]
