@@ -113,27 +113,26 @@ def cmd_bench(args: argparse.Namespace) -> int:
 def _bench_provenance(args: argparse.Namespace, data, load: list | None) -> dict:
     """What a committed bench file needs beside its numbers: command, machine, versions."""
     import os
-    import platform
     import shlex
     import sys
     import time
 
-    import torch
+    from alexnet_course.compare.runner import (
+        KERNEL_ENV,
+        _versions,
+        git_commit,
+        git_uncommitted,
+        hardware_text,
+        public_path,
+        public_text,
+    )
+    from alexnet_course.device import pick_device
 
-    from alexnet_course.compare.runner import _versions, git_commit, git_uncommitted, public_path, public_text
-
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in open("/proc/cpuinfo", encoding="utf-8"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     return {"command": public_text(shlex.join(["alexnet-course", *sys.argv[1:]])),
             "git_commit": git_commit(), "git_uncommitted": git_uncommitted(),
             "versions": _versions(),
-            "hardware": f"{cpu}, {os.cpu_count()} CPUs, {torch.get_num_threads()} torch threads",
+            "hardware": hardware_text(pick_device()),
+            "kernel_environment": {k: os.environ[k] for k in KERNEL_ENV if os.environ.get(k)},
             "load_average_at_start": load and [round(x, 2) for x in load],
             "load_average_at_end": ([round(x, 2) for x in os.getloadavg()]
                                     if hasattr(os, "getloadavg") else None),

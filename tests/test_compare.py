@@ -586,3 +586,19 @@ def test_provenance_names_uncommitted_changes(tmp_path):
     assert commit_text({"git_commit": sha, "git_uncommitted": ["M a.py"]}) == \
         f"{sha[:10]} with uncommitted changes to 1 file"
     assert git_uncommitted(tmp_path / "nowhere") == []  # no checkout: nothing to say
+
+
+def test_hardware_names_the_cpu_kernels_and_any_limit_on_them(monkeypatch):
+    """A run on an emulated older CPU (ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2) must
+    not read as a run on this one."""
+    import torch
+
+    from alexnet_course.compare.runner import KERNEL_ENV, hardware_text
+
+    for k in KERNEL_ENV:
+        monkeypatch.delenv(k, raising=False)
+    plain = hardware_text(torch.device("cpu"))
+    assert f"{torch.get_num_threads()} torch threads" in plain and "limited by" not in plain
+    assert torch.backends.cpu.get_cpu_capability() in plain
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    assert "(limited by ONEDNN_MAX_CPU_ISA=AVX2)" in hardware_text(torch.device("cpu"))

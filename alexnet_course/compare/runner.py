@@ -170,8 +170,37 @@ def _versions() -> dict:
     return out
 
 
-def provenance(args, profile: Profile, data, device) -> dict:
+# environment variables that limit which CPU kernels run (an older CPU can be emulated with
+# ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2): a run made under them says so
+KERNEL_ENV = ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY")
+
+
+def hardware_text(device) -> str:
+    """The CPU's model, cores and torch threads, the CPU kernels torch dispatches to and any
+    :data:`KERNEL_ENV` limit on them; the GPU's name on CUDA."""
     import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            cpu = next((line.split(":", 1)[1].strip() for line in f
+                        if line.startswith("model name")), cpu)  # fmt: skip
+    except OSError:
+        pass
+    text = f"{cpu}, {os.cpu_count()} CPUs, {torch.get_num_threads()} torch threads"
+    try:
+        text += f"; CPU kernels {torch.backends.cpu.get_cpu_capability()}"
+    except AttributeError:  # older torch
+        pass
+    limits = [f"{k}={os.environ[k]}" for k in KERNEL_ENV if os.environ.get(k)]
+    if limits:
+        text += f" (limited by {', '.join(limits)})"
+    if device.type == "cuda":
+        text += f"; {torch.cuda.get_device_name()}"
+    return text
+
+
+def provenance(args, profile: Profile, data, device) -> dict:
 
     from alexnet_course.compare.settings import describe
 
@@ -183,8 +212,8 @@ def provenance(args, profile: Profile, data, device) -> dict:
         "python": platform.python_version(),
         "versions": _versions(),
         "device": str(device),
-        "hardware": f"{platform.machine()}, {torch.get_num_threads()} CPU threads"
-        + (f", {torch.cuda.get_device_name()}" if device.type == "cuda" else ""),
+        "hardware": hardware_text(device),
+        "kernel_environment": {k: os.environ[k] for k in KERNEL_ENV if os.environ.get(k)},
         "allocator": getattr(args, "allocator", None) or "the C library's defaults",
         "precision": (f"{describe(args.torch_settings)} (torch arms)"
                       + (", fp32 (keras arms)" if "keras" in args.arms else "")
