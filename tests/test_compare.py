@@ -518,6 +518,66 @@ def test_budget_run_records_the_same_scaling_for_every_arm_and_what_ran(tmp_path
     assert p["epochs"] == 1 and p["train_images"] < p["train_images_unscaled"] == 192
 
 
+def test_budget_plan_is_made_again_when_the_first_arm_runs_slower(tmp_path, monkeypatch, capsys):
+    """The plan comes from short measurements; when the first arm's running steps are much
+    slower (a busier machine, a probe that flattered), the plan is made again from them
+    before any arm has finished, the arm starts afresh, and every arm runs the new plan."""
+    import itertools
+
+    from alexnet_course.compare import runner, settings
+
+    def fast(make_model, device, **kw):
+        return {"autocast": None, "channels_last": False, "bf16_supported": False, "threads": 1,
+                "step_seconds": {"fp32": 0.001, "fp32+channels_last": 0.002}, "reason": "test"}
+
+    monkeypatch.setattr(settings, "measure_settings", fast)
+    monkeypatch.setattr(runner, "_keras_step", lambda *a: 0.001)
+    monkeypatch.setattr(runner, "REPLAN_STEPS", (1, 3))  # the smoke profile's epoch: 6 steps
+    clock = itertools.count(0.0, 4.0)  # steps 2-3 take 2 s each on this clock
+    monkeypatch.setattr(runner, "_replan_clock", lambda: next(clock))
+    out = tmp_path / "run"
+    arms = "torch-scratch,keras-scratch"
+    assert main(["compare", "--profile", "smoke", "--out", str(out), "--no-download",
+                 "--arms", arms, "--budget-minutes", "1.2"]) == 0  # fmt: skip
+    assert "the plan is made again" in capsys.readouterr().out
+    plans, ran = [], []
+    for arm in arms.split(","):
+        res = json.loads((out / arm / "results.json").read_text())
+        assert res["status"] == "ok", res.get("traceback")
+        plans.append(res["plan"])
+        ran.append((len(res["history"]["val_accuracy"]), res["provenance"]["split"]["train"]))
+    assert all(p == plans[0] for p in plans)
+    p = plans[0]
+    check = p["check"]
+    assert check["arm"] == "torch-scratch" and check["step_seconds"] == 2.0
+    assert check["ratio"] > 100 and check["before"] == {
+        "epochs": 2, "train_images": 192, "estimated_total_seconds": check["before"][
+            "estimated_total_seconds"]}  # fmt: skip
+    assert (p["epochs"], p["train_images"]) < (2, 192) and p["epochs"] == 1
+    assert all(r == (p["epochs"], p["train_images"]) for r in ran), (ran, p)  # afresh: 1 epoch
+
+
+def test_budget_plan_stands_when_the_first_arm_runs_as_planned(tmp_path, monkeypatch):
+    from alexnet_course.compare import runner, settings
+
+    def measured(make_model, device, **kw):
+        return {"autocast": None, "channels_last": False, "bf16_supported": False, "threads": 1,
+                "step_seconds": {"fp32": 1.0, "fp32+channels_last": 1.1}, "reason": "test"}
+
+    monkeypatch.setattr(settings, "measure_settings", measured)
+    monkeypatch.setattr(runner, "_batch_seconds", lambda *a: 0.0)
+    monkeypatch.setattr(runner, "REPLAN_STEPS", (1, 3))
+    clock = iter([0.0, 2.08])  # 1.04 s a step: within the tolerance
+    monkeypatch.setattr(runner, "_replan_clock", lambda: next(clock))
+    out = tmp_path / "run"
+    assert main(["compare", "--profile", "smoke", "--out", str(out), "--no-download",
+                 "--arms", "torch-scratch", "--budget-minutes", "10"]) == 0  # fmt: skip
+    res = json.loads((out / "torch-scratch" / "results.json").read_text())
+    assert res["plan"]["check"]["ratio"] == 1.04 and "before" not in res["plan"]["check"]
+    assert "plan stands" in res["plan"]["check"]["why"]
+    assert len(res["history"]["val_accuracy"]) == res["plan"]["epochs"] == 2
+
+
 def test_published_results_carry_no_machine_paths(tmp_path, monkeypatch):
     """Paths in results are relative to the working folder or start with ~; the committed
     results (docs/results) hold no absolute path at all."""

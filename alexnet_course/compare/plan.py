@@ -47,6 +47,8 @@ class Plan:
     budget_minutes: float | None = None
     scale: str = "none"
     measured_step_seconds: dict[str, float] = field(default_factory=dict)
+    # the first arm's running steps against the plan's (runner._check_plan), where checked
+    check: dict | None = None
 
     def record(self) -> dict:
         return asdict(self)

@@ -38,6 +38,63 @@ from alexnet_course.compare.settings import COMPILE_LIMIT_S
 ARMS = ("torch-scratch", "torch-tv-scratch", "torch-pretrained", "keras-scratch",
         "keras-pretrained")  # fmt: skip
 LIVE_ESTIMATE_AFTER = 5  # batches: then each arm prints its expected time
+# With --budget-minutes, the first arm's steps after the first REPLAN_STEPS[0] up to
+# REPLAN_STEPS[1] (before the thread watch's first probe) are timed against the plan's step
+REPLAN_STEPS = (2, 10)
+REPLAN_TOLERANCE = 1.05  # slower than planned by more than this: the plan is made again
+
+
+class Replan(Exception):  # noqa: N818 - a signal, not an error
+    """The first arm's steps ran slower than the plan's measured ones, so much that the run
+    would not keep its budget: the plan is made again from the steps that ran, and the arm
+    starts afresh under it (no arm has finished, so every arm still gets the same plan)."""
+
+    def __init__(self, plan, record: dict):
+        super().__init__(record["why"])
+        self.plan, self.record = plan, record
+
+
+def _replan_clock() -> float:
+    return time.perf_counter()
+
+
+def _check_plan(arm: str, args, step_seconds: float) -> None:
+    """Compare the first arm's running step with its planned one; raise :class:`Replan` when
+    the plan made again from the ratio (applied to every arm's steps) scales differently.
+    Runs once per run; the outcome goes into the plan as ``check``."""
+    import dataclasses
+
+    args.replan_armed = False
+    plan, costs = args.plan, args.plan_costs
+    planned = next(c.step_seconds for c in costs if c.arm == arm)
+    ratio = step_seconds / planned
+    record = {"arm": arm, "steps": f"{REPLAN_STEPS[0] + 1}-{REPLAN_STEPS[1]}",
+              "step_seconds": round(step_seconds, 4), "planned_step_seconds": round(planned, 4),
+              "ratio": round(ratio, 3)}  # fmt: skip
+    if ratio <= REPLAN_TOLERANCE:
+        plan.check = dict(record, why="the steps ran as planned: the plan stands")
+        return
+    slower = [dataclasses.replace(c, step_seconds=c.step_seconds * ratio) for c in costs]
+    try:
+        new = plan_mod.make_plan(slower, epochs=plan.epochs_unscaled,
+                                 n_train=plan.train_images_unscaled,
+                                 budget_minutes=plan.budget_minutes,
+                                 spent_seconds=time.perf_counter() - args.t_start)  # fmt: skip
+    except ValueError as e:  # not even two batches fit now: run the plan, say so
+        plan.check = dict(record, why=f"{ratio:.2f}x the planned step, and no plan fits the "
+                          f"budget any more ({e}): the plan stands")  # fmt: skip
+        print(f"\n[{arm}] warning: {plan.check['why']}", flush=True)
+        return
+    if (new.epochs, new.train_images) == (plan.epochs, plan.train_images):
+        plan.check = dict(record, why=f"{ratio:.2f}x the planned step; the plan still fits")
+        return
+    record["why"] = (f"{ratio:.2f}x the planned step: made again from the steps that ran "
+                     f"(every arm's measured step times {ratio:.2f}); epochs {plan.epochs} -> "
+                     f"{new.epochs}, training images {plan.train_images} -> {new.train_images}")
+    record["before"] = {"epochs": plan.epochs, "train_images": plan.train_images,
+                        "estimated_total_seconds": round(plan.estimated_total_seconds, 1)}
+    new.check = record
+    raise Replan(new, record)
 TRAIN_EVAL_IMAGES = 5000  # keras arms: training accuracy measured on this many training images
 TRAIN_ACCURACY_KIND = {
     "torch": "running accuracy over the epoch's batches (training mode, augmented)",
@@ -445,8 +502,15 @@ def run_torch_arm(arm: str, args, profile: Profile, data, device, folder: Path) 
             t0 = time.perf_counter()
             if watch is not None:
                 watch.restart()
+            check = getattr(args, "replan_armed", False) and epoch == start == 0
+            marks = {}
             for i, (x, y) in enumerate(self.loader, 1):
                 yield x, y
+                if check and i in REPLAN_STEPS:
+                    marks[i] = _replan_clock()
+                    if i == REPLAN_STEPS[1]:
+                        a, b = REPLAN_STEPS
+                        _check_plan(arm, args, (marks[b] - marks[a]) / (b - a))
                 if watch is not None:
                     watch.tick()
                 sched.step()
@@ -843,6 +907,7 @@ def plan_arms(args, profile: Profile, data, device, arms: list[str], started: fl
     except ValueError as e:
         raise CourseError(str(e)) from None
     print(plan_mod.describe(plan), flush=True)
+    args.plan_costs = costs  # for the check against the first arm's running steps
     return plan
 
 
@@ -966,6 +1031,10 @@ def _run_compare(args: argparse.Namespace, device) -> int:
         args.keras_settings = keras_settings(args, profile, data)
     plan = plan_arms(args, profile, data, device, arms, started=t_start) if d.main else None
     args.plan = dd.broadcast(d, plan)
+    # one process, a budget: the first arm's running steps are checked against the plan
+    args.t_start = t_start
+    args.replan_armed = args.plan is not None and args.budget_minutes is not None and not d.on
+    all_data = data
     if args.plan is not None and args.plan.train_images < len(data.train):
         data = _fewer_training_images(data, args.plan.train_images, args.seed)
     prov = provenance(args, profile, data, device)
@@ -990,7 +1059,21 @@ def _run_compare(args: argparse.Namespace, device) -> int:
         t0 = time.perf_counter()
         try:
             runner = run_keras_arm if arm.startswith("keras") else run_torch_arm
-            res = runner(arm, args, profile, data, device, folder)
+            try:
+                res = runner(arm, args, profile, data, device, folder)
+            except Replan as e:  # no arm has finished: this one starts afresh under the new plan
+                args.plan = e.plan
+                print(f"\n[{arm}] the plan is made again: {e.record['why']}\n"
+                      f"{plan_mod.describe(args.plan)}\n[{arm}] starts afresh", flush=True)
+                data = all_data
+                if args.plan.train_images < len(data.train):
+                    data = _fewer_training_images(data, args.plan.train_images, args.seed)
+                prov = provenance(args, profile, data, device)
+                for name in CHECKPOINT_FILES:
+                    (folder / name).unlink(missing_ok=True)
+                seed_everything(args.seed)
+                t0 = time.perf_counter()
+                res = runner(arm, args, profile, data, device, folder)
         except ArmSkipped as e:
             res = {"arm": arm, "status": "skipped", "reason": public_text(str(e))}
             print(f"[{arm}] skipped: {e}")
@@ -1007,6 +1090,8 @@ def _run_compare(args: argparse.Namespace, device) -> int:
         res["provenance"] = prov
         if not d.main:
             continue
+        if res["status"] == "ok":
+            args.replan_armed = False  # an arm has run under this plan: it is final
         tmp = folder / "results.json.tmp"
         tmp.write_text(json.dumps(res, indent=2))
         tmp.replace(folder / "results.json")
