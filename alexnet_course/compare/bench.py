@@ -6,7 +6,8 @@ device, in interleaved rounds (a few steps of seed, of pipeline, of +channels_la
 then seed again), so that a neighbour process that comes or goes slows every variant alike;
 each variant's rate is its median step over all rounds. The variants:
 
-* ``seed``: a ``DataLoader`` with 2 workers over PIL images, ``Resize``, ``ToTensor()``,
+* ``seed``: a ``DataLoader`` with 2 workers over PIL images (its first two steps of each
+  round, one per starting worker, are warm-up), ``Resize``, ``ToTensor()``,
   ``Normalize(0.5, 0.5)``, fp32, contiguous: what the seed notebook did;
 * ``pipeline``: uint8 batches kept on the device, resized and normalised there as whole
   batches (:class:`alexnet_course.data.torch_pipeline.TorchBatches`), fp32, contiguous;
@@ -31,6 +32,8 @@ from __future__ import annotations
 import time
 from statistics import median
 
+SEED_WORKERS = 2  # the seed notebook's DataLoader workers
+
 
 def _seed_loader(images, labels, batch_size: int, size: int):
     import torch
@@ -48,12 +51,12 @@ def _seed_loader(images, labels, batch_size: int, size: int):
             return tf(Image.fromarray(images[i])), int(labels[i])
 
     return torch.utils.data.DataLoader(PILDataset(), batch_size=batch_size, shuffle=True,
-                                       num_workers=2, drop_last=True)  # fmt: skip
+                                       num_workers=SEED_WORKERS, drop_last=True)  # fmt: skip
 
 
 class _Stepper:
     """One variant's model, optimiser and batches. :meth:`round` starts its batches afresh
-    (the seed's loader starts its workers), runs one untimed warm-up step and then times
+    (the seed's loader starts its workers), runs ``warmup`` untimed steps and then times
     each of ``steps`` training steps, data loading included, at the variant's thread count.
 
     A round runs its steps back to back, as training does: the seed's loader workers then
@@ -61,10 +64,11 @@ class _Stepper:
     the notebook. (Steps interleaved one at a time with other variants' would let them make
     it during those, for free.)"""
 
-    def __init__(self, model, make_batches, device, v: dict):
+    def __init__(self, model, make_batches, device, v: dict, warmup: int = 1):
         import torch
 
         self.model, self.make_batches, self.device, self.v = model, make_batches, device, v
+        self.warmup = warmup
         self.opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
 
     def _step(self, it) -> None:
@@ -95,7 +99,8 @@ class _Stepper:
         it = None
         try:
             it = iter(self.make_batches())
-            self._step(it)
+            for _ in range(self.warmup):
+                self._step(it)
             self._sync()
             seconds = []
             for _ in range(steps):
@@ -115,8 +120,8 @@ def run_bench(data, *, impl: str, steps: int = 5, batch_size: int = 32, size: in
               echo=print) -> dict:  # fmt: skip
     """Measure every variant; returns images/second and the ratio to ``seed`` for each.
 
-    In each of ``rounds`` rounds every variant in turn runs one warm-up step and ``steps``
-    timed steps; its rate is ``batch_size`` over its median step over all rounds."""
+    In each of ``rounds`` rounds every variant in turn runs a warm-up step (the seed two,
+    one per starting loader worker) and ``steps`` timed steps; its rate is ``batch_size`` over its median step over all rounds."""
     import os
 
     import torch
@@ -127,11 +132,12 @@ def run_bench(data, *, impl: str, steps: int = 5, batch_size: int = 32, size: in
 
     device = pick_device()
     alexnet = load_lesson_module("03_torch_scratch", "alexnet", impl)
-    n = (steps + 1) * batch_size
+    n = (steps + SEED_WORKERS) * batch_size
     images, labels = data.train.images[:n], data.train.labels[:n]
     if len(labels) < n:
-        raise ValueError(f"bench needs {n} training images ({steps} timed steps and a warm-up "
-                         f"of batch {batch_size}), the data has {len(labels)}")  # fmt: skip
+        raise ValueError(f"bench needs {n} training images ({steps} timed steps and "
+                         f"{SEED_WORKERS} warm-up steps of batch {batch_size}), the data has "
+                         f"{len(labels)}")  # fmt: skip
     bf16 = allow_bf16 and bf16_supported(device)
     heap = is_glibc()
     heap_from_env = [k for k in ("MALLOC_MMAP_MAX_", "MALLOC_TRIM_THRESHOLD_") if k in os.environ]
@@ -236,7 +242,8 @@ def _build(alexnet, num_classes: int, device, name: str, v: dict, images, labels
     else:
         def make_batches():
             return _ref_batches(images, labels, batch_size, size, device, v.get("cl", False))
-    stepper = _Stepper(m, make_batches, device, v)
+    # the seed's first step waits for one worker to start, its second for the other
+    stepper = _Stepper(m, make_batches, device, v, warmup=SEED_WORKERS if name == "seed" else 1)
     stepper.round(0)
     return stepper, (time.perf_counter() - t0 if v.get("compile") else None)
 
