@@ -1053,6 +1053,7 @@ def _run_compare(args: argparse.Namespace, device) -> int:
         done = _finished(folder, args, profile) if args.resume else None
         if done is not None:
             print(f"[{arm}] already finished in {folder} (--resume): kept")
+            args.replan_armed = False  # it ran under this plan: the plan is final
             results.append(done)
             continue
         seed_everything(args.seed, tensorflow=arm.startswith("keras") or None)
