@@ -644,7 +644,10 @@ def test_provenance_names_uncommitted_changes(tmp_path):
     (tmp_path / "a.py").write_text("x = 2\n")
     assert git_uncommitted(tmp_path) == ["M a.py"]
     assert commit_text({"git_commit": sha, "git_uncommitted": ["M a.py"]}) == \
-        f"{sha[:10]} with uncommitted changes to 1 file"
+        f"{sha[:10]} with uncommitted changes to 1 file (a.py)"
+    many = [f"M f{i}.py" for i in range(4)]
+    assert commit_text({"git_commit": sha, "git_uncommitted": many}) == \
+        f"{sha[:10]} with uncommitted changes to 4 files"
     assert git_uncommitted(tmp_path / "nowhere") == []  # no checkout: nothing to say
 
 

@@ -121,7 +121,8 @@ def run_bench(data, *, impl: str, steps: int = 5, batch_size: int = 32, size: in
     """Measure every variant; returns images/second and the ratio to ``seed`` for each.
 
     In each of ``rounds`` rounds every variant in turn runs a warm-up step (the seed two,
-    one per starting loader worker) and ``steps`` timed steps; its rate is ``batch_size`` over its median step over all rounds."""
+    one per starting loader worker) and ``steps`` timed steps; its rate is ``batch_size``
+    over its median step over all rounds."""
     import os
 
     import torch

@@ -13,10 +13,13 @@ SEED_ROWS = [  # the seed notebook's own figures, quoted as its record
 
 
 def commit_text(prov: dict) -> str:
-    """``43e2850ff9`` or ``43e2850ff9 with uncommitted changes to 2 files``, for reports."""
+    """``43e2850ff9``, or ``43e2850ff9 with uncommitted changes to 2 files (a.py, b.py)`` (the
+    names where there are at most three), for reports."""
     changes = prov.get("git_uncommitted") or []
+    names = [c.split(maxsplit=1)[-1] for c in changes]
+    listed = f" ({', '.join(names)})" if len(names) <= 3 else ""
     return f"{prov.get('git_commit', '?')[:10]}" + (
-        f" with uncommitted changes to {len(changes)} file{'s' * (len(changes) != 1)}"
+        f" with uncommitted changes to {len(changes)} file{'s' * (len(changes) != 1)}{listed}"
         if changes else "")
 
 
