@@ -102,7 +102,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     load = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
     result = run_bench(data, impl=impl, steps=args.steps, batch_size=args.batch_size,
                        size=args.size, rounds=args.rounds, allow_bf16=not args.no_bf16,
-                       compile=args.compile)  # fmt: skip
+                       compile=args.compile, compile_backend=args.compile_backend)  # fmt: skip
     result["provenance"] = _bench_provenance(args, data, load)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -283,7 +283,10 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--no-bf16", action="store_true",
                        help="leave bf16 out (what a CPU without bf16 units runs)")
     bench.add_argument("--compile", action="store_true",
-                       help="also measure torch.compile (and report its compile time)")
+                       help="also measure torch.compile (and report its compile time); where it "
+                       "fails, bench says why and measures the rest")
+    bench.add_argument("--compile-backend", default="inductor",
+                       help="torch.compile's backend for --compile (default inductor)")
     bench.add_argument("--out", type=Path, default=None, help="also write the numbers as JSON")
     bench.add_argument("--data-label", default=None,
                        help="name the data in the JSON's provenance (e.g. 'CIFAR-10 (JPEG copy)')")

@@ -149,10 +149,17 @@ def test_bench_prints_both_pipelines_and_the_ratio(tmp_path, capsys):
     if sys.platform.startswith("linux"):  # glibc: the heap setting, measured in its own process
         assert "+heap" in res["ratio_to_seed"] and res["images_per_s"]["+heap"] > 0
         assert res["heap_setting"] and "+heap" in out
+    # a compiler that fails (here: a backend that does not exist) is reported, and the rest
+    # is measured all the same
     assert main(["bench", "--data-dir", str(tmp_path), "--steps", "1", "--batch-size", "4",
-                 "--size", "67", "--rounds", "1", "--no-bf16", "--out",
-                 str(tmp_path / "b2.json")]) == 0  # fmt: skip
-    assert "+bf16" not in json.loads((tmp_path / "b2.json").read_text())["ratio_to_seed"]
+                 "--size", "67", "--rounds", "1", "--no-bf16", "--compile", "--compile-backend",
+                 "no-such-backend", "--out", str(tmp_path / "b2.json")]) == 0  # fmt: skip
+    res2 = json.loads((tmp_path / "b2.json").read_text())
+    assert "+bf16" not in res2["ratio_to_seed"] and "+compile" not in res2["ratio_to_seed"]
+    assert "no-such-backend" in res2["compile_failed"] and "+compile not measured" in \
+        capsys.readouterr().out
+    assert not any(v["compile"] for v in res2["variants"].values())
+    assert {"seed", "+channels_last"} <= set(res2["ratio_to_seed"])
 
 
 def test_bf16_forward_sees_every_steps_weights():

@@ -117,7 +117,7 @@ class _Stepper:
 
 def run_bench(data, *, impl: str, steps: int = 5, batch_size: int = 32, size: int = 224,
               rounds: int = 3, allow_bf16: bool = True, compile: bool = False,
-              echo=print) -> dict:  # fmt: skip
+              compile_backend: str = "inductor", echo=print) -> dict:  # fmt: skip
     """Measure every variant; returns images/second and the ratio to ``seed`` for each.
 
     In each of ``rounds`` rounds every variant in turn runs a warm-up step (the seed two,
@@ -143,30 +143,21 @@ def run_bench(data, *, impl: str, steps: int = 5, batch_size: int = 32, size: in
     heap = is_glibc()
     heap_from_env = [k for k in ("MALLOC_MMAP_MAX_", "MALLOC_TRIM_THRESHOLD_") if k in os.environ]
     threads = torch.get_num_threads()
-    local = [("seed", {}), ("pipeline", {"cl": False}), ("+channels_last", {"cl": True})]
-    rest = [("+heap", {"cl": True})] if heap else []
-    if bf16:
-        rest.append(("+bf16", {"cl": True, "bf16": True}))
-    if compile:
-        rest.append(("+compile", {"cl": True, "bf16": bf16, "compile": True}))
-    if not heap:
-        local, rest = local + rest, []
-    if device.type == "cpu" and threads > 1:
-        last = (rest or local)[-1][1]
-        (rest or local).append((f"+threads={threads - 1}", dict(last, threads=threads - 1)))
+    kw = dict(heap=heap, bf16=bf16, threads=threads if device.type == "cpu" else 1)
+    args = (alexnet, data.num_classes, device, impl, images, labels, batch_size, size, steps,
+            threads, compile_backend)  # fmt: skip
+    local, rest = _variants(compile=compile, **kw)
+    compile_failed = None
+    try:
+        steppers, child, compile_s = _start(local, rest, *args)
+    except Exception as e:  # noqa: BLE001 - a compiler that fails is a finding, not the end
+        if not compile:
+            raise
+        compile_failed = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+        echo(f"torch.compile failed here ({compile_failed}): measuring without it")
+        local, rest = _variants(compile=False, **kw)
+        steppers, child, compile_s = _start(local, rest, *args)
     variants = local + rest
-    args = (images, labels, batch_size, size)
-    steppers, compile_s = {}, None
-    for name, v in local:
-        steppers[name], s = _build(alexnet, data.num_classes, device, name, v, *args)
-        compile_s = s if s is not None else compile_s
-    child = None
-    if rest:
-        child = _HeapProcess({"device": str(device), "impl": impl, "num_classes": data.num_classes,
-                              "images": images, "labels": labels, "batch_size": batch_size,
-                              "size": size, "steps": steps, "threads": threads,
-                              "variants": rest})  # fmt: skip
-        compile_s = child.compile_s if child.compile_s is not None else compile_s
     seconds: dict[str, list[float]] = {name: [] for name, _ in variants}
     ran_threads: dict[str, int] = {}
     try:
@@ -191,6 +182,8 @@ def run_bench(data, *, impl: str, steps: int = 5, batch_size: int = 32, size: in
               "images_per_s": ips, "ratio_to_seed": ratios, "reference": reference,
               "seed_images_per_s": ips["seed"], "reference_images_per_s": ips[reference],
               "ratio": ratios[reference], "compile_seconds": compile_s,
+              "compile_backend": compile_backend if compile else None,
+              "compile_failed": compile_failed,
               "step_seconds": {k: [round(t, 6) for t in s] for k, s in seconds.items()},
               "heap_setting": HEAP_SETTING if heap else None,
               "heap_in_environment": heap_from_env}  # fmt: skip
@@ -214,6 +207,8 @@ def run_bench(data, *, impl: str, steps: int = 5, batch_size: int = 32, size: in
         echo(f"  (+bf16 not measured: {'not allowed' if not allow_bf16 else 'no bf16 units here'})")
     if compile_s is not None:
         echo(f"  (torch.compile took {compile_s:.0f} s before its first step)")
+    if compile_failed:
+        echo(f"  (+compile not measured: torch.compile failed here: {compile_failed})")
     if device.type == "cpu" and threads > 1:
         echo(f"  (+threads={threads - 1}: the row above with one thread fewer, what compare "
              "switches to when another process takes a core)")
@@ -222,8 +217,44 @@ def run_bench(data, *, impl: str, steps: int = 5, batch_size: int = 32, size: in
     return result
 
 
+def _variants(*, heap: bool, bf16: bool, compile: bool, threads: int) -> tuple[list, list]:
+    """The variants measured in this process and those measured in the heap process, in
+    table order; the thread variant (with ``threads`` > 1) repeats the last with one fewer."""
+    local = [("seed", {}), ("pipeline", {"cl": False}), ("+channels_last", {"cl": True})]
+    rest = [("+heap", {"cl": True})] if heap else []
+    if bf16:
+        rest.append(("+bf16", {"cl": True, "bf16": True}))
+    if compile:
+        rest.append(("+compile", {"cl": True, "bf16": bf16, "compile": True}))
+    if not heap:
+        local, rest = local + rest, []
+    if threads > 1:
+        last = (rest or local)[-1][1]
+        (rest or local).append((f"+threads={threads - 1}", dict(last, threads=threads - 1)))
+    return local, rest
+
+
+def _start(local: list, rest: list, alexnet, num_classes: int, device, impl: str, images, labels,
+           batch_size: int, size: int, steps: int, threads: int, backend: str):  # fmt: skip
+    """Build the local variants' steppers and start the heap process with the others;
+    returns the steppers, the heap process (or None) and the compile time (or None)."""
+    steppers, compile_s = {}, None
+    for name, v in local:
+        steppers[name], s = _build(alexnet, num_classes, device, name, v, images, labels,
+                                   batch_size, size, backend)  # fmt: skip
+        compile_s = s if s is not None else compile_s
+    child = None
+    if rest:
+        child = _HeapProcess({"device": str(device), "impl": impl, "num_classes": num_classes,
+                              "images": images, "labels": labels, "batch_size": batch_size,
+                              "size": size, "steps": steps, "threads": threads,
+                              "backend": backend, "variants": rest})  # fmt: skip
+        compile_s = child.compile_s if child.compile_s is not None else compile_s
+    return steppers, child, compile_s
+
+
 def _build(alexnet, num_classes: int, device, name: str, v: dict, images, labels,
-           batch_size: int, size: int):  # fmt: skip
+           batch_size: int, size: int, backend: str = "inductor"):  # fmt: skip
     """One variant's stepper (its model seeded alike), after a first round of one step (which
     compiles it when asked, and builds oneDNN's kernels); returns it and the compile time."""
     import torch
@@ -236,7 +267,7 @@ def _build(alexnet, num_classes: int, device, name: str, v: dict, images, labels
         m = m.to(memory_format=torch.channels_last)
     t0 = time.perf_counter()
     if v.get("compile"):
-        m = torch.compile(m)
+        m = torch.compile(m, backend=backend)
     if name == "seed":
         def make_batches():
             return _seed_loader(images, labels, batch_size, size)
@@ -265,7 +296,7 @@ def _heap_worker(conn, cfg: dict) -> None:
         torch.set_num_threads(cfg["threads"])
         device = torch.device(cfg["device"])
         alexnet = load_lesson_module("03_torch_scratch", "alexnet", cfg["impl"])
-        args = (cfg["images"], cfg["labels"], cfg["batch_size"], cfg["size"])
+        args = (cfg["images"], cfg["labels"], cfg["batch_size"], cfg["size"], cfg["backend"])
         steppers, compile_s = {}, None
         for name, v in cfg["variants"]:
             steppers[name], s = _build(alexnet, cfg["num_classes"], device, name, v, *args)
