@@ -118,11 +118,11 @@ def _bench_provenance(args: argparse.Namespace, data, load: list | None) -> dict
     import time
 
     from alexnet_course.compare.runner import (
-        KERNEL_ENV,
         _versions,
         git_commit,
         git_uncommitted,
         hardware_text,
+        kernel_limits,
         public_path,
         public_text,
     )
@@ -132,7 +132,7 @@ def _bench_provenance(args: argparse.Namespace, data, load: list | None) -> dict
             "git_commit": git_commit(), "git_uncommitted": git_uncommitted(),
             "versions": _versions(),
             "hardware": hardware_text(pick_device()),
-            "kernel_environment": {k: os.environ[k] for k in KERNEL_ENV if os.environ.get(k)},
+            "kernel_environment": kernel_limits(),
             "load_average_at_start": load and [round(x, 2) for x in load],
             "load_average_at_end": ([round(x, 2) for x in os.getloadavg()]
                                     if hasattr(os, "getloadavg") else None),
@@ -271,7 +271,7 @@ def build_parser() -> argparse.ArgumentParser:
                            "course's: training images/second and their ratio")  # fmt: skip
     _add_data_dir(bench)
     bench.add_argument("--steps", type=int, default=5,
-                       help="timed training steps per round, after one warm-up step (default 5)")
+                       help="timed training steps per round, after its warm-up (default 5)")
     bench.add_argument("--batch-size", type=int, default=32, help="default 32")
     bench.add_argument("--size", type=int, default=224, help="input size in pixels (default 224)")
     bench.add_argument("--impl", choices=("solutions", "lessons"), default=None,

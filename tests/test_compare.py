@@ -493,29 +493,43 @@ def test_a_budget_scales_every_arm_alike():
         plan.make_plan(costs, epochs=3, n_train=45000, budget_minutes=0.5)
 
 
+def _measured(fp32: float, channels_last: float):
+    """A stand-in for settings.measure_settings: fp32, with these step times."""
+
+    def measure(make_model, device, **kw):
+        return {"autocast": None, "channels_last": False, "bf16_supported": False, "threads": 1,
+                "step_seconds": {"fp32": fp32, "fp32+channels_last": channels_last},
+                "reason": "test"}  # fmt: skip
+
+    return measure
+
+
+def _budget_run(out, arms: str, budget: str) -> tuple[list, list, list]:
+    """compare --profile smoke with a budget; each arm's results.json (all must be ok), its
+    plan, and what it ran: (epochs, training images)."""
+    assert main(["compare", "--profile", "smoke", "--out", str(out), "--no-download",
+                 "--arms", arms, "--budget-minutes", budget]) == 0  # fmt: skip
+    results, plans, ran = [], [], []
+    for arm in arms.split(","):
+        res = json.loads((out / arm / "results.json").read_text())
+        assert res["status"] == "ok", res.get("traceback")
+        results.append(res)
+        plans.append(res["plan"])
+        ran.append((len(res["history"]["val_accuracy"]), res["provenance"]["split"]["train"]))
+    return results, plans, ran
+
+
 def test_budget_run_records_the_same_scaling_for_every_arm_and_what_ran(tmp_path, monkeypatch):
     """compare --budget-minutes on the smoke profile, with measured steps replaced by slow
     ones so that the budget bites: each arm ran the planned epochs on the planned images,
     and its results.json says so, with the settings it trained with."""
     from alexnet_course.compare import runner, settings
 
-    def slow(make_model, device, **kw):
-        return {"autocast": None, "channels_last": False, "bf16_supported": False, "threads": 1,
-                "step_seconds": {"fp32": 2.0, "fp32+channels_last": 2.5}, "reason": "test"}
-
-    monkeypatch.setattr(settings, "measure_settings", slow)
+    monkeypatch.setattr(settings, "measure_settings", _measured(2.0, 2.5))
     monkeypatch.setattr(runner, "_keras_step", lambda *a: 2.5)
-    out = tmp_path / "run"
-    arms = "torch-scratch,keras-scratch"
-    assert main(["compare", "--profile", "smoke", "--out", str(out), "--no-download",
-                 "--arms", arms, "--budget-minutes", "1.2"]) == 0  # fmt: skip
-    plans, ran = [], []
-    for arm in arms.split(","):
-        res = json.loads((out / arm / "results.json").read_text())
-        assert res["status"] == "ok", res.get("traceback")
-        plans.append(res["plan"])
-        ran.append((len(res["history"]["val_accuracy"]), res["provenance"]["split"]["train"]))
-        if arm.startswith("torch"):
+    results, plans, ran = _budget_run(tmp_path / "run", "torch-scratch,keras-scratch", "1.2")
+    for res in results:
+        if res["arm"].startswith("torch"):
             assert res["settings"]["autocast"] is None and res["settings"]["channels_last"] is False
             assert res["provenance"]["precision"].startswith("fp32")
     assert all(p == plans[0] for p in plans)
@@ -533,26 +547,13 @@ def test_budget_plan_is_made_again_when_the_first_arm_runs_slower(tmp_path, monk
 
     from alexnet_course.compare import runner, settings
 
-    def fast(make_model, device, **kw):
-        return {"autocast": None, "channels_last": False, "bf16_supported": False, "threads": 1,
-                "step_seconds": {"fp32": 0.001, "fp32+channels_last": 0.002}, "reason": "test"}
-
-    monkeypatch.setattr(settings, "measure_settings", fast)
+    monkeypatch.setattr(settings, "measure_settings", _measured(0.001, 0.002))
     monkeypatch.setattr(runner, "_keras_step", lambda *a: 0.001)
     monkeypatch.setattr(runner, "REPLAN_STEPS", (1, 3))  # the smoke profile's epoch: 6 steps
     clock = itertools.count(0.0, 4.0)  # steps 2-3 take 2 s each on this clock
     monkeypatch.setattr(runner, "_replan_clock", lambda: next(clock))
-    out = tmp_path / "run"
-    arms = "torch-scratch,keras-scratch"
-    assert main(["compare", "--profile", "smoke", "--out", str(out), "--no-download",
-                 "--arms", arms, "--budget-minutes", "1.2"]) == 0  # fmt: skip
+    _, plans, ran = _budget_run(tmp_path / "run", "torch-scratch,keras-scratch", "1.2")
     assert "the plan is made again" in capsys.readouterr().out
-    plans, ran = [], []
-    for arm in arms.split(","):
-        res = json.loads((out / arm / "results.json").read_text())
-        assert res["status"] == "ok", res.get("traceback")
-        plans.append(res["plan"])
-        ran.append((len(res["history"]["val_accuracy"]), res["provenance"]["split"]["train"]))
     assert all(p == plans[0] for p in plans)
     p = plans[0]
     check = p["check"]
@@ -567,19 +568,12 @@ def test_budget_plan_is_made_again_when_the_first_arm_runs_slower(tmp_path, monk
 def test_budget_plan_stands_when_the_first_arm_runs_as_planned(tmp_path, monkeypatch):
     from alexnet_course.compare import runner, settings
 
-    def measured(make_model, device, **kw):
-        return {"autocast": None, "channels_last": False, "bf16_supported": False, "threads": 1,
-                "step_seconds": {"fp32": 1.0, "fp32+channels_last": 1.1}, "reason": "test"}
-
-    monkeypatch.setattr(settings, "measure_settings", measured)
+    monkeypatch.setattr(settings, "measure_settings", _measured(1.0, 1.1))
     monkeypatch.setattr(runner, "_batch_seconds", lambda *a: 0.0)
     monkeypatch.setattr(runner, "REPLAN_STEPS", (1, 3))
     clock = iter([0.0, 2.08])  # 1.04 s a step: within the tolerance
     monkeypatch.setattr(runner, "_replan_clock", lambda: next(clock))
-    out = tmp_path / "run"
-    assert main(["compare", "--profile", "smoke", "--out", str(out), "--no-download",
-                 "--arms", "torch-scratch", "--budget-minutes", "10"]) == 0  # fmt: skip
-    res = json.loads((out / "torch-scratch" / "results.json").read_text())
+    (res,), _, _ = _budget_run(tmp_path / "run", "torch-scratch", "10")
     assert res["plan"]["check"]["ratio"] == 1.04 and "before" not in res["plan"]["check"]
     assert "plan stands" in res["plan"]["check"]["why"]
     assert len(res["history"]["val_accuracy"]) == res["plan"]["epochs"] == 2

@@ -209,9 +209,9 @@ def run_bench(data, *, impl: str, steps: int = 5, batch_size: int = 32, size: in
         echo(f"  (torch.compile took {compile_s:.0f} s before its first step)")
     if compile_failed:
         echo(f"  (+compile not measured: torch.compile failed here: {compile_failed})")
-    if device.type == "cpu" and threads > 1:
-        echo(f"  (+threads={threads - 1}: the row above with one thread fewer, what compare "
-             "switches to when another process takes a core)")
+    if thread_row := next((n for n, v in variants if v.get("threads")), None):
+        echo(f"  ({thread_row}: the row above with one thread fewer, what compare switches to "
+             "when another process takes a core)")
     echo(f"  seed pipeline: {ips['seed']:.1f} images/s; reference pipeline ({reference}): "
          f"{ips[reference]:.1f} images/s; ratio: {ratios[reference]:.2f}x")
     return result

@@ -42,59 +42,6 @@ LIVE_ESTIMATE_AFTER = 5  # batches: then each arm prints its expected time
 # REPLAN_STEPS[1] (before the thread watch's first probe) are timed against the plan's step
 REPLAN_STEPS = (2, 10)
 REPLAN_TOLERANCE = 1.05  # slower than planned by more than this: the plan is made again
-
-
-class Replan(Exception):  # noqa: N818 - a signal, not an error
-    """The first arm's steps ran slower than the plan's measured ones, so much that the run
-    would not keep its budget: the plan is made again from the steps that ran, and the arm
-    starts afresh under it (no arm has finished, so every arm still gets the same plan)."""
-
-    def __init__(self, plan, record: dict):
-        super().__init__(record["why"])
-        self.plan, self.record = plan, record
-
-
-def _replan_clock() -> float:
-    return time.perf_counter()
-
-
-def _check_plan(arm: str, args, step_seconds: float) -> None:
-    """Compare the first arm's running step with its planned one; raise :class:`Replan` when
-    the plan made again from the ratio (applied to every arm's steps) scales differently.
-    Runs once per run; the outcome goes into the plan as ``check``."""
-    import dataclasses
-
-    args.replan_armed = False
-    plan, costs = args.plan, args.plan_costs
-    planned = next(c.step_seconds for c in costs if c.arm == arm)
-    ratio = step_seconds / planned
-    record = {"arm": arm, "steps": f"{REPLAN_STEPS[0] + 1}-{REPLAN_STEPS[1]}",
-              "step_seconds": round(step_seconds, 4), "planned_step_seconds": round(planned, 4),
-              "ratio": round(ratio, 3)}  # fmt: skip
-    if ratio <= REPLAN_TOLERANCE:
-        plan.check = dict(record, why="the steps ran as planned: the plan stands")
-        return
-    slower = [dataclasses.replace(c, step_seconds=c.step_seconds * ratio) for c in costs]
-    try:
-        new = plan_mod.make_plan(slower, epochs=plan.epochs_unscaled,
-                                 n_train=plan.train_images_unscaled,
-                                 budget_minutes=plan.budget_minutes,
-                                 spent_seconds=time.perf_counter() - args.t_start)  # fmt: skip
-    except ValueError as e:  # not even two batches fit now: run the plan, say so
-        plan.check = dict(record, why=f"{ratio:.2f}x the planned step, and no plan fits the "
-                          f"budget any more ({e}): the plan stands")  # fmt: skip
-        print(f"\n[{arm}] warning: {plan.check['why']}", flush=True)
-        return
-    if (new.epochs, new.train_images) == (plan.epochs, plan.train_images):
-        plan.check = dict(record, why=f"{ratio:.2f}x the planned step; the plan still fits")
-        return
-    record["why"] = (f"{ratio:.2f}x the planned step: made again from the steps that ran "
-                     f"(every arm's measured step times {ratio:.2f}); epochs {plan.epochs} -> "
-                     f"{new.epochs}, training images {plan.train_images} -> {new.train_images}")
-    record["before"] = {"epochs": plan.epochs, "train_images": plan.train_images,
-                        "estimated_total_seconds": round(plan.estimated_total_seconds, 1)}
-    new.check = record
-    raise Replan(new, record)
 TRAIN_EVAL_IMAGES = 5000  # keras arms: training accuracy measured on this many training images
 TRAIN_ACCURACY_KIND = {
     "torch": "running accuracy over the epoch's batches (training mode, augmented)",
@@ -232,6 +179,11 @@ def _versions() -> dict:
 KERNEL_ENV = ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY")
 
 
+def kernel_limits() -> dict[str, str]:
+    """The :data:`KERNEL_ENV` variables set in this process's environment."""
+    return {k: os.environ[k] for k in KERNEL_ENV if os.environ.get(k)}
+
+
 def hardware_text(device) -> str:
     """The CPU's model, cores and torch threads, the CPU kernels torch dispatches to and any
     :data:`KERNEL_ENV` limit on them; the GPU's name on CUDA."""
@@ -249,7 +201,7 @@ def hardware_text(device) -> str:
         text += f"; CPU kernels {torch.backends.cpu.get_cpu_capability()}"
     except AttributeError:  # older torch
         pass
-    limits = [f"{k}={os.environ[k]}" for k in KERNEL_ENV if os.environ.get(k)]
+    limits = [f"{k}={v}" for k, v in kernel_limits().items()]
     if limits:
         text += f" (limited by {', '.join(limits)})"
     if device.type == "cuda":
@@ -258,7 +210,6 @@ def hardware_text(device) -> str:
 
 
 def provenance(args, profile: Profile, data, device) -> dict:
-
     from alexnet_course.compare.settings import describe
 
     return {
@@ -270,7 +221,7 @@ def provenance(args, profile: Profile, data, device) -> dict:
         "versions": _versions(),
         "device": str(device),
         "hardware": hardware_text(device),
-        "kernel_environment": {k: os.environ[k] for k in KERNEL_ENV if os.environ.get(k)},
+        "kernel_environment": kernel_limits(),
         "allocator": getattr(args, "allocator", None) or "the C library's defaults",
         "precision": (f"{describe(args.torch_settings)} (torch arms)"
                       + (", fp32 (keras arms)" if "keras" in args.arms else "")
@@ -788,6 +739,59 @@ def _epochs(args, profile: Profile) -> int:
     if getattr(args, "plan", None) is not None:
         return args.plan.epochs
     return args.epochs or profile.epochs
+
+
+class Replan(Exception):  # noqa: N818 - a signal, not an error
+    """The first arm's steps ran slower than the plan's measured ones, so much that the run
+    would not keep its budget: the plan is made again from the steps that ran, and the arm
+    starts afresh under it (no arm has finished, so every arm still gets the same plan)."""
+
+    def __init__(self, plan, record: dict):
+        super().__init__(record["why"])
+        self.plan, self.record = plan, record
+
+
+def _replan_clock() -> float:
+    return time.perf_counter()
+
+
+def _check_plan(arm: str, args, step_seconds: float) -> None:
+    """Compare the first arm's running step with its planned one; raise :class:`Replan` when
+    the plan made again from the ratio (applied to every arm's steps) scales differently.
+    Runs once per run; the outcome goes into the plan as ``check``."""
+    import dataclasses
+
+    args.replan_armed = False
+    plan, costs = args.plan, args.plan_costs
+    planned = next(c.step_seconds for c in costs if c.arm == arm)
+    ratio = step_seconds / planned
+    record = {"arm": arm, "steps": f"{REPLAN_STEPS[0] + 1}-{REPLAN_STEPS[1]}",
+              "step_seconds": round(step_seconds, 4), "planned_step_seconds": round(planned, 4),
+              "ratio": round(ratio, 3)}  # fmt: skip
+    if ratio <= REPLAN_TOLERANCE:
+        plan.check = dict(record, why="the steps ran as planned: the plan stands")
+        return
+    slower = [dataclasses.replace(c, step_seconds=c.step_seconds * ratio) for c in costs]
+    try:
+        new = plan_mod.make_plan(slower, epochs=plan.epochs_unscaled,
+                                 n_train=plan.train_images_unscaled,
+                                 budget_minutes=plan.budget_minutes,
+                                 spent_seconds=time.perf_counter() - args.t_start)  # fmt: skip
+    except ValueError as e:  # not even two batches fit now: run the plan, say so
+        plan.check = dict(record, why=f"{ratio:.2f}x the planned step, and no plan fits the "
+                          f"budget any more ({e}): the plan stands")  # fmt: skip
+        print(f"\n[{arm}] warning: {plan.check['why']}", flush=True)
+        return
+    if (new.epochs, new.train_images) == (plan.epochs, plan.train_images):
+        plan.check = dict(record, why=f"{ratio:.2f}x the planned step; the plan still fits")
+        return
+    record["why"] = (f"{ratio:.2f}x the planned step: made again from the steps that ran "
+                     f"(every arm's measured step times {ratio:.2f}); epochs {plan.epochs} -> "
+                     f"{new.epochs}, training images {plan.train_images} -> {new.train_images}")
+    record["before"] = {"epochs": plan.epochs, "train_images": plan.train_images,
+                        "estimated_total_seconds": round(plan.estimated_total_seconds, 1)}
+    new.check = record
+    raise Replan(new, record)
 
 
 def _live_estimate(arm: str, step_s: float, steps: int, epochs: int, plan) -> None:
