@@ -137,7 +137,8 @@ def test_bench_prints_both_pipelines_and_the_ratio(tmp_path, capsys):
     # what each variant ran with is recorded; the thread variant ran at one thread fewer
     ran = res["variants"]
     assert ran["seed"] == {"pipeline": False, "channels_last": False, "bf16": False,
-                           "compile": False, "heap": False, "threads": 2}  # fmt: skip
+                           "compile": False, "nnpack": [], "fused_sgd": False, "heap": False,
+                           "threads": 2}  # fmt: skip
     assert ran["+channels_last"]["channels_last"] and ran["+channels_last"]["threads"] == 2
     assert ran["+threads=1"]["threads"] == 1 and "+threads=1" in out
     assert list(ran)[-1] == "+threads=1"  # the row above it, with one thread fewer
@@ -149,6 +150,18 @@ def test_bench_prints_both_pipelines_and_the_ratio(tmp_path, capsys):
     if sys.platform.startswith("linux"):  # glibc: the heap setting, measured in its own process
         assert "+heap" in res["ratio_to_seed"] and res["images_per_s"]["+heap"] > 0
         assert res["heap_setting"] and "+heap" in out
+    from alexnet_course.compare import convs
+
+    if convs.available():  # each layer NNPACK can compute, timed both ways; the faster used
+        picked = res["nnpack_layers"]["+nnpack"]
+        assert len(picked) == 4  # AlexNet's stride-1 convolutions: conv2 to conv5
+        assert all(r["onednn_ms"] > 0 and r["nnpack_ms"] > 0 for r in picked.values())
+        assert ran["+nnpack"]["nnpack"] == [k for k, r in picked.items() if r["nnpack"]]
+        assert "+nnpack: NNPACK in" in out
+    else:
+        assert "+nnpack" not in ran and "+nnpack not measured" in out
+    if "+fused_sgd" in ran:
+        assert ran["+fused_sgd"]["fused_sgd"] and not ran["+heap"]["fused_sgd"]
     # a compiler that fails (here: a backend that does not exist) is reported, and the rest
     # is measured all the same
     assert main(["bench", "--data-dir", str(tmp_path), "--steps", "1", "--batch-size", "4",
@@ -212,7 +225,7 @@ def test_every_arm_follows_the_same_learning_rate_curve():
 def _fake_times(table):
     """A stand-in for settings._step_seconds: fixed seconds per (bf16, channels_last)."""
 
-    def measure(model, x, y, *, bf16, channels_last, steps):
+    def measure(model, x, y, *, bf16, channels_last, steps, **_):
         return [table[(bf16, channels_last)]] * steps
 
     return measure
@@ -230,7 +243,7 @@ def test_no_bf16_support_means_fp32(monkeypatch):
     assert settings.bf16_supported(torch.device("cpu")) is False
     tried = []
 
-    def measure(model, x, y, *, bf16, channels_last, steps):
+    def measure(model, x, y, *, bf16, channels_last, steps, **_):
         tried.append(bf16)
         return [1.0] * steps
 
@@ -285,7 +298,8 @@ def test_settings_follow_the_measurement(monkeypatch, table, autocast, cl):
 
     monkeypatch.setattr(settings, "bf16_supported", lambda device: True)
     got = settings.measure_settings(lambda: nn.Conv2d(3, 4, 3), torch.device("cpu"),
-                                    batch_size=2, size=8, measure=_fake_times(table))  # fmt: skip
+                                    batch_size=2, size=8, measure=_fake_times(table),
+                                    pick_convs=lambda model, x: {})  # fmt: skip
     assert (got["autocast"], got["channels_last"]) == (autocast, cl)
     assert set(got["step_seconds"]) == {"fp32", "fp32+channels_last", "bf16", "bf16+channels_last"}
 
@@ -295,7 +309,7 @@ def _compiled_faster(compiled: float):
     torch.compile'd model."""
     import torch
 
-    def measure(model, x, y, *, bf16, channels_last, steps):
+    def measure(model, x, y, *, bf16, channels_last, steps, **_):
         is_compiled = isinstance(model, torch._dynamo.eval_frame.OptimizedModule)
         return [compiled if is_compiled else 1.0] * steps
 
@@ -331,7 +345,7 @@ def test_a_compiler_that_fails_is_a_reason_not_an_error():
 
     from alexnet_course.compare import settings
 
-    def measure(model, x, y, *, bf16, channels_last, steps):
+    def measure(model, x, y, *, bf16, channels_last, steps, **_):
         if isinstance(model, torch._dynamo.eval_frame.OptimizedModule):
             raise RuntimeError("InvalidCxxCompiler: No working C compiler detected\nmore")
         return [1.0] * steps
@@ -383,6 +397,60 @@ def test_a_compiled_setting_trains_the_arm_compiled_and_says_so(tmp_path, monkey
     assert len(compiled) == 2
 
 
+def test_nnpack_and_fused_sgd_train_the_arm_where_measured_faster(tmp_path, monkeypatch):
+    """Where NNPACK's convolutions and the fused SGD measure faster, the torch arm trains with
+    them: its own layers are picked (its shapes, not the measurement's model's), and
+    results.json records what ran; --no-nnpack keeps NNPACK out."""
+    import dataclasses
+
+    import torch
+
+    from alexnet_course.compare import convs, runner, settings
+
+    if not convs.available():
+        pytest.skip("NNPACK is not available here (it needs AVX2 and FMA)")
+    monkeypatch.setitem(runner.PROFILES, "smoke",
+                        dataclasses.replace(runner.PROFILES["smoke"], tune=True, train_limit=64))
+
+    def pick(model, x):  # every layer NNPACK can compute measures faster
+        return {n: {"onednn_ms": 2.0, "nnpack_ms": 1.0, "nnpack": True}
+                for n, m in model.named_modules() if convs.eligible(m)}  # fmt: skip
+
+    def step(model, x, y, *, bf16, channels_last, steps, **_):
+        uses = any(convs.uses_nnpack(m) for m in model.modules())
+        return [0.5 if uses else 1.0] * steps
+
+    monkeypatch.setattr(convs, "pick_layers", pick)
+    monkeypatch.setattr(settings, "_step_seconds", step)
+    used, fused = [], []
+    real_use, real_fuse = convs.use_nnpack, settings.use_fused_sgd
+    monkeypatch.setattr(convs, "use_nnpack", lambda m, names: used.append(list(names)) or
+                        real_use(m, names))  # fmt: skip
+    monkeypatch.setattr(settings, "use_fused_sgd", lambda opt: fused.append(opt) or real_fuse(opt))
+    common = ["compare", "--profile", "smoke", "--no-download", "--arms", "torch-scratch",
+              "--epochs", "1", "--no-bf16", "--no-compile"]  # fmt: skip
+    assert main([*common, "--out", str(tmp_path / "on")]) == 0
+    res = json.loads((tmp_path / "on" / "torch-scratch" / "results.json").read_text())
+    assert res["status"] == "ok", res.get("traceback")
+    st = res["settings"]
+    assert len(st["nnpack"]) == 4 and settings.describe_key(st).endswith("+nnpack")
+    assert st["chosen_step_seconds"] == 0.5
+    # the arm picked its own model's layers, and trained with exactly those
+    assert used[-1] == convs.chosen(st["nnpack_arm_layers"]) == list(st["nnpack_arm_layers"])
+    assert "NNPACK convolutions" in res["provenance"]["precision"]
+    assert res["test_accuracy"] > 0.1  # it learnt through NNPACK's convolutions
+    if settings.fused_sgd_available(torch.device("cpu")):  # measured, and recorded as it ran
+        ms = st["sgd_step_ms"]
+        assert st["fused_sgd"] == (ms["fused"] * settings.MIN_GAIN <= ms["default"])
+        assert bool(fused) == st["fused_sgd"]
+        assert all(all(g["fused"] for g in opt.param_groups) for opt in fused)
+    used.clear()
+    assert main([*common, "--no-nnpack", "--out", str(tmp_path / "off")]) == 0
+    off = json.loads((tmp_path / "off" / "torch-scratch" / "results.json").read_text())
+    assert off["settings"]["nnpack"] == [] and "nnpack_arm_layers" not in off["settings"]
+    assert not any(used) and "NNPACK not allowed" in off["settings"]["reason"]
+
+
 def test_cpu_run_without_bf16_trains_in_fp32_and_records_it(tmp_path, monkeypatch):
     """The whole runner on a CPU forced to 'no bf16': the arm's results.json says fp32 and
     the settings that ran (the model never saw autocast)."""
@@ -405,7 +473,8 @@ def test_cpu_run_without_bf16_trains_in_fp32_and_records_it(tmp_path, monkeypatc
     res = json.loads((out / "torch-scratch" / "results.json").read_text())
     assert res["status"] == "ok", res.get("traceback")
     assert res["settings"]["autocast"] is None and res["settings"]["bf16_supported"] is False
-    assert set(res["settings"]["step_seconds"]) == {"fp32", "fp32+channels_last"}
+    assert {"fp32", "fp32+channels_last"} <= set(res["settings"]["step_seconds"]) <= \
+        {"fp32", "fp32+channels_last", "fp32+nnpack", "fp32+channels_last+nnpack"}
     assert res["provenance"]["precision"].startswith("fp32")
     assert not seen
     # what ran: every step is counted at the thread count it ran with

@@ -17,7 +17,13 @@ each variant's rate is its median step over all rounds. The variants:
   setting cannot be undone in a process, so this variant and those after it run in a
   process of their own, which answers the parent's requests in turn: the steps stay
   interleaved, and the seed pipeline runs with glibc's defaults, as the notebook did;
-* ``+bf16``: and bf16 autocast, only where the hardware has bf16 units;
+* ``+nnpack``: and NNPACK's Winograd and FFT convolutions in the layers where a per-layer
+  measurement shows them faster (:mod:`alexnet_course.compare.convs`), on a CPU that runs
+  NNPACK; the layers and their times are reported;
+* ``+fused_sgd``: and SGD's fused kernel (the same update in one pass over each parameter),
+  where this torch has one for the device;
+* ``+bf16``: the row above with bf16 autocast instead of NNPACK (which computes fp32 only),
+  only where the hardware has bf16 units;
 * ``+compile``: and ``torch.compile`` (with ``--compile``; its compile time is reported);
 * ``+threads=N``: on a CPU with more than one torch thread, the row above with one thread
   fewer: what ``compare``'s thread watch (:class:`alexnet_course.compare.settings.ThreadWatch`)
@@ -69,7 +75,9 @@ class _Stepper:
 
         self.model, self.make_batches, self.device, self.v = model, make_batches, device, v
         self.warmup = warmup
-        self.opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+        self.nnpack_layers: dict = {}  # what convs.pick_layers measured, where NNPACK was tried
+        self.opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9,
+                                   fused=True if v.get("fused") else None)  # fmt: skip
 
     def _step(self, it) -> None:
         import torch
@@ -127,7 +135,7 @@ def run_bench(data, *, impl: str, steps: int = 5, batch_size: int = 32, size: in
 
     import torch
 
-    from alexnet_course.compare.settings import HEAP_SETTING, bf16_supported, is_glibc
+    from alexnet_course.compare import settings as st
     from alexnet_course.device import pick_device
     from alexnet_course.grading.learner import load_lesson_module
 
@@ -139,13 +147,18 @@ def run_bench(data, *, impl: str, steps: int = 5, batch_size: int = 32, size: in
         raise ValueError(f"bench needs {n} training images ({steps} timed steps and "
                          f"{SEED_WORKERS} warm-up steps of batch {batch_size}), the data has "
                          f"{len(labels)}")  # fmt: skip
-    bf16 = allow_bf16 and bf16_supported(device)
-    heap = is_glibc()
+    bf16 = allow_bf16 and st.bf16_supported(device)
+    heap = st.is_glibc()
     heap_from_env = [k for k in ("MALLOC_MMAP_MAX_", "MALLOC_TRIM_THRESHOLD_") if k in os.environ]
     threads = torch.get_num_threads()
     kw = dict(heap=heap, bf16=bf16, threads=threads if device.type == "cpu" else 1)
     args = (alexnet, data.num_classes, device, impl, images, labels, batch_size, size, steps,
             threads, compile_backend)  # fmt: skip
+    if device.type == "cpu":
+        from alexnet_course.compare import convs
+
+        kw["nnpack"] = convs.available()
+    kw["fused"] = st.fused_sgd_available(device)
     local, rest = _variants(compile=compile, **kw)
     compile_failed = None
     try:
@@ -157,6 +170,8 @@ def run_bench(data, *, impl: str, steps: int = 5, batch_size: int = 32, size: in
         echo(f"torch.compile failed here ({compile_failed}): measuring without it")
         local, rest = _variants(compile=False, **kw)
         steppers, child, compile_s = _start(local, rest, *args)
+    layers = {name: s.nnpack_layers for name, s in steppers.items() if s.nnpack_layers}
+    layers |= child.nnpack_layers if child is not None else {}
     variants = local + rest
     seconds: dict[str, list[float]] = {name: [] for name, _ in variants}
     ran_threads: dict[str, int] = {}
@@ -174,9 +189,11 @@ def run_bench(data, *, impl: str, steps: int = 5, batch_size: int = 32, size: in
     reference = max((k for k in ips if k != "seed"), key=ips.get)
     result = {"device": str(device), "steps": steps, "batch_size": batch_size, "size": size,
               "rounds": rounds, "statistic": "median step over the interleaved rounds",
-              "threads": threads, "bf16_supported": bf16_supported(device),
+              "threads": threads, "bf16_supported": st.bf16_supported(device),
               "variants": {name: {"pipeline": name != "seed", "channels_last": bool(v.get("cl")),
                                   "bf16": bool(v.get("bf16")), "compile": bool(v.get("compile")),
+                                  "nnpack": convs_used(layers.get(name, {})),
+                                  "fused_sgd": bool(v.get("fused")),
                                   "heap": name not in steppers, "threads": ran_threads[name]}
                            for name, v in variants},
               "images_per_s": ips, "ratio_to_seed": ratios, "reference": reference,
@@ -185,7 +202,8 @@ def run_bench(data, *, impl: str, steps: int = 5, batch_size: int = 32, size: in
               "compile_backend": compile_backend if compile else None,
               "compile_failed": compile_failed,
               "step_seconds": {k: [round(t, 6) for t in s] for k, s in seconds.items()},
-              "heap_setting": HEAP_SETTING if heap else None,
+              "nnpack_layers": layers,
+              "heap_setting": st.HEAP_SETTING if heap else None,
               "heap_in_environment": heap_from_env}  # fmt: skip
     echo(f"device {device}, {threads} torch threads: lesson 03's AlexNet (norm='batch'), "
          f"batch {batch_size} at {size} px, {rounds} interleaved rounds of {steps} steps of "
@@ -197,12 +215,21 @@ def run_bench(data, *, impl: str, steps: int = 5, batch_size: int = 32, size: in
         echo(f"  {name:<16}{ips[name]:>10.1f}{ratios[name]:>8.2f}x{step_gain:>12}")
         prev = name
     if heap:
-        echo(f"  (+heap and what follows it ran in a process of their own: {HEAP_SETTING})")
+        echo(f"  (+heap and what follows it ran in a process of their own: {st.HEAP_SETTING})")
     else:
         echo("  (+heap not measured: the C library is not glibc)")
     if heap_from_env:
         echo(f"  (note: {', '.join(heap_from_env)} set in the environment: every variant, the "
              "seed's too, ran with some of +heap's setting)")
+    for name, picked in layers.items():
+        used = convs_used(picked)
+        times = ", ".join(f"{k} {r['onednn_ms']:.0f} -> {r['nnpack_ms']:.0f} ms" for k, r in picked.items())
+        echo(f"  ({name}: NNPACK in {len(used)} of {len(picked)} layers; forward and backward of "
+             f"each, oneDNN -> NNPACK: {times})")  # fmt: skip
+    if not kw.get("nnpack"):
+        echo("  (+nnpack not measured: NNPACK is not available here)")
+    if not kw["fused"]:
+        echo("  (+fused_sgd not measured: this torch has no fused SGD for the device)")
     if not bf16:
         echo(f"  (+bf16 not measured: {'not allowed' if not allow_bf16 else 'no bf16 units here'})")
     if compile_s is not None:
@@ -217,15 +244,25 @@ def run_bench(data, *, impl: str, steps: int = 5, batch_size: int = 32, size: in
     return result
 
 
-def _variants(*, heap: bool, bf16: bool, compile: bool, threads: int) -> tuple[list, list]:
+def convs_used(picked: dict) -> list[str]:
+    return [name for name, r in picked.items() if r["nnpack"]]
+
+
+def _variants(*, heap: bool, bf16: bool, compile: bool, threads: int, nnpack: bool = False,
+              fused: bool = False) -> tuple[list, list]:  # fmt: skip
     """The variants measured in this process and those measured in the heap process, in
     table order; the thread variant (with ``threads`` > 1) repeats the last with one fewer."""
     local = [("seed", {}), ("pipeline", {"cl": False}), ("+channels_last", {"cl": True})]
     rest = [("+heap", {"cl": True})] if heap else []
+    if nnpack:
+        rest.append(("+nnpack", {"cl": True, "nnpack": True}))
+    if fused:
+        rest.append(("+fused_sgd", {"cl": True, "nnpack": nnpack, "fused": True}))
     if bf16:
-        rest.append(("+bf16", {"cl": True, "bf16": True}))
-    if compile:
-        rest.append(("+compile", {"cl": True, "bf16": bf16, "compile": True}))
+        rest.append(("+bf16", {"cl": True, "bf16": True, "fused": fused}))
+    if compile:  # on top of the fastest precision: bf16 where it exists, else fp32 (+nnpack)
+        rest.append(("+compile", {"cl": True, "bf16": bf16, "nnpack": nnpack and not bf16,
+                                  "fused": fused, "compile": True}))  # fmt: skip
     if not heap:
         local, rest = local + rest, []
     if threads > 1:
@@ -265,6 +302,21 @@ def _build(alexnet, num_classes: int, device, name: str, v: dict, images, labels
     m = alexnet.AlexNet(num_classes=num_classes, norm="batch").to(device)
     if v.get("cl"):
         m = m.to(memory_format=torch.channels_last)
+    picked = {}
+    if v.get("nnpack"):  # the layers NNPACK computes faster, at this batch and input size
+        from alexnet_course.compare import convs
+        from alexnet_course.compare.settings import probe_batch
+
+        x, _ = probe_batch(batch_size, size, device)
+        if v.get("cl"):
+            x = x.contiguous(memory_format=torch.channels_last)
+        before = torch.get_num_threads()
+        torch.set_num_threads(v.get("threads") or before)  # measured as the variant runs
+        try:
+            picked = convs.pick_layers(m, x)
+        finally:
+            torch.set_num_threads(before)
+        convs.use_nnpack(m, convs.chosen(picked))
     t0 = time.perf_counter()
     if v.get("compile"):
         m = torch.compile(m, backend=backend)
@@ -276,6 +328,7 @@ def _build(alexnet, num_classes: int, device, name: str, v: dict, images, labels
             return _ref_batches(images, labels, batch_size, size, device, v.get("cl", False))
     # the seed's first step waits for one worker to start, its second for the other
     stepper = _Stepper(m, make_batches, device, v, warmup=SEED_WORKERS if name == "seed" else 1)
+    stepper.nnpack_layers = picked
     stepper.round(0)
     return stepper, (time.perf_counter() - t0 if v.get("compile") else None)
 
@@ -301,7 +354,8 @@ def _heap_worker(conn, cfg: dict) -> None:
         for name, v in cfg["variants"]:
             steppers[name], s = _build(alexnet, cfg["num_classes"], device, name, v, *args)
             compile_s = s if s is not None else compile_s
-        conn.send(("ready", compile_s))
+        layers = {name: s.nnpack_layers for name, s in steppers.items() if s.nnpack_layers}
+        conn.send(("ready", (compile_s, layers)))
         while (name := conn.recv()) is not None:
             conn.send(("ok", steppers[name].round(cfg["steps"])))
     except BaseException as e:  # noqa: BLE001 - reported by the parent
@@ -319,7 +373,7 @@ class _HeapProcess:
         self.proc = ctx.Process(target=_heap_worker, args=(child, cfg), daemon=True)
         self.proc.start()
         child.close()
-        self.compile_s = self._answer()
+        self.compile_s, self.nnpack_layers = self._answer()
 
     def _answer(self):
         try:

@@ -33,7 +33,7 @@ from pathlib import Path
 
 from alexnet_course import CourseError, __version__
 from alexnet_course.compare import plan as plan_mod
-from alexnet_course.compare.settings import COMPILE_LIMIT_S
+from alexnet_course.compare.settings import COMPILE_LIMIT_S, SGD_ARGS
 
 ARMS = ("torch-scratch", "torch-tv-scratch", "torch-pretrained", "keras-scratch",
         "keras-pretrained")  # fmt: skip
@@ -132,6 +132,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="never use torch.compile (by default a tuned profile measures it and "
                         "uses it where it trains 5%% faster and compiles within "
                         f"{COMPILE_LIMIT_S:.0f} s)")  # fmt: skip
+    p.add_argument("--no-nnpack", action="store_true",
+                   help="never use NNPACK's convolutions (by default a tuned profile on a CPU "
+                        "measures them layer by layer and uses them where the step trains 5%% "
+                        "faster)")  # fmt: skip
     p.add_argument("--nproc", type=int, default=None, metavar="N",
                    help="train the torch arms on N processes of this machine (one per GPU; "
                         "DistributedDataParallel): runs this command under torchrun "
@@ -403,6 +407,8 @@ def run_torch_arm(arm: str, args, profile: Profile, data, device, folder: Path) 
     cl = settings["channels_last"]
     if cl:
         model = model.to(memory_format=torch.channels_last)
+    if settings.get("nnpack"):  # faster for lesson 03's model here: pick this model's layers
+        settings = dict(settings, nnpack_arm_layers=_pick_nnpack(model, profile, device, cl, d))
     kw = dict(batch_size=profile.batch_size, mean=mean, std=std, size=profile.input_size,
               seed=args.seed, device=device, channels_last=cl, rank=d.rank,
               world_size=d.world_size)  # fmt: skip
@@ -412,8 +418,7 @@ def run_torch_arm(arm: str, args, profile: Profile, data, device, folder: Path) 
     if make_opt is not None:  # pretrained: the new head at lr, pretrained layers at lr / 10
         opt = make_opt(model, lr=profile.lr, backbone_lr=profile.lr / 10)
     else:
-        opt = torch.optim.SGD(model.parameters(), lr=profile.lr, momentum=0.9,
-                              weight_decay=5e-4)  # fmt: skip
+        opt = torch.optim.SGD(model.parameters(), lr=profile.lr, **SGD_ARGS)
     epochs = _epochs(args, profile)
     total = epochs * len(tr)
     sched = torch.optim.lr_scheduler.LambdaLR(
@@ -434,6 +439,10 @@ def run_torch_arm(arm: str, args, profile: Profile, data, device, folder: Path) 
         history, start = state["history"], state["epoch"] + 1
         best, best_state = state["best"], state["best_state"]
         print(f"  resumed after epoch {start} from {ckpt}")
+    if settings.get("fused_sgd"):  # measured faster here (after a resume: its state is loaded)
+        from alexnet_course.compare.settings import use_fused_sgd
+
+        settings = dict(settings, fused_sgd=use_fused_sgd(opt))
     if settings["autocast"] == "bf16":
         autocast_forward(model)
     net = model  # the module itself: evaluation, state dicts, checkpoints
@@ -508,6 +517,25 @@ def run_torch_arm(arm: str, args, profile: Profile, data, device, folder: Path) 
     return res
 
 
+def _pick_nnpack(model, profile: Profile, device, cl: bool, d) -> dict:
+    """Measure which of this arm's convolutions NNPACK computes faster (at its batch and
+    input size, in its memory format) and make them use it; rank 0's pick on every rank."""
+    import torch
+
+    from alexnet_course.compare import convs
+    from alexnet_course.compare import distributed as dd
+    from alexnet_course.compare.settings import probe_batch
+
+    x, _ = probe_batch(profile.batch_size, profile.input_size, device)
+    if cl:
+        x = x.contiguous(memory_format=torch.channels_last)
+    picked = dd.broadcast(d, convs.pick_layers(model, x))
+    used = convs.use_nnpack(model, convs.chosen(picked))
+    print(f"  NNPACK convolutions in {len(used)} of {len(picked)} layers"
+          + (f" ({', '.join(used)})" if used else ""), flush=True)
+    return picked
+
+
 def torch_settings(args, profile: Profile, data, device) -> dict:
     """The torch arms' precision and memory format, measured once on lesson 03's model (see
     :mod:`alexnet_course.compare.settings`); every torch arm then trains with them."""
@@ -520,19 +548,22 @@ def torch_settings(args, profile: Profile, data, device) -> dict:
         chosen = st.measure_settings(lambda: scratch_torch_alexnet(profile, data.num_classes,
                                                                    args.impl),
                                      device, batch_size=profile.batch_size,
-                                     size=profile.input_size, allow_bf16=False, rounds=1)  # fmt: skip
+                                     size=profile.input_size, allow_bf16=False,
+                                     allow_nnpack=False, allow_fused_sgd=False, rounds=1)  # fmt: skip
         chosen.update(autocast=None, channels_last=False,
                       reason=f"profile {profile.name}: fp32, contiguous (measured for the budget)")
         chosen["chosen_step_seconds"] = chosen["step_seconds"]["fp32"]
         return chosen
-    print("measuring training settings (precision, memory format) on this machine ...")
+    print("measuring training settings (precision, memory format, convolutions) on this "
+          "machine ...")
 
     def make():
         return scratch_torch_alexnet(profile, data.num_classes, args.impl)
 
     chosen = st.measure_settings(make, device, batch_size=profile.batch_size,
                                  size=profile.input_size,
-                                 allow_bf16=profile.bf16 and not args.no_bf16)
+                                 allow_bf16=profile.bf16 and not args.no_bf16,
+                                 allow_nnpack=not args.no_nnpack)  # fmt: skip
     if profile.try_compile and not args.no_compile:
         print(f"  {st.describe(chosen)}; measuring torch.compile on top of it (compiling "
               f"takes a while on a CPU) ...", flush=True)  # fmt: skip

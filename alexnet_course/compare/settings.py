@@ -8,6 +8,10 @@ matrix units (no AVX512-BF16 or AMX) oneDNN emulates bf16, and one training step
   (:func:`bf16_supported`), and is used only when a measurement on this machine shows it
   faster than fp32;
 * ``channels_last`` is used only when a measurement shows it faster;
+* on a CPU, NNPACK's Winograd and FFT convolutions (:mod:`alexnet_course.compare.convs`)
+  are candidates for the layers where a per-layer measurement shows them faster (on an
+  AVX2-only CPU they are; with AVX-512, oneDNN's are), and are used only when the whole
+  training step then measures faster too;
 * ``torch.compile`` is measured on top of that pick (:func:`measure_compile`) and used only
   when it is faster and compiles in reasonable time;
 * the measurement trains the very model the arm trains (same batch size and input size)
@@ -19,9 +23,11 @@ that goes into each arm's ``results.json``.
 
 from __future__ import annotations
 
+import functools
 import sys
 import time
 from collections.abc import Callable
+from statistics import median
 
 MIN_GAIN = 1.05  # a candidate must be at least 5% faster than the plain setting to be used
 LOAD_CHANGE = 0.2  # ThreadWatch probes at once when the step time moves this much
@@ -43,14 +49,75 @@ def bf16_supported(device) -> bool:
     return False
 
 
-def _step_seconds(model, x, y, *, bf16: bool, channels_last: bool, steps: int) -> list[float]:
+SGD_ARGS = {"momentum": 0.9, "weight_decay": 5e-4}  # the scratch arms' optimizer (lr aside)
+
+
+def fused_sgd_available(device) -> bool:
+    """Whether this torch has a fused SGD kernel for ``device`` (CUDA, and CPUs since 2.4)."""
+    import torch
+
+    try:
+        p = torch.zeros(2, device=device, requires_grad=True)
+        p.grad = torch.ones_like(p)
+        torch.optim.SGD([p], lr=0.1, fused=True, **SGD_ARGS).step()
+    except (RuntimeError, TypeError, ValueError):
+        return False
+    return True
+
+
+def use_fused_sgd(opt) -> bool:
+    """Switch ``opt``, a ``torch.optim.SGD`` however it was built (the lesson's function
+    builds the pretrained arms'), to the fused kernel: the same update, in one pass over each
+    parameter. Returns whether it did (not for another optimizer, nor a differentiable one)."""
+    import torch
+
+    if type(opt) is not torch.optim.SGD or any(g.get("differentiable") for g in opt.param_groups):
+        return False
+    for group in (*opt.param_groups, opt.defaults):
+        group["fused"], group["foreach"] = True, False
+    opt._step_supports_amp_scaling = True  # what SGD(fused=True) sets
+    return True
+
+
+def measure_fused_sgd(model, device, *, steps: int = 3, rounds: int = 3) -> dict:
+    """Time ``torch.optim.SGD``'s step on ``model``'s parameters (the scratch arms'
+    momentum and weight decay), as PyTorch runs it by default and fused, in turn; the fused
+    kernel is used where it is :data:`MIN_GAIN` faster. On this course's 2-core CPU, fused
+    was 5x faster for AlexNet (18 ms against 88 ms a step). Returns ``{"fused_sgd": bool,
+    "sgd_step_ms": {"default": ms, "fused": ms}}``."""
+    import torch
+
+    if not fused_sgd_available(device):
+        return {"fused_sgd": False, "sgd_step_ms": {}}
+    params = [p for p in model.parameters() if p.requires_grad]
+    for p in params:
+        p.grad = torch.full_like(p, 1e-3)
+    opts = {"default": torch.optim.SGD(params, lr=1e-4, **SGD_ARGS),
+            "fused": torch.optim.SGD(params, lr=1e-4, fused=True, **SGD_ARGS)}  # fmt: skip
+    times = {k: [] for k in opts}
+    for opt in opts.values():
+        opt.step()  # momentum buffers
+    for _ in range(rounds):
+        for name, opt in opts.items():
+            for _ in range(steps):
+                t0 = time.perf_counter()
+                opt.step()
+                if device.type == "cuda":
+                    torch.cuda.synchronize()
+                times[name].append(time.perf_counter() - t0)
+    ms = {k: round(1e3 * median(v), 3) for k, v in times.items()}
+    return {"fused_sgd": ms["fused"] * MIN_GAIN <= ms["default"], "sgd_step_ms": ms}
+
+
+def _step_seconds(model, x, y, *, bf16: bool, channels_last: bool, steps: int,
+                  fused_sgd: bool = False) -> list[float]:  # fmt: skip
     """Seconds per training step (SGD, cross-entropy) of ``model`` on one batch."""
     import torch
 
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
         x = x.contiguous(memory_format=torch.channels_last)
-    opt = torch.optim.SGD(model.parameters(), lr=1e-4)
+    opt = torch.optim.SGD(model.parameters(), lr=1e-4, fused=fused_sgd or None, **SGD_ARGS)
     times = []
     for _ in range(steps):
         t0 = time.perf_counter()
@@ -66,7 +133,7 @@ def _step_seconds(model, x, y, *, bf16: bool, channels_last: bool, steps: int) -
     return times
 
 
-def _probe_batch(batch_size: int, size: int, device):
+def probe_batch(batch_size: int, size: int, device):
     """The random batch every measurement trains on (seeded: the same for every candidate)."""
     import torch
 
@@ -89,8 +156,10 @@ def _best_seconds(runs: dict[str, tuple], x, y, measure: Callable, *, steps: int
 
 
 def measure_settings(make_model: Callable, device, *, batch_size: int, size: int,
-                     allow_bf16: bool = True, steps: int = 2, rounds: int = 2,
-                     measure: Callable | None = None) -> dict:  # fmt: skip
+                     allow_bf16: bool = True, allow_nnpack: bool = True,
+                     allow_fused_sgd: bool = True, steps: int = 2, rounds: int = 2,
+                     measure: Callable | None = None,
+                     pick_convs: Callable | None = None) -> dict:  # fmt: skip
     """Measure the candidate settings and return the fastest correct one.
 
     Args:
@@ -98,23 +167,41 @@ def measure_settings(make_model: Callable, device, *, batch_size: int, size: int
         device: where training will run.
         batch_size, size: the batch and input size training will use.
         allow_bf16: the profile permits bf16 autocast (it is still measured, never assumed).
+        allow_nnpack: NNPACK convolutions may be measured (on a CPU).
+        allow_fused_sgd: the fused SGD kernel may be measured (:func:`measure_fused_sgd`).
         steps: timed steps per candidate and round (after one untimed warm-up step).
         rounds: candidates are measured in turn this many times; each keeps its best time.
         measure: replaces :func:`_step_seconds` (tests).
+        pick_convs: replaces :func:`alexnet_course.compare.convs.pick_layers` (tests).
 
     Returns:
-        ``{"autocast": "bf16" | None, "channels_last": bool, "bf16_supported": bool,
-        "step_seconds": {candidate: seconds}, "reason": str}``.
+        ``{"autocast": "bf16" | None, "channels_last": bool, "nnpack": [layer names],
+        "bf16_supported": bool, "step_seconds": {candidate: seconds},
+        "nnpack_layers": {layer: its measured times}, "reason": str}``.
     """
     import torch
 
-    measure = measure or _step_seconds
+    from alexnet_course.compare import convs
+
+    sgd = (measure_fused_sgd(make_model().to(device), device) if allow_fused_sgd
+           else {"fused_sgd": False, "sgd_step_ms": {}})  # fmt: skip
+    measure = measure or functools.partial(_step_seconds, fused_sgd=sgd["fused_sgd"])
     supported = bf16_supported(device)
     candidates = [("fp32", False, False), ("fp32+channels_last", False, True)]
     if allow_bf16 and supported:
         candidates += [("bf16", True, False), ("bf16+channels_last", True, True)]
-    x, y = _probe_batch(batch_size, size, device)
+    x, y = probe_batch(batch_size, size, device)
     runs = {name: (make_model().to(device), bf16, cl) for name, bf16, cl in candidates}
+    layers = {}
+    if device.type == "cpu" and allow_nnpack:  # NNPACK where it is faster, layer by layer
+        layers = (pick_convs or convs.pick_layers)(make_model().to(device), x)
+    nnpack = convs.chosen(layers)
+    if nnpack:  # fp32 only (NNPACK has no bf16), in either memory format
+        for name, cl in (("fp32+nnpack", False), ("fp32+channels_last+nnpack", True)):
+            model = make_model().to(device)
+            convs.use_nnpack(model, nnpack)
+            candidates.append((name, False, cl))
+            runs[name] = (model, False, cl)
     for model, bf16, cl in runs.values():  # warm-up: allocator, oneDNN primitive caches
         measure(model, x, y, bf16=bf16, channels_last=cl, steps=1)
     best = _best_seconds(runs, x, y, measure, steps=steps, rounds=rounds)
@@ -125,18 +212,40 @@ def measure_settings(make_model: Callable, device, *, batch_size: int, size: int
         if best[name] * MIN_GAIN <= base and best[name] < best[pick]:
             pick = name
     _, bf16, cl = next(c for c in candidates if c[0] == pick)
+    used = nnpack if pick.endswith("+nnpack") else []
+    if not allow_nnpack:
+        why_nnpack = "NNPACK not allowed"
+    elif device.type != "cpu":
+        why_nnpack = "NNPACK not tried (it is for CPUs)"
+    elif not convs.available():
+        why_nnpack = "NNPACK not tried: not available here (it needs a CPU with AVX2 and FMA)"
+    elif not layers:
+        why_nnpack = "NNPACK not tried: no convolution it can compute"
+    elif not nnpack:
+        why_nnpack = "NNPACK convolutions measured slower than oneDNN's in every layer"
+    elif used:
+        why_nnpack = f"NNPACK convolutions in {len(used)} of {len(layers)} layers ({', '.join(used)})"
+    else:
+        why_nnpack = (f"NNPACK measured faster in {len(nnpack)} layers, but not in the whole "
+                      "step")  # fmt: skip
     if not allow_bf16:
         why_bf16 = "bf16 not allowed (the profile, or --no-bf16)"
     elif not supported:
         why_bf16 = f"bf16 not tried: {device.type} without bf16 support"
     else:
         why_bf16 = "bf16 measured"
+    ms = sgd["sgd_step_ms"]
+    why_sgd = (f"fused SGD {'used' if sgd['fused_sgd'] else 'not used'}: its step "
+               f"{ms['fused']:.1f} ms against {ms['default']:.1f} ms" if ms
+               else "fused SGD not measured" if not allow_fused_sgd
+               else "fused SGD not available here")  # fmt: skip
     reason = (f"{pick}: fastest measured step ({best[pick]:.3f} s against {base:.3f} s in fp32, "
               f"batch {batch_size} at {size} px; a setting must gain {MIN_GAIN - 1:.0%} to be "
-              f"used); {why_bf16}")  # fmt: skip
-    return {"autocast": "bf16" if bf16 else None, "channels_last": cl,
+              f"used); {why_bf16}; {why_nnpack}; {why_sgd}")  # fmt: skip
+    return {"autocast": "bf16" if bf16 else None, "channels_last": cl, "nnpack": used, **sgd,
             "bf16_supported": supported, "threads": torch.get_num_threads(),
-            "step_seconds": {k: round(v, 4) for k, v in best.items()}, "reason": reason}  # fmt: skip
+            "step_seconds": {k: round(v, 4) for k, v in best.items()}, "nnpack_layers": layers,
+            "reason": reason}  # fmt: skip
 
 
 COMPILE_LIMIT_S = 120.0  # torch.compile is used only where it compiles the step within this
@@ -159,15 +268,23 @@ def measure_compile(make_model: Callable, device, chosen: dict, *, batch_size: i
     """
     import torch
 
-    measure = measure or _step_seconds
+    measure = measure or functools.partial(_step_seconds, fused_sgd=chosen.get("fused_sgd", False))
     bf16, cl = chosen["autocast"] == "bf16", chosen["channels_last"]
     key = describe_key(chosen)
-    x, y = _probe_batch(batch_size, size, device)
-    eager = make_model().to(device)
+    x, y = probe_batch(batch_size, size, device)
+
+    def make():
+        from alexnet_course.compare import convs
+
+        model = make_model().to(device)
+        convs.use_nnpack(model, chosen.get("nnpack") or [])
+        return model
+
+    eager = make()
     chosen.update(compile=None, compile_seconds=None)
     t0 = time.perf_counter()
     try:
-        compiled = torch.compile(make_model().to(device), backend=backend)
+        compiled = torch.compile(make(), backend=backend)
         measure(compiled, x, y, bf16=bf16, channels_last=cl, steps=1)  # compiles
     except Exception as e:  # a missing compiler, an unsupported op: eager it is
         first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
@@ -199,19 +316,25 @@ def fixed_settings(device, *, bf16: bool, reason: str) -> dict:
     use = bf16 and bf16_supported(device)
     return {"autocast": "bf16" if use else None, "channels_last": False,
             "bf16_supported": bf16_supported(device), "threads": torch.get_num_threads(),
-            "compile": None, "step_seconds": {}, "reason": reason}  # fmt: skip
+            "nnpack": [], "fused_sgd": False, "compile": None, "step_seconds": {},
+            "reason": reason}  # fmt: skip
 
 
 def describe_key(settings: dict) -> str:
     """The candidate name of ``settings`` in ``step_seconds`` ("bf16+channels_last", ...)."""
     name = "bf16" if settings["autocast"] == "bf16" else "fp32"
-    return name + ("+channels_last" if settings["channels_last"] else "")
+    name += "+channels_last" if settings["channels_last"] else ""
+    return name + ("+nnpack" if settings.get("nnpack") else "")
 
 
 def describe(settings: dict) -> str:
     parts = ["bf16 autocast" if settings["autocast"] == "bf16" else "fp32"]
     if settings["channels_last"]:
         parts.append("channels_last")
+    if settings.get("nnpack"):
+        parts.append(f"NNPACK convolutions ({len(settings['nnpack'])} layers)")
+    if settings.get("fused_sgd"):
+        parts.append("fused SGD")
     if settings.get("compile"):
         parts.append("torch.compile")
     return " + ".join(parts)

@@ -140,6 +140,11 @@ def _bench(path: Path, rel: str) -> str:
               f"{', '.join(f'{k} {v}' for k, v in prov['versions'].items())}; commit "
               f"`{commit_text(prov)}`; {prov['date']}",
               f"- reference step ({r['reference']}): **{r['ratio']:.2f}x** the seed pipeline"]
+    for name, picked in (r.get("nnpack_layers") or {}).items():
+        used = [k for k, t in picked.items() if t["nnpack"]]
+        times = ", ".join(f"`{k}` {t['onednn_ms']:.0f} → {t['nnpack_ms']:.0f} ms" for k, t in picked.items())
+        lines.append(f"- `{name}`: NNPACK in {len(used)} of {len(picked)} convolutions; one forward "
+                     f"and backward of each, oneDNN → NNPACK: {times}")  # fmt: skip
     if prov.get("note"):
         lines.append(f"- note: {prov['note']}")
     return "\n".join(lines)
