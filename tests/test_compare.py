@@ -412,9 +412,9 @@ def test_nnpack_and_fused_sgd_train_the_arm_where_measured_faster(tmp_path, monk
     monkeypatch.setitem(runner.PROFILES, "smoke",
                         dataclasses.replace(runner.PROFILES["smoke"], tune=True, train_limit=64))
 
-    def pick(model, x):  # every layer NNPACK can compute measures faster
-        return {n: {"onednn_ms": 2.0, "nnpack_ms": 1.0, "nnpack": True}
-                for n, m in model.named_modules() if convs.eligible(m)}  # fmt: skip
+    def pick(model, x):  # every layer NNPACK can compute measures faster, weight gradient too
+        return {n: {"onednn_ms": 2.0, "nnpack_ms": 1.0, "nnpack_wgrad_ms": 0.5, "nnpack": True,
+                    "wgrad": True} for n, m in model.named_modules() if convs.eligible(m)}  # fmt: skip
 
     def step(model, x, y, *, bf16, channels_last, steps, **_):
         uses = any(convs.uses_nnpack(m) for m in model.modules())
@@ -424,8 +424,8 @@ def test_nnpack_and_fused_sgd_train_the_arm_where_measured_faster(tmp_path, monk
     monkeypatch.setattr(settings, "_step_seconds", step)
     used, fused = [], []
     real_use, real_fuse = convs.use_nnpack, settings.use_fused_sgd
-    monkeypatch.setattr(convs, "use_nnpack", lambda m, names: used.append(list(names)) or
-                        real_use(m, names))  # fmt: skip
+    monkeypatch.setattr(convs, "use_nnpack", lambda m, names, wgrad=(): used.append(list(names))
+                        or real_use(m, names, wgrad))  # fmt: skip
     monkeypatch.setattr(settings, "use_fused_sgd", lambda opt: fused.append(opt) or real_fuse(opt))
     common = ["compare", "--profile", "smoke", "--no-download", "--arms", "torch-scratch",
               "--epochs", "1", "--no-bf16", "--no-compile"]  # fmt: skip

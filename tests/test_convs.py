@@ -25,22 +25,27 @@ def _grads(conv: nn.Conv2d, x, g):
 
 
 @needs_nnpack
-@pytest.mark.parametrize("cin, cout, kernel, padding, bias", [
-    (96, 64, 5, 2, True),   # AlexNet's conv2 (FFT in NNPACK)
-    (32, 48, 3, 1, True),   # conv3 to conv5 (Winograd)
-    (3, 4, 3, 0, False),    # no padding, no bias
-    (5, 6, (3, 5), (1, 2), True),  # a rectangular kernel
+@pytest.mark.parametrize("wgrad", [False, True])
+@pytest.mark.parametrize("cin, cout, kernel, padding, bias, size", [
+    (96, 64, 5, 2, True, (13, 11)),   # AlexNet's conv2 (FFT in NNPACK)
+    (32, 48, 3, 1, True, (13, 11)),   # conv3 to conv5 (Winograd)
+    (3, 4, 3, 0, False, (13, 11)),    # no padding, no bias
+    (5, 6, (3, 5), (1, 2), True, (13, 11)),  # a rectangular kernel
+    (4, 6, 5, 2, True, (27, 26)),     # an output gradient cut into 3x3 blocks for its FFT
+    (4, 6, (3, 5), (1, 0), True, (30, 17)),  # blocks of two shapes, zeros at the edges
 ])  # fmt: skip
-def test_nnpack_conv_computes_the_convolution_and_its_gradients(cin, cout, kernel, padding, bias):
+def test_nnpack_conv_computes_the_convolution_and_its_gradients(cin, cout, kernel, padding, bias,
+                                                                 size, wgrad):  # fmt: skip
     """Output, input, weight and bias gradients agree with a float64 convolution to Winograd's
-    accuracy (about 1e-5 of the scale), as closely as PyTorch's own fp32 kernels do to 1e-4."""
+    accuracy (about 1e-5 of the scale), as closely as PyTorch's own fp32 kernels do to 1e-4;
+    with NNPACK computing the weight gradient (``wgrad``) too."""
     torch.manual_seed(0)
     conv = nn.Conv2d(cin, cout, kernel, padding=padding, bias=bias)
-    x = torch.randn(4, cin, 13, 11)
+    x = torch.randn(4, cin, *size)
     g = _out_grad(conv, x)
     ref = _grads(copy.deepcopy(conv).double(), x.double(), g.double())
     assert convs.eligible(conv)
-    assert convs.use_nnpack(conv, [""]) == [""] and convs.uses_nnpack(conv)
+    assert convs.use_nnpack(conv, [""], [""] if wgrad else []) == [""] and convs.uses_nnpack(conv)
     got = _grads(conv, x, g)
     for name, a, b in zip(("output", "input grad", "weight grad", "bias grad"), got, ref):
         assert a.dtype == torch.float32 and a.shape == b.shape, name
@@ -110,10 +115,18 @@ def test_pick_layers_times_each_layer_and_leaves_the_model_as_it_was():
     before = copy.deepcopy(model.state_dict())
     picked = convs.pick_layers(model, torch.randn(4, 3, 32, 32), gain=1.0)
     assert set(picked) == {"3", "5"}  # the stride-2 convolution is not NNPACK's
-    for r in picked.values():
-        assert r["onednn_ms"] > 0 and r["nnpack_ms"] > 0
-        assert r["nnpack"] == (r["nnpack_ms"] <= r["onednn_ms"])
+    for r in picked.values():  # every mode timed; the fastest NNPACK mode used where faster
+        assert r["onednn_ms"] > 0 and r["nnpack_ms"] > 0 and r["nnpack_wgrad_ms"] > 0
+        best = min(r["nnpack_ms"], r["nnpack_wgrad_ms"])
+        assert r["nnpack"] == (best <= r["onednn_ms"])
+        assert r["wgrad"] == (r["nnpack"] and r["nnpack_wgrad_ms"] < r["nnpack_ms"])
     assert convs.chosen(picked) == [k for k, r in picked.items() if r["nnpack"]]
+    twin = copy.deepcopy(model)
+    assert convs.apply(twin, picked) == convs.chosen(picked)
+    for k, r in picked.items():
+        m = dict(twin.named_modules())[k]
+        assert convs.uses_nnpack(m) == r["nnpack"]
+        assert getattr(m, "_nnpack_wgrad", False) == r["wgrad"]
     assert model.training and not any(convs.uses_nnpack(m) for m in model.modules())
     after = model.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)  # BatchNorm's stats too

@@ -28,6 +28,8 @@ each variant's rate is its median step over all rounds. The variants:
 * ``+threads=N``: on a CPU with more than one torch thread, the row above with one thread
   fewer: what ``compare``'s thread watch (:class:`alexnet_course.compare.settings.ThreadWatch`)
   switches to when another process takes a core. On an idle machine it is the slower.
+  NNPACK's own thread pool keeps the thread count of its first call (PyTorch sizes it
+  once), so its layers still run on every thread here, as they do in ``compare``.
 
 Each variant is reported as images/second and as a ratio to ``seed``; the reference step
 is the fastest variant, which is what ``compare`` would choose here.
@@ -222,10 +224,11 @@ def run_bench(data, *, impl: str, steps: int = 5, batch_size: int = 32, size: in
         echo(f"  (note: {', '.join(heap_from_env)} set in the environment: every variant, the "
              "seed's too, ran with some of +heap's setting)")
     for name, picked in layers.items():
-        used = convs_used(picked)
-        times = ", ".join(f"{k} {r['onednn_ms']:.0f} -> {r['nnpack_ms']:.0f} ms" for k, r in picked.items())
-        echo(f"  ({name}: NNPACK in {len(used)} of {len(picked)} layers; forward and backward of "
-             f"each, oneDNN -> NNPACK: {times})")  # fmt: skip
+        from alexnet_course.compare.convs import summary
+
+        echo(f"  ({name}: NNPACK in {len(convs_used(picked))} of {len(picked)} layers; one forward "
+             f"and backward of each with oneDNN / NNPACK / NNPACK with its weight gradient: "
+             f"{summary(picked)})")  # fmt: skip
     if not kw.get("nnpack"):
         echo("  (+nnpack not measured: NNPACK is not available here)")
     if not kw["fused"]:
@@ -316,7 +319,7 @@ def _build(alexnet, num_classes: int, device, name: str, v: dict, images, labels
             picked = convs.pick_layers(m, x)
         finally:
             torch.set_num_threads(before)
-        convs.use_nnpack(m, convs.chosen(picked))
+        convs.apply(m, picked)
     t0 = time.perf_counter()
     if v.get("compile"):
         m = torch.compile(m, backend=backend)

@@ -530,7 +530,7 @@ def _pick_nnpack(model, profile: Profile, device, cl: bool, d) -> dict:
     if cl:
         x = x.contiguous(memory_format=torch.channels_last)
     picked = dd.broadcast(d, convs.pick_layers(model, x))
-    used = convs.use_nnpack(model, convs.chosen(picked))
+    used = convs.apply(model, picked)
     print(f"  NNPACK convolutions in {len(used)} of {len(picked)} layers"
           + (f" ({', '.join(used)})" if used else ""), flush=True)
     return picked

@@ -9,9 +9,10 @@ matrix units (no AVX512-BF16 or AMX) oneDNN emulates bf16, and one training step
   faster than fp32;
 * ``channels_last`` is used only when a measurement shows it faster;
 * on a CPU, NNPACK's Winograd and FFT convolutions (:mod:`alexnet_course.compare.convs`)
-  are candidates for the layers where a per-layer measurement shows them faster (on an
-  AVX2-only CPU they are; with AVX-512, oneDNN's are), and are used only when the whole
-  training step then measures faster too;
+  are candidates for the layers where a per-layer measurement shows them faster, and are
+  used only when the whole training step then measures faster too; each PyTorch arm then
+  picks its own layers the same way (its layers and sizes differ);
+* SGD's fused kernel is used where its step measures faster (:func:`measure_fused_sgd`);
 * ``torch.compile`` is measured on top of that pick (:func:`measure_compile`) and used only
   when it is faster and compiles in reasonable time;
 * the measurement trains the very model the arm trains (same batch size and input size)
@@ -82,9 +83,10 @@ def use_fused_sgd(opt) -> bool:
 def measure_fused_sgd(model, device, *, steps: int = 3, rounds: int = 3) -> dict:
     """Time ``torch.optim.SGD``'s step on ``model``'s parameters (the scratch arms'
     momentum and weight decay), as PyTorch runs it by default and fused, in turn; the fused
-    kernel is used where it is :data:`MIN_GAIN` faster. On this course's 2-core CPU, fused
-    was 5x faster for AlexNet (18 ms against 88 ms a step). Returns ``{"fused_sgd": bool,
-    "sgd_step_ms": {"default": ms, "fused": ms}}``."""
+    kernel is used where it is :data:`MIN_GAIN` faster. By default PyTorch updates a CPU's
+    parameters with a loop of separate operations, each a pass over AlexNet's 60 million
+    weights (and their gradients and momentum); the fused kernel makes one. Returns
+    ``{"fused_sgd": bool, "sgd_step_ms": {"default": ms, "fused": ms}}``."""
     import torch
 
     if not fused_sgd_available(device):
@@ -199,7 +201,7 @@ def measure_settings(make_model: Callable, device, *, batch_size: int, size: int
     if nnpack:  # fp32 only (NNPACK has no bf16), in either memory format
         for name, cl in (("fp32+nnpack", False), ("fp32+channels_last+nnpack", True)):
             model = make_model().to(device)
-            convs.use_nnpack(model, nnpack)
+            convs.apply(model, layers)
             candidates.append((name, False, cl))
             runs[name] = (model, False, cl)
     for model, bf16, cl in runs.values():  # warm-up: allocator, oneDNN primitive caches
@@ -224,7 +226,9 @@ def measure_settings(make_model: Callable, device, *, batch_size: int, size: int
     elif not nnpack:
         why_nnpack = "NNPACK convolutions measured slower than oneDNN's in every layer"
     elif used:
-        why_nnpack = f"NNPACK convolutions in {len(used)} of {len(layers)} layers ({', '.join(used)})"
+        wgrad = sum(bool(layers[k].get("wgrad")) for k in used)
+        why_nnpack = (f"NNPACK convolutions in {len(used)} of {len(layers)} layers "
+                      f"({', '.join(used)}; {wgrad} with their weight gradient)")  # fmt: skip
     else:
         why_nnpack = (f"NNPACK measured faster in {len(nnpack)} layers, but not in the whole "
                       "step")  # fmt: skip
@@ -277,7 +281,8 @@ def measure_compile(make_model: Callable, device, chosen: dict, *, batch_size: i
         from alexnet_course.compare import convs
 
         model = make_model().to(device)
-        convs.use_nnpack(model, chosen.get("nnpack") or [])
+        if chosen.get("nnpack"):
+            convs.apply(model, chosen["nnpack_layers"])
         return model
 
     eager = make()

@@ -142,9 +142,17 @@ def _bench(path: Path, rel: str) -> str:
               f"- reference step ({r['reference']}): **{r['ratio']:.2f}x** the seed pipeline"]
     for name, picked in (r.get("nnpack_layers") or {}).items():
         used = [k for k, t in picked.items() if t["nnpack"]]
-        times = ", ".join(f"`{k}` {t['onednn_ms']:.0f} → {t['nnpack_ms']:.0f} ms" for k, t in picked.items())
-        lines.append(f"- `{name}`: NNPACK in {len(used)} of {len(picked)} convolutions; one forward "
-                     f"and backward of each, oneDNN → NNPACK: {times}")  # fmt: skip
+
+        def ms(v):
+            return "–" if v is None else f"{v:.0f}"
+
+        times = "; ".join(
+            f"`{k}` {ms(t['onednn_ms'])} / {ms(t.get('nnpack_ms'))} / {ms(t.get('nnpack_wgrad_ms'))}"
+            + (" (NNPACK with its weight gradient)" if t.get("wgrad") else " (NNPACK)" if t["nnpack"]
+               else " (oneDNN)") for k, t in picked.items())  # fmt: skip
+        lines.append(f"- `{name}`: NNPACK in {len(used)} of {len(picked)} convolutions. Milliseconds "
+                     "for one forward and backward of each with oneDNN / NNPACK / NNPACK with its "
+                     f"weight gradient too, and what was used: {times}")  # fmt: skip
     if prov.get("note"):
         lines.append(f"- note: {prov['note']}")
     return "\n".join(lines)
