@@ -228,3 +228,41 @@ def test_fused_sgd_is_measured_and_recorded():
     ms = got["sgd_step_ms"]
     assert set(ms) == {"default", "fused"} and min(ms.values()) > 0
     assert got["fused_sgd"] == (ms["fused"] * settings.MIN_GAIN <= ms["default"])
+
+
+@needs_nnpack
+def test_torch_compile_traces_oneDNN_convolutions_in_place_of_nnpack():
+    """torch.compile cannot trace NNPACK's convolution (it has no kernel for fake tensors): a
+    compiled model with NNPACK layers computes them with PyTorch's own kernels."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 4, 3))
+    x = torch.randn(2, 3, 9, 9)
+    want = model(x)
+    convs.use_nnpack(model, ["0", "2"], ["2"])
+    got = torch.compile(model, backend="eager")(x)
+    torch.testing.assert_close(got, want)
+
+
+@needs_nnpack
+@pytest.mark.parametrize("compiled_s, used", [(0.25, True), (1.0, False)])
+def test_compile_measured_against_nnpack_replaces_it_only_when_faster(compiled_s, used):
+    """Eager with NNPACK's layers against compiled on oneDNN's: whichever measures faster is
+    what the arm trains with, and the record says so."""
+    chosen = {"autocast": None, "channels_last": False, "nnpack": [""],
+              "nnpack_layers": {"": {"nnpack": True, "wgrad": False}},
+              "step_seconds": {"fp32": 1.0, "fp32+nnpack": 0.5}, "reason": "x"}  # fmt: skip
+
+    def measure(model, x, y, *, bf16, channels_last, steps, **_):
+        if isinstance(model, torch._dynamo.eval_frame.OptimizedModule):
+            assert not any(convs.uses_nnpack(m) for m in model.modules())
+            return [compiled_s] * steps
+        assert convs.uses_nnpack(model)  # the eager model is the chosen one, NNPACK and all
+        return [0.5] * steps
+
+    got = settings.measure_compile(lambda: nn.Conv2d(3, 4, 3), torch.device("cpu"), chosen,
+                                   batch_size=2, size=8, measure=measure, backend="eager")  # fmt: skip
+    assert got["step_seconds"]["fp32+compile"] == compiled_s
+    assert (got["compile"] == "eager") == used
+    assert got["nnpack"] == ([] if used else [""])
+    key = settings.describe_key(got) + ("+compile" if got["compile"] else "")
+    assert got["step_seconds"][key] == (compiled_s if used else 0.5)

@@ -24,7 +24,8 @@ each variant's rate is its median step over all rounds. The variants:
   where this torch has one for the device;
 * ``+bf16``: the row above with bf16 autocast instead of NNPACK (which computes fp32 only),
   only where the hardware has bf16 units;
-* ``+compile``: and ``torch.compile`` (with ``--compile``; its compile time is reported);
+* ``+compile``: and ``torch.compile`` (with ``--compile``; its compile time is reported),
+  on oneDNN's convolutions: torch.compile cannot trace NNPACK's;
 * ``+threads=N``: on a CPU with more than one torch thread, the row above with one thread
   fewer: what ``compare``'s thread watch (:class:`alexnet_course.compare.settings.ThreadWatch`)
   switches to when another process takes a core. On an idle machine it is the slower.
@@ -263,9 +264,8 @@ def _variants(*, heap: bool, bf16: bool, compile: bool, threads: int, nnpack: bo
         rest.append(("+fused_sgd", {"cl": True, "nnpack": nnpack, "fused": True}))
     if bf16:
         rest.append(("+bf16", {"cl": True, "bf16": True, "fused": fused}))
-    if compile:  # on top of the fastest precision: bf16 where it exists, else fp32 (+nnpack)
-        rest.append(("+compile", {"cl": True, "bf16": bf16, "nnpack": nnpack and not bf16,
-                                  "fused": fused, "compile": True}))  # fmt: skip
+    if compile:  # on top of the fastest precision: bf16 where it exists, else fp32
+        rest.append(("+compile", {"cl": True, "bf16": bf16, "fused": fused, "compile": True}))
     if not heap:
         local, rest = local + rest, []
     if threads > 1:

@@ -120,9 +120,12 @@ class _NNPACKConv(torch.autograd.Function):
 
 def _nnpack_conv_forward(self, x, weight, bias):
     """``Conv2d._conv_forward`` for a layer :func:`use_nnpack` chose; anything NNPACK does not
-    compute (an unbatched input, another dtype, autocast) goes to PyTorch's own kernels."""
+    compute (an unbatched input, another dtype, autocast) goes to PyTorch's own kernels, and
+    so does a model ``torch.compile`` traces (NNPACK's convolution has no kernel for its fake
+    tensors)."""
     if (x.dim() != 4 or x.dtype != torch.float32 or x.device.type != "cpu"
-            or weight.dtype != torch.float32 or torch.is_autocast_enabled("cpu")):  # fmt: skip
+            or weight.dtype != torch.float32 or torch.is_autocast_enabled("cpu")
+            or torch.compiler.is_compiling()):  # fmt: skip
         return nn.Conv2d._conv_forward(self, x, weight, bias)
     return _NNPACKConv.apply(x, weight, bias, self.padding, self._nnpack_wgrad)
 

@@ -272,24 +272,19 @@ def measure_compile(make_model: Callable, device, chosen: dict, *, batch_size: i
     """
     import torch
 
+    from alexnet_course.compare import convs
+
     measure = measure or functools.partial(_step_seconds, fused_sgd=chosen.get("fused_sgd", False))
     bf16, cl = chosen["autocast"] == "bf16", chosen["channels_last"]
-    key = describe_key(chosen)
+    key = describe_key(dict(chosen, nnpack=[]))  # compiled: oneDNN's convolutions
     x, y = probe_batch(batch_size, size, device)
-
-    def make():
-        from alexnet_course.compare import convs
-
-        model = make_model().to(device)
-        if chosen.get("nnpack"):
-            convs.apply(model, chosen["nnpack_layers"])
-        return model
-
-    eager = make()
+    eager = make_model().to(device)  # as chosen: with NNPACK's layers where they were
+    if chosen.get("nnpack"):
+        convs.apply(eager, chosen["nnpack_layers"])
     chosen.update(compile=None, compile_seconds=None)
     t0 = time.perf_counter()
     try:
-        compiled = torch.compile(make(), backend=backend)
+        compiled = torch.compile(make_model().to(device), backend=backend)
         measure(compiled, x, y, bf16=bf16, channels_last=cl, steps=1)  # compiles
     except Exception as e:  # a missing compiler, an unsupported op: eager it is
         first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
@@ -309,6 +304,9 @@ def measure_compile(make_model: Callable, device, chosen: dict, *, batch_size: i
     else:
         chosen["compile"] = backend
         verdict = f"used: {gain:.2f}x the eager step, compiled in {compile_s:.0f} s"
+        if chosen.get("nnpack"):
+            chosen["nnpack"] = []
+            verdict += ", in place of NNPACK's convolutions (torch.compile cannot trace them)"
     chosen["reason"] += (f"; torch.compile {verdict} ({best['compiled']:.3f} s against "
                          f"{best['eager']:.3f} s per step)")  # fmt: skip
     return chosen
