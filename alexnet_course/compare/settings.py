@@ -166,8 +166,9 @@ def measure_settings(make_model: Callable, device, *, batch_size: int, size: int
 
     Args:
         make_model: builds a fresh model (on the CPU) to measure; the same for every candidate.
-        device: where training will run.
-        batch_size, size: the batch and input size training will use.
+        device (torch.device): where training will run.
+        batch_size: the batch size training will use.
+        size: the input size, in pixels, training will use.
         allow_bf16: the profile permits bf16 autocast (it is still measured, never assumed).
         allow_nnpack: NNPACK convolutions may be measured (on a CPU).
         allow_fused_sgd: the fused SGD kernel may be measured (:func:`measure_fused_sgd`).
@@ -398,9 +399,12 @@ class ThreadWatch:
 
     Args:
         first: steps before the first probe.
-        every, most: the shortest and the longest wait between probes, in steps.
+        every: the shortest wait between probes, in steps.
+        most: the longest wait between probes, in steps.
         probe: steps per probe; the first of them is not counted (the thread pool resizes).
-        set_threads, get_threads, clock: replace torch's and ``time.perf_counter`` (tests).
+        set_threads: replaces ``torch.set_num_threads`` (tests).
+        get_threads: replaces ``torch.get_num_threads`` (tests).
+        clock: replaces ``time.perf_counter`` (tests).
     """
 
     def __init__(self, *, first: int = 10, every: int = 50, most: int = 400, probe: int = 6,
