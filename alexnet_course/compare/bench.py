@@ -73,12 +73,13 @@ class _Stepper:
     the notebook. (Steps interleaved one at a time with other variants' would let them make
     it during those, for free.)"""
 
-    def __init__(self, model, make_batches, device, v: dict, warmup: int = 1):
+    def __init__(self, model, make_batches, device, v: dict, warmup: int = 1,
+                 nnpack_layers: dict | None = None):  # fmt: skip
         import torch
 
         self.model, self.make_batches, self.device, self.v = model, make_batches, device, v
         self.warmup = warmup
-        self.nnpack_layers: dict = {}  # what convs.pick_layers measured, where NNPACK was tried
+        self.nnpack_layers = nnpack_layers or {}  # what convs.pick_layers measured, if it ran
         self.opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9,
                                    fused=True if v.get("fused") else None)  # fmt: skip
 
@@ -138,6 +139,7 @@ def run_bench(data, *, impl: str, steps: int = 5, batch_size: int = 32, size: in
 
     import torch
 
+    from alexnet_course.compare import convs
     from alexnet_course.compare import settings as st
     from alexnet_course.device import pick_device
     from alexnet_course.grading.learner import load_lesson_module
@@ -157,10 +159,7 @@ def run_bench(data, *, impl: str, steps: int = 5, batch_size: int = 32, size: in
     kw = dict(heap=heap, bf16=bf16, threads=threads if device.type == "cpu" else 1)
     args = (alexnet, data.num_classes, device, impl, images, labels, batch_size, size, steps,
             threads, compile_backend)  # fmt: skip
-    if device.type == "cpu":
-        from alexnet_course.compare import convs
-
-        kw["nnpack"] = convs.available()
+    kw["nnpack"] = device.type == "cpu" and convs.available()
     kw["fused"] = st.fused_sgd_available(device)
     local, rest = _variants(compile=compile, **kw)
     compile_failed = None
@@ -195,7 +194,7 @@ def run_bench(data, *, impl: str, steps: int = 5, batch_size: int = 32, size: in
               "threads": threads, "bf16_supported": st.bf16_supported(device),
               "variants": {name: {"pipeline": name != "seed", "channels_last": bool(v.get("cl")),
                                   "bf16": bool(v.get("bf16")), "compile": bool(v.get("compile")),
-                                  "nnpack": convs_used(layers.get(name, {})),
+                                  "nnpack": convs.chosen(layers.get(name, {})),
                                   "fused_sgd": bool(v.get("fused")),
                                   "heap": name not in steppers, "threads": ran_threads[name]}
                            for name, v in variants},
@@ -225,11 +224,9 @@ def run_bench(data, *, impl: str, steps: int = 5, batch_size: int = 32, size: in
         echo(f"  (note: {', '.join(heap_from_env)} set in the environment: every variant, the "
              "seed's too, ran with some of +heap's setting)")
     for name, picked in layers.items():
-        from alexnet_course.compare.convs import summary
-
-        echo(f"  ({name}: NNPACK in {len(convs_used(picked))} of {len(picked)} layers; one forward "
-             f"and backward of each with oneDNN / NNPACK / NNPACK with its weight gradient: "
-             f"{summary(picked)})")  # fmt: skip
+        echo(f"  ({name}: NNPACK in {len(convs.chosen(picked))} of {len(picked)} layers; one "
+             f"forward and backward of each with oneDNN / NNPACK / NNPACK with its weight "
+             f"gradient: {convs.summary(picked)})")  # fmt: skip
     if not kw.get("nnpack"):
         echo("  (+nnpack not measured: NNPACK is not available here)")
     if not kw["fused"]:
@@ -246,10 +243,6 @@ def run_bench(data, *, impl: str, steps: int = 5, batch_size: int = 32, size: in
     echo(f"  seed pipeline: {ips['seed']:.1f} images/s; reference pipeline ({reference}): "
          f"{ips[reference]:.1f} images/s; ratio: {ratios[reference]:.2f}x")
     return result
-
-
-def convs_used(picked: dict) -> list[str]:
-    return [name for name, r in picked.items() if r["nnpack"]]
 
 
 def _variants(*, heap: bool, bf16: bool, compile: bool, threads: int, nnpack: bool = False,
@@ -310,9 +303,7 @@ def _build(alexnet, num_classes: int, device, name: str, v: dict, images, labels
         from alexnet_course.compare import convs
         from alexnet_course.compare.settings import probe_batch
 
-        x, _ = probe_batch(batch_size, size, device)
-        if v.get("cl"):
-            x = x.contiguous(memory_format=torch.channels_last)
+        x, _ = probe_batch(batch_size, size, device, channels_last=v.get("cl", False))
         before = torch.get_num_threads()
         torch.set_num_threads(v.get("threads") or before)  # measured as the variant runs
         try:
@@ -330,8 +321,8 @@ def _build(alexnet, num_classes: int, device, name: str, v: dict, images, labels
         def make_batches():
             return _ref_batches(images, labels, batch_size, size, device, v.get("cl", False))
     # the seed's first step waits for one worker to start, its second for the other
-    stepper = _Stepper(m, make_batches, device, v, warmup=SEED_WORKERS if name == "seed" else 1)
-    stepper.nnpack_layers = picked
+    stepper = _Stepper(m, make_batches, device, v, warmup=SEED_WORKERS if name == "seed" else 1,
+                       nnpack_layers=picked)  # fmt: skip
     stepper.round(0)
     return stepper, (time.perf_counter() - t0 if v.get("compile") else None)
 

@@ -216,7 +216,7 @@ def _time_mode(model, name: str, conv, inp, mode: str, reps: int) -> list[float]
     try:
         return _fwd_bwd_seconds(conv, inp, reps=reps)
     finally:
-        del conv._conv_forward, conv._nnpack_wgrad
+        restore(conv)
 
 
 def pick_layers(model: nn.Module, x, *, gain: float = 1.05, reps: int = 3,

@@ -520,15 +520,11 @@ def run_torch_arm(arm: str, args, profile: Profile, data, device, folder: Path) 
 def _pick_nnpack(model, profile: Profile, device, cl: bool, d) -> dict:
     """Measure which of this arm's convolutions NNPACK computes faster (at its batch and
     input size, in its memory format) and make them use it; rank 0's pick on every rank."""
-    import torch
-
     from alexnet_course.compare import convs
     from alexnet_course.compare import distributed as dd
     from alexnet_course.compare.settings import probe_batch
 
-    x, _ = probe_batch(profile.batch_size, profile.input_size, device)
-    if cl:
-        x = x.contiguous(memory_format=torch.channels_last)
+    x, _ = probe_batch(profile.batch_size, profile.input_size, device, channels_last=cl)
     picked = dd.broadcast(d, convs.pick_layers(model, x))
     used = convs.apply(model, picked)
     print(f"  NNPACK convolutions in {len(used)} of {len(picked)} layers"

@@ -135,13 +135,16 @@ def _step_seconds(model, x, y, *, bf16: bool, channels_last: bool, steps: int,
     return times
 
 
-def probe_batch(batch_size: int, size: int, device):
-    """The random batch every measurement trains on (seeded: the same for every candidate)."""
+def probe_batch(batch_size: int, size: int, device, channels_last: bool = False):
+    """The random batch every measurement trains on (seeded: the same for every candidate),
+    its images in ``channels_last`` memory format if asked."""
     import torch
 
     g = torch.Generator().manual_seed(0)
     x = torch.rand(batch_size, 3, size, size, generator=g).to(device)
     y = torch.randint(0, 10, (batch_size,), generator=g).to(device)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
     return x, y
 
 
