@@ -148,13 +148,22 @@ def cmd_gpu_check(args: argparse.Namespace) -> int:
 
 
 def cmd_grade(args: argparse.Namespace) -> int:
-    from alexnet_course.grading.grader import grade, summary_table
+    from alexnet_course.grading.grader import GradeInterrupted, grade, summary_table
     from alexnet_course.grading.learner import course_root
 
     lessons = [x.strip() for x in args.lessons.split(",")] if args.lessons else None
-    results = grade(args.submissions, args.out, course=args.course or course_root(),
-                    lessons=lessons, hidden=args.hidden, timeout=args.timeout, jobs=args.jobs,
-                    memory_mb=args.memory_mb, use_sandbox=not args.no_sandbox)  # fmt: skip
+    tasks = [x.strip() for x in args.tasks.split(",")] if args.tasks else None
+    try:
+        results = grade(args.submissions, args.out, course=args.course or course_root(),
+                        lessons=lessons, hidden=args.hidden, timeout=args.timeout,
+                        jobs=args.jobs, memory_mb=args.memory_mb, disk_mb=args.disk_mb,
+                        processes=args.processes,
+                        sandbox_tier="none" if args.no_sandbox else args.sandbox,
+                        uid_pool=args.uid_pool, lesson_budget=args.lesson_budget,
+                        budget_factor=args.budget_factor, tasks=tasks)  # fmt: skip
+    except GradeInterrupted as e:
+        print(f"alexnet-course: {e}", file=sys.stderr)
+        return 130
     print(summary_table(results))
     print(f"gradebook: {args.out / 'gradebook.csv'}; per submission: {args.out}/<name>/results.json")
     return 0
@@ -241,11 +250,30 @@ def build_parser() -> argparse.ArgumentParser:
                     help="time limit per graded test in seconds (default 120)")
     gr.add_argument("--jobs", type=int, default=1, help="submissions graded at once (default 1)")
     gr.add_argument("--memory-mb", type=int, default=6144,
-                    help="memory limit of each test process in MB (default 6144; 0: none)")
-    gr.add_argument("--no-sandbox", action="store_true",
-                    help="run learner code without bubblewrap (macOS, containers without user "
-                         "namespaces): verdicts still stay out of learner code, but learner code "
-                         "can read and write whatever your user can")  # fmt: skip
+                    help="memory cap of each submission, all its processes together, in MB "
+                         "(default 6144)")  # fmt: skip
+    gr.add_argument("--disk-mb", type=int, default=1024,
+                    help="what each submission may write, all its processes together, in MB "
+                         "(default 1024)")  # fmt: skip
+    gr.add_argument("--processes", type=int, default=256,
+                    help="processes and threads each submission may run at once (default 256)")
+    gr.add_argument("--sandbox", choices=("auto", "bwrap", "uid", "none"), default="auto",
+                    help="where learner code runs: bwrap (bubblewrap), uid (a pool uid, for "
+                         "containers without user namespaces; needs root), none (a plain "
+                         "process of your user: only for a class you trust); auto (default): "
+                         "bwrap where it starts, else uid where the grader is root, else stop")  # fmt: skip
+    gr.add_argument("--no-sandbox", action="store_true", help="the same as --sandbox none")
+    gr.add_argument("--uid-pool", default=None, metavar="FIRST-LAST",
+                    help="uids for learner code when the grader is root (default 61000-61063; "
+                         "two per submission graded at once; no user may own them)")  # fmt: skip
+    gr.add_argument("--lesson-budget", type=float, default=None, metavar="S",
+                    help="seconds each submission may spend on each lesson (default: "
+                         "--budget-factor times the reference solution's time, measured first, "
+                         "plus 60 s)")  # fmt: skip
+    gr.add_argument("--budget-factor", type=float, default=5.0,
+                    help="see --lesson-budget (default 5)")
+    gr.add_argument("--tasks", default=None, metavar="3.2,3.11",
+                    help="grade only these tasks (default: all)")
     gr.add_argument("--course", type=Path, default=None,
                     help="the instructor's course checkout (default: this one)")
     gr.set_defaults(func=cmd_grade)

@@ -289,7 +289,9 @@ def _read_json(path: Path):
 
 def _finish_pytest(rec: dict, outcomes_path: Path, bench_path: Path, cuda: bool,
                    root: Path) -> None:
-    rows = _read_json(outcomes_path) or []
+    from alexnet_course.grading.plugin import read_outcomes
+
+    rows = read_outcomes(outcomes_path)
     counts: dict[str, int] = {}
     for r in rows:
         counts[r["status"]] = counts.get(r["status"], 0) + 1

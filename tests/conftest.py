@@ -41,6 +41,9 @@ def _keep_freed_memory() -> None:
 if os.environ.get("PYTEST_XDIST_WORKER"):
     _one_thread_each()
     _keep_freed_memory()
+    # graders in different workers run side by side: each its own uid pool
+    _n = int(os.environ["PYTEST_XDIST_WORKER"].lstrip("gw") or 0)
+    os.environ.setdefault("ALEXNET_COURSE_UID_POOL", f"{61100 + 100 * _n}-{61163 + 100 * _n}")
 
 
 @pytest.fixture(scope="session")

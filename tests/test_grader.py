@@ -121,12 +121,33 @@ def _two(x):
 def test_two_again():
     expect_equal(observe(_two, 13), SECRET_EXPECTATION, "two(13)", hint="SECRET hint")
 '''
-NO_SANDBOX = False
-try:
-    sandbox.check_sandbox()
-except sandbox.SandboxError as e:
-    NO_SANDBOX = str(e)
+# Attack 9: a hidden test written the natural way, calling the learner's function directly
+# as the visible tests did before the observe/check split. It must grade honest work fully.
+HIDDEN_NATURAL = '''
+import pytest
+from alexnet_course.grading import learner
+
+mod = learner.load(__file__, "mod")
+
+
+@pytest.mark.task("9.3", points=1)
+def test_three_natural():
+    assert mod.three([3, 1, 2]) == [1, 2, 3]
+    assert mod.two(5) == 26  # SECRET natural
+'''
+TIERS = {}
+for _tier in ("bwrap", "uid"):
+    try:
+        sandbox.choose(_tier)
+        TIERS[_tier] = ""
+    except sandbox.SandboxError as e:
+        TIERS[_tier] = str(e)
+NO_SANDBOX = TIERS["bwrap"]
 needs_bwrap = pytest.mark.skipif(bool(NO_SANDBOX), reason=f"no sandbox here: {NO_SANDBOX}")
+TIER = "bwrap" if not TIERS["bwrap"] else "uid" if not TIERS["uid"] else "none"
+tiers = pytest.mark.parametrize("tier", [
+    pytest.param(t, marks=pytest.mark.skipif(bool(why), reason=f"no {t} tier here: {why}"))
+    for t, why in TIERS.items()])  # fmt: skip
 
 
 @pytest.fixture
@@ -176,8 +197,11 @@ def _attacks(course: Path, subs: Path, out: Path) -> dict[str, dict]:
         "rewrite_tests": {"top": '''
             import pathlib, sys
             for t in pathlib.Path(__file__).parent.glob("test_*.py"):
-                t.write_text("import pytest\\n@pytest.mark.task('9.2', points=1000)\\n"
-                             "def test_two():\\n    pass\\n")
+                try:
+                    t.write_text("import pytest\\n@pytest.mark.task('9.2', points=1000)\\n"
+                                 "def test_two():\\n    pass\\n")
+                except OSError:
+                    pass
             for m in list(sys.modules.values()):
                 if getattr(m, "__name__", "").startswith("_graded_"):
                     for k in dir(m):
@@ -212,10 +236,11 @@ def _attacks(course: Path, subs: Path, out: Path) -> dict[str, dict]:
                    {"nodeid": "09_demo/test_demo.py::test_four_on_a_gpu", "status": "passed",
                     "output": ""}]
             for d in ["..", "../..", "../../..", "/tmp"] + glob.glob("/tmp/*/*"):
-                try:
-                    open(os.path.join(d, "outcomes.json"), "w").write(json.dumps(row))
-                except OSError:
-                    pass
+                for name in ("outcomes.json", "outcomes.jsonl"):
+                    try:
+                        open(os.path.join(d, name), "a").write(json.dumps(row) + "\\n")
+                    except OSError:
+                        pass
             return 0
             '''},
         # 5. objects that lie
@@ -253,7 +278,9 @@ def _attacks(course: Path, subs: Path, out: Path) -> dict[str, dict]:
             import alexnet_course.grading.grader  # and the grader
             return x * x + 1
             '''},
-        # 7. outliving the test process
+        # 7. outliving the test process: the gradebook rewritten later, and (#28, attack 1)
+        #    the test process's own outcomes file rewritten while pytest runs, found through
+        #    /proc: a detached process (double fork, setsid) that appends "passed" rows
         "detached_rewriter": {"two": f'''
             import os, time
             if os.fork() == 0:
@@ -272,6 +299,38 @@ def _attacks(course: Path, subs: Path, out: Path) -> dict[str, dict]:
                 os._exit(0)
             return 0
             '''},
+        "detached_outcomes_forger": {"top": '''
+            import json, os, time
+            NODES = ["09_demo/test_demo.py::" + n for n in ("test_one", "test_two", "test_three")]
+            NODES.append("09_demo/test_hidden_extra.py::test_two_again")
+            NODES.append("09_demo/test_hidden_natural.py::test_three_natural")
+            def _forge():
+                import ctypes
+                ctypes.CDLL(None).prctl(15, b"alexnetmarker", 0, 0, 0)
+                rows = "".join(json.dumps({"nodeid": n, "status": "passed", "output": ""}) + "\\n"
+                               for n in NODES)
+                for _ in range(120):
+                    for pid in os.listdir("/proc"):
+                        try:
+                            argv = open(f"/proc/{pid}/cmdline", "rb").read().split(b"\\0")
+                        except OSError:
+                            continue
+                        if b"--outcomes-json" in argv:
+                            path = argv[argv.index(b"--outcomes-json") + 1].decode()
+                            try:
+                                open(path, "a").write(rows)
+                            except OSError:
+                                pass
+                    time.sleep(0.1)
+            if os.fork() == 0:
+                os.setsid()
+                if os.fork() == 0:
+                    try:
+                        _forge()
+                    finally:
+                        os._exit(0)
+                os._exit(0)
+            ''', "two": "return 0\n"},
         "pth_into_venv": {"two": f'''
             for name in ("zz-alexnet-attack.pth",):
                 try:
@@ -306,6 +365,75 @@ def _attacks(course: Path, subs: Path, out: Path) -> dict[str, dict]:
         "allocate_unbounded": {"two": "chunks = []\nwhile True:\n    chunks.append(bytearray(10**8))\n"},
         "fake_output": {"two": "print('=' * 20 + ' 3 passed in 0.01s ' + '=' * 20)\n"
                                "print('09_demo: 4/4')\nreturn 0\n"},
+        # (#28, attack 4) process slots: take every process slot there is and keep grabbing
+        # freed ones, so that a classmate's tests cannot start threads
+        "process_slots": {"two": '''
+            import os, time
+            end = time.time() + 12
+            while time.time() < end:
+                try:
+                    if os.fork() == 0:
+                        while time.time() < end:
+                            try:
+                                if os.fork() == 0:
+                                    time.sleep(max(0.0, end - time.time()))
+                                    os._exit(0)
+                            except OSError:
+                                time.sleep(0.01)
+                        os._exit(0)
+                except OSError:
+                    time.sleep(0.01)
+            return 0
+            '''},
+        # (#28, attack 8) more than its share: 900 MB in /tmp, 1.2 GB in its folder, three
+        # children of 250 MB; the right answer only if all of that worked
+        "over_the_caps": {"two": '''
+            import os, time
+            def fill(path, mb):
+                done = 0
+                try:
+                    with open(path, "wb") as f:
+                        block = b"x" * 2**20
+                        for _ in range(mb):
+                            f.write(block)
+                            done += 1
+                        f.flush()
+                except OSError:
+                    pass
+                return done
+            wrote_tmp = sum(fill(f"/tmp/fill{i}", 300) for i in range(3))
+            wrote_here = sum(fill(f"fill{i}", 400) for i in range(3))
+            kids = []
+            for _ in range(3):
+                r, w = os.pipe()
+                pid = os.fork()
+                if pid == 0:
+                    try:
+                        ballast = bytearray(250 * 2**20)
+                        for i in range(0, len(ballast), 4096):
+                            ballast[i] = 1
+                        os.write(w, b"k")
+                        time.sleep(30)
+                    finally:
+                        os._exit(0)
+                kids.append((pid, r))
+            alive = 0
+            for pid, r in kids:
+                try:
+                    alive += len(os.read(r, 1))
+                except OSError:
+                    pass
+            if wrote_tmp >= 900 and wrote_here >= 1200 and alive == 3:
+                return x * x + 1
+            raise RuntimeError(f"capped: {wrote_tmp} MB in /tmp, {wrote_here} MB here, {alive} children")
+            '''},
+        # (#28, attack 10) a module that never finishes importing (it searches the disk
+        # forever): every test of the lesson fails at once, not each after its own limit
+        "slow_import": {"top": '''
+            import time
+            while True:
+                time.sleep(0.5)
+            ''', "two": "return x * x + 1\n"},
         # 8. hidden tests leaking through a visible test's failure message
         "leak_hidden": {"two": '''
             import glob
@@ -314,7 +442,10 @@ def _attacks(course: Path, subs: Path, out: Path) -> dict[str, dict]:
                       "/course/**/", "/*/"]
             for place in places:
                 for p in glob.glob(place + "test_hidden_*", recursive=True)[:5]:
-                    found.append(open(p).read())
+                    try:
+                        found.append(open(p).read())
+                    except OSError:
+                        pass
             raise ValueError("LEAK " + " ".join(found))
             '''},
         # 10. a broken collection: the learner's own conftest, settings, a syntax error
@@ -327,6 +458,93 @@ def _attacks(course: Path, subs: Path, out: Path) -> dict[str, dict]:
             "lessons/09_demo/evil.pth": "import os; os._exit(0)\n",
         }},
     }
+
+
+# Submissions refused at intake (#28, attacks 2 and 3): each is one error row, 0 points.
+def _intake_attacks(subs: Path) -> dict[str, tuple[Path, str]]:
+    """name -> (submission, the reason its row must give)."""
+    import os
+
+    honest = subs / "honest"
+    out = {}
+    d = subs / "symlink_to_classmate"
+    d.mkdir()
+    (d / "x").symlink_to("../honest")
+    out["symlink_to_classmate"] = (d, "symbolic link")
+    d = subs / "deep_symlink" / "lessons" / "09_demo"
+    d.mkdir(parents=True)
+    (d / "mod.py").symlink_to(honest / "lessons" / "09_demo" / "mod.py")
+    out["deep_symlink"] = (subs / "deep_symlink", "symbolic link")
+    d = subs / "hard_link" / "lessons" / "09_demo"
+    d.mkdir(parents=True)
+    # (a hard link to a classmate's file would refuse the classmate too: both names are
+    # the one file; the instructor's own solution is the file worth linking to)
+    os.link(subs.parent / "course" / "solutions" / "09_demo" / "mod.py", d / "mod.py")
+    out["hard_link"] = (subs / "hard_link", "hard link")
+    good = (honest / "lessons" / "09_demo" / "mod.py").read_bytes()
+
+    def make_zip(name: str, members: list[tuple[zipfile.ZipInfo | str, bytes]]) -> Path:
+        z = subs / f"{name}.zip"
+        with zipfile.ZipFile(z, "w", zipfile.ZIP_DEFLATED) as zf:
+            for info, data in members:
+                zf.writestr(info, data)
+        return z
+
+    z = make_zip("zip_link", [(_link_info("x/lessons"), b"../../honest/lessons")])
+    out["zip_link"] = (z, "symbolic link")
+    z = make_zip("zip_encrypted", [("x/lessons/09_demo/mod.py", good)])
+    _patch_flags(z, 0x1)
+    out["zip_encrypted"] = (z, "encrypted")
+    z = make_zip("zip_bad_name", [("x/lessons/09_demo/m\u00f6d.py", good)])
+    raw = z.read_bytes().replace("m\u00f6d".encode(), b"m\xff\xfed")
+    z.write_bytes(raw)
+    out["zip_bad_name"] = (z, "zip")
+    z = make_zip("zip_method_99", [("x/lessons/09_demo/mod.py", good)])
+    _patch_method(z, 99)
+    out["zip_method_99"] = (z, "method 99")
+    z = make_zip("zip_corrupt", [("x/lessons/09_demo/mod.py", good * 50)])
+    raw = bytearray(z.read_bytes())
+    at = raw.index(b"x/lessons/09_demo/mod.py") + len("x/lessons/09_demo/mod.py") + 40
+    raw[at:at + 64] = bytes(64)
+    z.write_bytes(bytes(raw))
+    out["zip_corrupt"] = (z, "zip")
+    z = make_zip("zip_bomb", [("x/lessons/09_demo/mod.py", good),
+                              ("x/lessons/09_demo/data.bin", bytes(400 * 2**20))])  # fmt: skip
+    out["zip_bomb"] = (z, "bomb")
+    z = make_zip("zip_escape", [("../../escaped.py", good)])
+    out["zip_escape"] = (z, "outside")
+    return out
+
+
+def _link_info(name: str) -> zipfile.ZipInfo:
+    info = zipfile.ZipInfo(name)
+    info.external_attr = (0o120777 << 16)
+    return info
+
+
+def _patch_flags(z: Path, bits: int) -> None:
+    import struct
+
+    raw = bytearray(z.read_bytes())
+    for sig, off in ((b"PK\x03\x04", 6), (b"PK\x01\x02", 8)):
+        i = raw.find(sig)
+        while i != -1:
+            (flags,) = struct.unpack_from("<H", raw, i + off)
+            struct.pack_into("<H", raw, i + off, flags | bits)
+            i = raw.find(sig, i + 4)
+    z.write_bytes(bytes(raw))
+
+
+def _patch_method(z: Path, method: int) -> None:
+    import struct
+
+    raw = bytearray(z.read_bytes())
+    for sig, off in ((b"PK\x03\x04", 8), (b"PK\x01\x02", 10)):
+        i = raw.find(sig)
+        while i != -1:
+            struct.pack_into("<H", raw, i + off, method)
+            i = raw.find(sig, i + 4)
+    z.write_bytes(bytes(raw))
 
 
 def _tree_digest(root: Path) -> str:
@@ -364,9 +582,26 @@ def _marked_processes() -> list[int]:
     return pids
 
 
-@needs_bwrap
+def _pool_processes() -> list[int]:
+    from alexnet_course.grading.confine import processes_of
+
+    return processes_of(set(sandbox.pool()))
+
+
+# the attacks that stop the learner's module itself (so test_one fails with them)
+STOPS_THE_MODULE = {"rewrite_tests", "patch_at_import", "swap_code_and_settrace", "kill_everything",
+                    "sys_exit", "os_exit", "allocate_unbounded", "loop_forever",
+                    "disable_alarm_and_hang", "own_conftest_and_settings", "slow_import",
+                    "process_slots", "over_the_caps"}  # fmt: skip
+
+
+@tiers
 @pytest.mark.slow
-def test_no_attack_forges_a_grade_and_the_rest_is_graded(course, tmp_path):
+def test_no_attack_forges_a_grade_and_the_rest_is_graded(tier, course, tmp_path):
+    """Every attack of a learner who has the release and the grader's source, graded with
+    --jobs 2 beside an honest submission and a stub, in each sandbox tier this machine has:
+    each scores 0 on what it targets, the honest one full marks, the stub 0, the class run
+    finishes, nothing outside --out changes, and no process survives."""
     subs, out = tmp_path / "subs", tmp_path / "out"
     attacks = _attacks(course, subs, out)
     paths = [submission(subs, "honest", HONEST_TWO)]
@@ -377,7 +612,9 @@ def test_no_attack_forges_a_grade_and_the_rest_is_graded(course, tmp_path):
     for name, a in attacks.items():
         paths.append(submission(subs, name, a.get("two", "return 0\n"), a.get("extra"),
                                 a.get("top", "")))  # fmt: skip
-    # 9. a submission named like the grader's own output: renamed, graded, nothing crashes
+    refused = _intake_attacks(subs)
+    paths += [p for p, _ in refused.values()]
+    # a submission named like the grader's own output: renamed, graded, nothing crashes
     z = subs / "gradebook.csv.zip"
     with zipfile.ZipFile(z, "w") as zf:
         zf.write(paths[0] / "lessons" / "09_demo" / "mod.py", "x/lessons/09_demo/mod.py")
@@ -385,44 +622,65 @@ def test_no_attack_forges_a_grade_and_the_rest_is_graded(course, tmp_path):
     hidden = tmp_path / "hidden" / "09_demo"
     hidden.mkdir(parents=True)
     (hidden / "test_extra.py").write_text(HIDDEN)
+    (hidden / "test_natural.py").write_text(HIDDEN_NATURAL)
     before = {"course": _tree_digest(course), "subs": _tree_digest(subs), "venv": _venv_digest(),
               "package": _tree_digest(ROOT / "alexnet_course")}  # fmt: skip
+    t0 = time.perf_counter()
     results = grade(paths, out, course=course, hidden=tmp_path / "hidden", timeout=4, jobs=2,
-                    memory_mb=1024, echo=lambda s: None)  # fmt: skip
+                    memory_mb=700, disk_mb=600, processes=128, sandbox_tier=tier,
+                    echo=lambda s: None)  # fmt: skip
+    wall = time.perf_counter() - t0
+    written = _tree_digest(out)
     time.sleep(2)  # a detached process would strike now
     after = {"course": _tree_digest(course), "subs": _tree_digest(subs), "venv": _venv_digest(),
              "package": _tree_digest(ROOT / "alexnet_course")}  # fmt: skip
     assert before == after
+    assert _tree_digest(out) == written, "--out changed after the grader returned"
     assert not _marked_processes(), "a process started by a submission outlived the run"
+    assert not _pool_processes(), "a process of a pool uid outlived the run"
+    assert len(results) == len(paths), "the class run did not finish"
     by = {r.name: {t.nodeid.split("::")[-1]: t for t in r.tests} for r in results}
+    res = {r.name: r for r in results}
     # the honest submission: full marks (the GPU test is listed, not run, and not counted)
     honest = json.loads((out / "honest" / "results.json").read_text())
-    assert (honest["score"], honest["max_score"]) == (5, 5), honest
+    assert (honest["score"], honest["max_score"]) == (6, 6), honest
+    assert honest["extra_data"]["sandbox"] == tier
     gpu = next(t for t in honest["tests"] if t["number"] == "9.4")
     assert gpu["max_score"] == 0 and "needs CUDA" in gpu["output"]
     stub_res = json.loads((out / "stub" / "results.json").read_text())
-    assert (stub_res["score"], stub_res["max_score"]) == (0, 5)
+    assert (stub_res["score"], stub_res["max_score"]) == (0, 6)
     wrong = []
     for name in attacks:
         data = json.loads((out / name / "results.json").read_text())
         tests = by[name]
         ok = (tests["test_two"].status != "passed" and tests["test_two_again"].status != "passed"
-              and data["max_score"] == 5 and data["score"] <= 2)  # fmt: skip
-        if name not in ("rewrite_tests", "patch_at_import", "swap_code_and_settrace",
-                        "kill_everything", "sys_exit", "os_exit", "allocate_unbounded",
-                        "loop_forever", "disable_alarm_and_hang", "own_conftest_and_settings"):
+              and data["max_score"] == 6 and data["score"] <= 2)  # fmt: skip
+        if name not in STOPS_THE_MODULE:
             ok = ok and tests["test_one"].status == "passed"  # the rest of it is graded
         if not ok:
             wrong.append((name, data))
+    for name, (_path, why) in refused.items():
+        data = json.loads((out / name / "results.json").read_text())
+        if data["score"] != 0 or data["max_score"] != 6 or why not in data.get("output", ""):
+            wrong.append((name, data))
     assert not wrong, json.dumps(wrong, indent=1)[:6000]
+    # attack 10: the module that never finishes importing costs one load limit, not one
+    # test limit per test, and every test says why
+    slow = res["slow_import"]
+    assert all("did not finish importing" in t.output for t in slow.tests if t.status != "skipped")
+    assert slow.seconds < 60, slow.seconds
+    # attack 8: the caps held (the answer comes only if all of it worked)
+    assert by["over_the_caps"]["test_two"].status == "failed"
     # nothing of the hidden tests reaches a learner: no source, no output, no print
     everything = "".join((out / n / "results.json").read_text() for n in by)
     assert "SECRET" not in everything and "LEAK" in everything
     book = {row["submission"]: row for row in csv.DictReader(open(out / "gradebook.csv"))}
-    assert book["honest"]["total"] == "5" and book["detached_rewriter"]["total"] == "2"
+    assert book["honest"]["total"] == "6" and book["detached_rewriter"]["total"] == "2"
+    assert {row["sandbox"] for row in book.values()} == {tier}
     renamed = [r.name for r in results if r.source == str(z)]
-    assert renamed and renamed[0] != "gradebook.csv" and book[renamed[0]]["total"] == "5"
+    assert renamed and renamed[0] != "gradebook.csv" and book[renamed[0]]["total"] == "6"
     assert len(book) == len(paths)
+    print(f"{tier}: {len(paths)} submissions in {wall:.0f} s")
 
 
 def test_a_broken_submission_scores_zero_with_the_reason_never_zero_of_zero(course, tmp_path):
@@ -436,14 +694,14 @@ def test_a_broken_submission_scores_zero_with_the_reason_never_zero_of_zero(cour
     t0 = time.perf_counter()
     res = {r.name: r for r in grade([tmp_path / "subs" / "empty", fake], tmp_path / "o1",
                                     course=course, timeout=10, echo=lambda s: None,
-                                    use_sandbox=not NO_SANDBOX)}  # fmt: skip
+                                    sandbox_tier=TIER)}  # fmt: skip
     assert time.perf_counter() - t0 < 30
     for name, why in (("empty", "none of the learner files"), ("fake", "not a readable zip")):
         data = json.loads((tmp_path / "o1" / name / "results.json").read_text())
         assert (data["score"], data["max_score"]) == (0, 3), data
         assert all(why in t.output for t in res[name].tests if t.status != "skipped")
     res = grade([broken], tmp_path / "o2", course=course, timeout=10, echo=lambda s: None,
-                use_sandbox=not NO_SANDBOX)[0]  # fmt: skip
+                sandbox_tier=TIER)[0]  # fmt: skip
     data = json.loads((tmp_path / "o2" / "broken" / "results.json").read_text())
     assert (data["score"], data["max_score"]) == (0, 3)
     assert all("SyntaxError" in t.output for t in res.tests if t.status != "skipped")
@@ -460,7 +718,7 @@ def test_colliding_names_are_renamed_and_graded(course, tmp_path, capsys):
     b = submission(subs / "other", "alice", "return 0\n")
     lines = []
     results = grade([a, z, b], tmp_path / "out", course=course, timeout=10, echo=lines.append,
-                    use_sandbox=not NO_SANDBOX)  # fmt: skip
+                    sandbox_tier=TIER)  # fmt: skip
     names = [r.name for r in results]
     assert names[0] == "alice" and names[1] != "gradebook.csv" and names[2] != "alice"
     assert len(set(names)) == 3 and sum("is graded as" in x for x in lines) == 2
@@ -474,7 +732,7 @@ def test_gradebook_results_json_zip_and_determinism(course, tmp_path):
     z = tmp_path / "subs" / "carol.zip"
     with zipfile.ZipFile(z, "w") as zf:
         zf.write(good / "lessons" / "09_demo" / "mod.py", "carol/lessons/09_demo/mod.py")
-    kw = dict(course=course, timeout=10, echo=lambda s: None, use_sandbox=not NO_SANDBOX)
+    kw = dict(course=course, timeout=10, echo=lambda s: None, sandbox_tier=TIER)
     grade([good, half, z], tmp_path / "serial", **kw)
     grade([good, half, z], tmp_path / "parallel", jobs=3, **kw)
     book = (tmp_path / "serial" / "gradebook.csv").read_text()
@@ -489,12 +747,168 @@ def test_gradebook_results_json_zip_and_determinism(course, tmp_path):
     assert set(t) >= {"name", "score", "max_score", "status", "output", "visibility"}
 
 
-def test_grade_without_bwrap_names_no_sandbox(course, tmp_path, monkeypatch):
+def test_auto_tier_without_bwrap_is_the_uid_tier_as_root_else_one_line(course, tmp_path,
+                                                                         monkeypatch):  # fmt: skip
     monkeypatch.setattr(sandbox, "_bwrap", lambda: None)
     sub = submission(tmp_path / "subs", "alice", HONEST_TWO)
-    with pytest.raises(sandbox.SandboxError, match="--no-sandbox"):
-        grade([sub], tmp_path / "out", course=course)
-    assert not (tmp_path / "out").exists()
+    with pytest.raises(sandbox.SandboxError, match="bubblewrap"):
+        grade([sub], tmp_path / "o1", course=course, sandbox_tier="bwrap")
+    if not TIERS["uid"]:
+        res = grade([sub], tmp_path / "o2", course=course, timeout=10, echo=lambda s: None)[0]
+        assert res.sandbox == "uid" and res.score == 3
+    monkeypatch.setattr(sandbox, "_is_root", lambda: False)
+    with pytest.raises(sandbox.SandboxError, match="--sandbox none") as e:
+        grade([sub], tmp_path / "o3", course=course)
+    assert "\n" not in str(e.value) and not (tmp_path / "o3").exists()
+
+
+@pytest.mark.skipif(bool(TIERS["uid"]), reason=f"no uid tier here: {TIERS['uid']}")
+def test_uid_tier_refuses_while_learner_code_could_read_the_solutions(tmp_path):
+    import os
+    import shutil
+    import tempfile
+
+    open_dir = Path(tempfile.mkdtemp(prefix="world-readable-"))
+    try:
+        os.chmod(open_dir, 0o755)
+        c = open_dir / "course"
+        (c / "lessons" / "09_demo").mkdir(parents=True)
+        (c / "lessons" / "09_demo" / "mod.py").write_text(STUB)
+        (c / "lessons" / "09_demo" / "test_demo.py").write_text(TESTS)
+        (c / "solutions" / "09_demo").mkdir(parents=True)
+        (c / "solutions" / "09_demo" / "mod.py").write_text(SOLUTION)
+        for p in [c, *c.rglob("*")]:
+            os.chmod(p, 0o755 if p.is_dir() else 0o644)
+        sub = submission(tmp_path / "subs", "alice", HONEST_TWO)
+        with pytest.raises(GradeError, match="can read .*solutions"):
+            grade([sub], tmp_path / "out", course=c, sandbox_tier="uid")
+        os.chmod(c / "solutions", 0o700)
+        res = grade([sub], tmp_path / "out", course=c, sandbox_tier="uid", timeout=10,
+                    echo=lambda s: None)[0]  # fmt: skip
+        assert res.score == 3
+    finally:
+        shutil.rmtree(open_dir, ignore_errors=True)
+
+
+OBJECT_HIDDEN = '''
+import pytest
+from alexnet_course.grading import learner
+
+mod = learner.load(__file__, "mod")
+
+
+@pytest.mark.task("9.1", points=1)
+def test_one_as_an_object():
+    assert mod.make_counter().count == 0  # returns an object: cannot leave the sandbox
+'''
+
+
+def test_a_hidden_test_the_sandbox_cannot_serve_stops_the_grader_first(course, tmp_path):
+    """Attack 9's other half: a hidden test that takes an object out of learner code fails
+    on the reference solution too; the grader stops before any submission runs, with one
+    line that names the test and how to write it."""
+    (course / "solutions" / "09_demo" / "mod.py").write_text(
+        SOLUTION + "\n\nclass make_counter:\n    count = 0\n")  # fmt: skip
+    hidden = tmp_path / "hidden" / "09_demo"
+    hidden.mkdir(parents=True)
+    (hidden / "test_object.py").write_text(OBJECT_HIDDEN)
+    sub = submission(tmp_path / "subs", "alice", HONEST_TWO)
+    with pytest.raises(GradeError) as e:
+        grade([sub], tmp_path / "out", course=course, hidden=tmp_path / "hidden", timeout=10,
+              sandbox_tier=TIER, echo=lambda s: None)  # fmt: skip
+    text = str(e.value)
+    assert "test_one_as_an_object" in text and "observe half" in text, text
+    assert not (tmp_path / "out" / "alice").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signum", ["SIGINT", "SIGTERM"])
+def test_a_stopped_grader_leaves_no_worker_and_no_scratch(course, tmp_path, signum):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    subs = tmp_path / "subs"
+    paths = [submission(subs, f"slow{i}", "import time\ntime.sleep(60)\nreturn 0\n")
+             for i in range(3)]  # fmt: skip
+    before = set(Path(tempfile_dir()).glob("alexnet-course-grade-*"))
+    proc = subprocess.Popen([sys.executable, "-m", "alexnet_course", "grade", *map(str, paths),
+                             "--out", str(tmp_path / "out"), "--course", str(course),
+                             "--sandbox", TIER, "--timeout", "100", "--jobs", "2"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)  # fmt: skip
+    deadline = time.time() + 120
+    while time.time() < deadline:  # until learner code runs
+        time.sleep(0.5)
+        from alexnet_course.grading.confine import descendants
+
+        if len(descendants(proc.pid)) >= 4 and (TIER == "none" or _pool_processes()
+                                                or TIER == "bwrap"):  # fmt: skip
+            break
+    time.sleep(3)
+    scratch = set(Path(tempfile_dir()).glob("alexnet-course-grade-*")) - before
+    assert scratch, "the grader made no scratch folder"
+    os.kill(proc.pid, getattr(signal, signum))
+    output, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 130, output
+    assert "stopped by a signal" in output and "Traceback" not in output, output
+    assert not any(p.exists() for p in scratch), "the scratch folder is still there"
+    from alexnet_course.grading.confine import descendants
+
+    time.sleep(0.5)
+    assert not descendants(proc.pid) and not _pool_processes()
+
+
+def tempfile_dir() -> str:
+    import tempfile
+
+    return tempfile.gettempdir()
+
+
+@pytest.mark.skipif(bool(TIERS["bwrap"]), reason=f"no bwrap here: {TIERS['bwrap']}")
+@pytest.mark.skipif(not sandbox._is_root(), reason="needs root to start the test as another uid")
+def test_a_non_root_graders_process_cap_is_per_sandbox(tmp_path):
+    """Attack 4 for a grader that is not root (all its sandboxes run as its one uid): the
+    worker sets the cap inside its sandbox's own user namespace, where the kernel counts
+    per namespace, so one sandbox that takes every slot it may have leaves another sandbox
+    of the same uid free to start its threads."""
+    import subprocess
+    import sys
+
+    uid = sandbox.pool()[-1]
+    tier = sandbox.Tier("bwrap", "a grader that is not root")  # no pool uids: no switch
+    argv = sandbox.worker_command(tmp_path, tmp_path, tier, limits=sandbox.Limits(processes=40))
+    boot = argv[-1]
+    cap = boot.split("sys.meta_path")[0]
+    assert "RLIMIT_NPROC" in cap and "(40, 40)" in cap  # set inside, before learner code
+    hog = cap + ("import os, time\nn = 0\nwhile True:\n    try:\n        if os.fork() == 0:\n"
+                 "            time.sleep(30); os._exit(0)\n        n += 1\n    except OSError:\n"
+                 "        break\nprint(n, flush=True)\ntime.sleep(30)\n")  # fmt: skip
+    honest = cap + ("import threading, time\nts = [threading.Thread(target=time.sleep, args=(1,))"
+                    " for _ in range(20)]\n[t.start() for t in ts]\n[t.join() for t in ts]\n"
+                    "print('ok', flush=True)\n")  # fmt: skip
+    procs = []
+    try:
+        for code in (hog, honest):
+            inner = [sandbox._bwrap(), *sandbox._namespace_flags(), *sandbox._system_binds(),
+                     "--", sys.executable, "-I", "-S", "-c", code]  # fmt: skip
+            cmd = sandbox.launch_command(inner, uid=uid, cwd="/", env={"PATH": "/usr/bin:/bin"},
+                                         rlimits={}, cgroups=[])  # fmt: skip
+            procs.append(subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                          text=True))  # fmt: skip
+            if code is hog:
+                first = procs[0].stdout.readline()
+        out, err = procs[1].communicate(timeout=60)
+        assert "ok" in out, err
+    finally:
+        from alexnet_course.grading.confine import kill_uids
+
+        kill_uids({uid})
+        for p in procs:
+            p.kill()
+            p.wait()
+    assert first.strip() and int(first) < 40, first
 
 
 def test_bad_arguments_get_a_clear_error(course, tmp_path):
@@ -522,7 +936,7 @@ def test_release_has_no_solutions_and_grades_zero_while_solutions_grade_full(tmp
             (sol / lesson.name / f.name).write_text(f.read_text())
     quick = ["01_data", "05_analysis"]
     kw = dict(course=ROOT, lessons=quick, timeout=120, echo=lambda s: None,
-              use_sandbox=not NO_SANDBOX)  # fmt: skip
+              sandbox_tier=TIER, calibrate=False)  # the second run grades the solutions
     rel = grade([out], tmp_path / "g", **kw)[0]
     assert {t.lesson for t in rel.tests} == set(quick)
     assert rel.tests and all(t.score == 0 for t in rel.tests)

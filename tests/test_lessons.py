@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from alexnet_course.grading.plugin import read_outcomes
 from tests.alternatives import ALTERNATIVES
 from tests.conftest import ROOT, copy_lesson, run_pytest
 from tests.mutants import CAUGHT_BY, MUTANTS, TARGET
@@ -78,7 +79,7 @@ def _survivors(lesson: str, mutants: list, tmp_path: Path) -> list[tuple[str, st
                                        ENV: CAUGHT_BY.get(f"{lesson}/{mutant[0]}", "")},
                                   warm=True)  # fmt: skip
         failed = [t["name"] for t in res.get("tests", []) if t.get("status") == "failed"]
-        rows = json.loads(outcomes.read_text()) if outcomes.exists() else []
+        rows = read_outcomes(outcomes)
         first = next((r["nodeid"].split("::")[-1] for r in rows if r["status"] == "failed"), None)
         return mutant[0], rc, failed, out, first
 

@@ -63,8 +63,9 @@ def _gradescope_root(tmp: Path, zip_path: Path) -> Path:
     return root
 
 
-def _run_autograder(root: Path) -> dict:
-    env = {**os.environ, "AUTOGRADER_ROOT": str(root), "ALEXNET_COURSE_PYTHON": sys.executable}
+def _run_autograder(root: Path, env: dict | None = None) -> dict:
+    env = {**os.environ, "AUTOGRADER_ROOT": str(root), "ALEXNET_COURSE_PYTHON": sys.executable,
+           **(env or {})}
     proc = subprocess.run([str(root / "source" / "run_autograder")], env=env, capture_output=True,
                           text=True, timeout=600)  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
@@ -130,6 +131,82 @@ def test_run_autograder_grades_honest_stub_and_tampering(bundle, tmp_path):
     hidden = [t for t in results["honest"]["tests"] if t["visibility"] == "after_published"]
     assert len(hidden) == 1 and hidden[0]["score"] == 1 and hidden[0]["output"] == ""
     assert "def test_confusion_matrix_hidden_case" not in json.dumps(results)
+
+
+# #28, attack 1: the stub plus a detached process (double fork, setsid) that outlives its
+# worker and appends "passed" rows to the test process's outcomes file, found through /proc
+# (the node ids are on the test process's command line).
+FORGER = '''
+import json, os, time
+
+
+def _forge():
+    found = {}  # outcomes file -> the forged rows (kept after the test process is gone)
+    for _ in range(600):
+        for pid in os.listdir("/proc"):
+            try:
+                argv = open(f"/proc/{pid}/cmdline", "rb").read().decode().split("\\0")
+            except (OSError, UnicodeError):
+                continue
+            if "--outcomes-json" in argv:
+                nodes = [a for a in argv if "::" in a]
+                found[argv[argv.index("--outcomes-json") + 1]] = "".join(
+                    json.dumps({"nodeid": n, "status": "passed", "output": ""}) + "\\n"
+                    for n in nodes)
+        for path, rows in found.items():
+            try:
+                open(path, "a").write(rows)
+            except OSError:
+                pass
+        time.sleep(0.02)
+
+
+if os.fork() == 0:
+    os.setsid()
+    if os.fork() == 0:
+        try:
+            _forge()
+        finally:
+            os._exit(0)
+    os._exit(0)
+'''
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0,
+                    reason="the uid tier needs root (Gradescope's container runs as root)")
+def test_run_autograder_without_bwrap_grades_in_the_uid_tier(bundle, tmp_path):
+    """Gradescope's container without user namespaces: bwrap cannot start, so the bundle
+    grades as a pool uid, and attack 1 (a detached forger of the outcomes file) gets the
+    stub's 0, while the honest solution keeps full marks."""
+    from alexnet_course.grading import sandbox
+
+    try:
+        sandbox.choose("uid")
+    except sandbox.SandboxError as e:
+        pytest.skip(f"no uid tier here: {e}")
+    finally:
+        sandbox.release(sandbox.pool())
+    stub = (ROOT / "lessons" / LESSON / "analysis.py").read_text()
+    solution = (ROOT / "solutions" / LESSON / "analysis.py").read_text()
+    no_bwrap = tmp_path / "bin"  # a bwrap that cannot create namespaces, as in Docker
+    no_bwrap.mkdir()
+    (no_bwrap / "bwrap").write_text("#!/bin/sh\necho 'bwrap: No permissions to create new "
+                                    "namespace' >&2\nexit 1\n")  # fmt: skip
+    (no_bwrap / "bwrap").chmod(0o755)
+    results = {}
+    for name, text in (("forger", stub + FORGER), ("honest", solution)):
+        root = _gradescope_root(tmp_path / name, bundle[0])
+        (root / "submission" / "lessons" / LESSON).mkdir(parents=True)
+        (root / "submission" / "lessons" / LESSON / "analysis.py").write_text(text)
+        results[name] = _run_autograder(root, {"PATH": f"{no_bwrap}:/usr/bin:/bin"})
+        assert not (root / "source" / "hidden").stat().st_mode & 0o077  # made private first
+    for data in results.values():
+        assert "graded in the uid sandbox tier" in data["output"], data["output"]
+    forged = results["forger"]
+    assert forged["score"] == 0 and forged["tests"], json.dumps(forged)[:3000]
+    honest = results["honest"]
+    assert honest["score"] == honest["extra_data"]["max_score"] > 0, json.dumps(honest)[:3000]
 
 
 def test_no_submission_files_gives_zero_with_the_reason(bundle, tmp_path):

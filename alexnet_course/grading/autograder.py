@@ -77,11 +77,31 @@ def _constraints() -> str:
 
 
 def build_autograder(course: Path, lessons: list[str], out: Path, hidden: Path | None = None,
-                     timeout: float = 120.0) -> list[str]:  # fmt: skip
-    """Write Gradescope's autograder zip for ``lessons`` to ``out``; returns its file names."""
+                     timeout: float = 120.0, lesson_budget: float = 1200.0,
+                     check: bool = True, echo=print) -> list[str]:  # fmt: skip
+    """Write Gradescope's autograder zip for ``lessons`` to ``out``; returns its file names.
+
+    With ``check`` (and the course's solutions at hand), the reference solution is graded
+    first with the bundle's tests, the hidden ones included, in this machine's sandbox: a
+    test that fails on it (a hidden test the sandbox cannot serve, say) stops the build.
+    """
     specs = read_lessons(course, lessons or None, hidden)
     if out.suffix != ".zip":
         raise GradeError(f"--out {out}: the bundle is a .zip file")
+    if check and (course / "solutions").is_dir():
+        from alexnet_course.grading.grader import grade
+
+        with tempfile.TemporaryDirectory(prefix="autograder-check-") as tmp:
+            ref = Path(tmp) / "reference"
+            for spec in specs:
+                (ref / "lessons" / spec.name).mkdir(parents=True)
+                for f in spec.learner_files:
+                    src = course / "solutions" / spec.name / f
+                    if src.is_file():
+                        shutil.copyfile(src, ref / "lessons" / spec.name / f)
+            # the calibration inside grade() stops on any test that fails on the reference
+            grade([ref], Path(tmp) / "out", course=course, lessons=[s.name for s in specs],
+                  hidden=hidden, timeout=timeout, echo=echo)  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="autograder-") as tmp:
         root = Path(tmp)
         with tempfile.TemporaryDirectory(prefix="collect-") as ctmp:  # the tests must collect
@@ -105,7 +125,7 @@ def build_autograder(course: Path, lessons: list[str], out: Path, hidden: Path |
         (root / "constraints.txt").write_text(_constraints())
         (root / "autograder.json").write_text(json.dumps(
             {"lessons": [s.name for s in specs], "timeout": timeout,
-             "hidden": hidden is not None}, indent=2))  # fmt: skip
+             "lesson_budget": lesson_budget, "hidden": hidden is not None}, indent=2))  # fmt: skip
         (root / "setup.sh").write_text(SETUP_SH.format(base_image=BASE_IMAGE,
                                                        cpu_index=CPU_TORCH_INDEX))  # fmt: skip
         (root / "run_autograder").write_text(RUN_AUTOGRADER)
@@ -233,7 +253,7 @@ def stage_submission(submission: Path, dest: Path, lessons: dict[str, list[str]]
     learner files uploaded one by one, laid out under ``dest`` by file name."""
     try:
         find_lessons_root(submission)
-        return submission
+        return find_lessons_root(unpack(submission, dest / "folder")).parent  # a private copy
     except GradeError:
         pass
     for i, z in enumerate(sorted(submission.rglob("*.zip"))):
@@ -258,9 +278,23 @@ def stage_submission(submission: Path, dest: Path, lessons: dict[str, list[str]]
     return staged.parent
 
 
+def _private(paths: list[Path]) -> None:
+    """Learner code may run as a pool uid in this container: what it must not read (the
+    hidden tests, the results folder, an installed copy of the course library with more
+    than the worker needs) is made readable by root alone. Only paths of the bundle's own
+    installation are touched."""
+    if os.geteuid() != 0:
+        return
+    for p in paths:
+        if p.exists() and not p.is_symlink():
+            os.chmod(p, 0o700)
+
+
 def run(root: Path, echo=print) -> dict:
-    """Grade ``root/submission`` into ``root/results/results.json`` (Gradescope's layout)."""
-    from alexnet_course.grading import sandbox
+    """Grade ``root/submission`` into ``root/results/results.json`` (Gradescope's layout),
+    in bubblewrap where it starts, else as a pool uid (Gradescope's container runs as root
+    without user namespaces)."""
+    import alexnet_course
     from alexnet_course.grading.grader import grade
 
     t0 = time.time()
@@ -268,6 +302,9 @@ def run(root: Path, echo=print) -> dict:
     conf = json.loads((src / "autograder.json").read_text())
     results_dir = root / "results"
     results_dir.mkdir(parents=True, exist_ok=True)
+    package = Path(alexnet_course.__file__).resolve().parent
+    installed = [package] if package.is_relative_to(root.resolve()) else []
+    _private([src / "hidden", results_dir, *installed])
     notes = []
     try:
         course = src / "course"
@@ -275,17 +312,14 @@ def run(root: Path, echo=print) -> dict:
         with tempfile.TemporaryDirectory(prefix="gradescope-") as tmp:
             staged = stage_submission(root / "submission", Path(tmp) / "in",
                                       {s.name: s.learner_files for s in specs})  # fmt: skip
-            try:
-                sandbox.check_sandbox()
-                use_sandbox = True
-            except sandbox.SandboxError as e:
-                use_sandbox = False
-                notes.append(f"graded without the sandbox: {e}")
             hidden = src / "hidden" if (src / "hidden").is_dir() else None
             res = grade([staged], Path(tmp) / "out", course=course, lessons=conf["lessons"],
                         hidden=hidden, timeout=float(conf.get("timeout", 120)), jobs=1,
-                        use_sandbox=use_sandbox, echo=echo)[0]  # fmt: skip
+                        sandbox_tier=os.environ.get("ALEXNET_COURSE_SANDBOX", "auto"),
+                        lesson_budget=conf.get("lesson_budget"), calibrate=False,
+                        echo=echo)[0]  # fmt: skip
             data = json.loads((Path(tmp) / "out" / res.name / "results.json").read_text())
+            notes.append(f"graded in the {res.sandbox} sandbox tier")
     except (CourseError, OSError) as e:
         data = {"score": 0.0, "tests": [], "output": f"could not grade this submission: {e}"}
     # Gradescope's format has no top-level maximum: keep it under extra_data
@@ -294,7 +328,7 @@ def run(root: Path, echo=print) -> dict:
     data["execution_time"] = round(time.time() - t0, 2)
     data.setdefault("stdout_visibility", "hidden")
     if notes:
-        data["output"] = "\n".join([*notes, data.get("output", "")]).strip()
+        data["output"] = "\n".join([data.get("output", ""), *notes]).strip()
     tmp_file = results_dir / "results.json.tmp"
     tmp_file.write_text(json.dumps(data, indent=2))
     tmp_file.replace(results_dir / "results.json")

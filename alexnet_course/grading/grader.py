@@ -6,87 +6,73 @@ The trust boundary (docs/instructors.md has the threat model):
 * **Trusted collection.** The graded tests, their tasks and their points are read from the
   instructor's pristine test files by a pytest process that never imports learner code
   (:func:`collect`). A submission's maximum is that list's sum, whatever happens later.
+* **Intake.** Each submission, folder or zip, becomes a private copy first
+  (:mod:`.intake`): links refused at any depth, every zip defect that submission's own error
+  row; the class run always finishes.
+* **The reference first.** Where the course has its solutions, they are graded first, in
+  the same sandbox: every test must pass on them (a test that cannot, such as a hidden test
+  written against a learner module in a way the sandbox cannot serve, stops the grader
+  before any submission runs), and their time sets each submission's budget per lesson.
 * **No verdict where learner code ran.** For each submission and lesson, the tests run in a
-  fresh pytest process that holds no learner code: the learner modules refuse to load there.
-  Each test's observe half runs in a worker (:mod:`.remote`), in a bubblewrap sandbox
-  (:mod:`.sandbox`), and comes back as data (JSON + npz, never pickle); the checks, the
-  tolerances and the points are decided in the test process. Hidden tests get a worker of
-  their own, which alone sees them.
+  fresh pytest process that holds no learner code (:mod:`.lesson_run`). Each test's observe
+  half runs in a worker in the run's sandbox tier (:mod:`.sandbox`: bubblewrap, a pool uid,
+  or none when asked for) and comes back as data; the checks, the tolerances and the points
+  are decided in the test process. Hidden tests get a worker of their own.
 * **Outputs.** Only the grader writes ``--out``: ``OUT/<submission>/results.json``
   (Gradescope's format) and ``OUT/gradebook.csv``, each after the submission's processes have
-  all ended. A test that could not run (a collection error, a crash) scores 0 of its points
-  with the reason; never 0/0.
+  all ended; both record the sandbox tier. A test that could not run scores 0 of its points
+  with the reason; never 0/0. Stopped by SIGINT or SIGTERM, the grader kills its workers and
+  removes its scratch folder.
 """
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import re
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import threading
 import time
-import zipfile
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from alexnet_course import CourseError
-from alexnet_course.grading import remote, sandbox
+from alexnet_course.grading import confine, intake, sandbox
+from alexnet_course.grading.lesson_run import (
+    LessonSpec,
+    RunContext,
+    Slot,
+    failed_all,
+    grade_lesson,
+    pytest_cmd,
+    pytest_env,
+    write_tests,
+)
 from alexnet_course.grading.plugin import HIDDEN_PREFIX
+from alexnet_course.grading.results import (
+    SubmissionResult,
+    TestResult,
+    gradescope_json,
+    summary_table,
+    write_gradebook,
+)
 from alexnet_course.grading.stubs import LESSON_DIR, learner_files
 
-MAX_ZIP_BYTES = 500 * 2**20
+__all__ = ["GradeError", "LessonSpec", "SubmissionResult", "TestResult", "grade", "release",
+           "summary_table", "read_lessons", "collect", "find_lessons_root"]  # fmt: skip
 RESERVED = {"gradebook.csv", "gradebook.csv.tmp", "summary.txt"}  # names of --out's own files
+BUDGET_FACTOR = 5.0
 
 
 class GradeError(CourseError):
     """The grading command was given something it cannot use."""
 
 
-@dataclass
-class LessonSpec:
-    """What the instructor's course says a lesson is, read before any learner code runs."""
-
-    name: str
-    learner_files: list[str]
-    tests: dict[str, bytes]  # file name -> content (pristine, kept in memory)
-    graded: list[dict] = field(default_factory=list)  # the trusted test list (see collect)
-
-
-@dataclass
-class TestResult:
-    nodeid: str
-    lesson: str
-    task: str
-    points: float
-    hidden: bool
-    status: str = "failed"  # passed | failed | not started | skipped (a GPU test, no GPU)
-    output: str = ""
-
-    @property
-    def score(self) -> float:
-        return self.points if self.status == "passed" else 0.0
-
-    @property
-    def max_points(self) -> float:
-        """A GPU test on a machine without one is not run and counts for nothing; which
-        tests those are is decided by the trusted collection, not by a test process."""
-        return 0.0 if self.status == "skipped" else self.points
-
-
-@dataclass
-class SubmissionResult:
-    name: str
-    source: str = ""
-    tests: list[TestResult] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
-    seconds: float = 0.0
+class GradeInterrupted(GradeError):
+    """SIGINT or SIGTERM stopped the grader; its workers and scratch folder are gone."""
 
 
 # ---------------------------------------------------------------- the course side
@@ -114,38 +100,14 @@ def read_lessons(course: Path, lessons: list[str] | None, hidden: Path | None) -
     return specs
 
 
-def _write_tests(spec: LessonSpec, folder: Path, *, hidden: bool | None = None) -> None:
-    """The pristine tests of ``spec`` into ``folder`` (only the hidden or only the visible
-    ones when ``hidden`` says so)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    for name, content in spec.tests.items():
-        if hidden is None or name.startswith(HIDDEN_PREFIX) == hidden:
-            (folder / name).write_bytes(content)
-
-
-def _pytest_env(worker_spec: dict) -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "PYTEST"))}
-    env.update({remote.WORKER_ENV: json.dumps(worker_spec), "PYTHONDONTWRITEBYTECODE": "1",
-                "PYTHONNOUSERSITE": "1", "MPLBACKEND": "Agg"})  # fmt: skip
-    return env
-
-
-def _pytest_cmd(workdir: Path, rootdir: Path, *args: str) -> list[str]:
-    """pytest in a fresh interpreter, with an empty settings file of the grader's own (no
-    settings of anyone else's apply) and without the cache plugin."""
-    (workdir / "grader.ini").write_text("[pytest]\n")
-    return [sys.executable, "-s", "-m", "pytest", "-c", str(workdir / "grader.ini"), "--rootdir",
-            str(rootdir), "-p", "no:cacheprovider", *args]  # fmt: skip
-
-
 def collect(spec: LessonSpec, workdir: Path) -> list[dict]:
     """The trusted test list of one lesson: pytest's collection of the pristine tests, in a
     process where learner modules cannot load (there are no learner files beside them)."""
     run = workdir / "collect"
-    _write_tests(spec, run / spec.name)
+    write_tests(spec, run / spec.name)
     listing = run / "collected.json"
-    cmd = _pytest_cmd(run, run, "--collect-only", "-q", "--collect-json", str(listing), spec.name)
-    proc = subprocess.run(cmd, cwd=run, env=_pytest_env({}), capture_output=True, text=True,
+    cmd = pytest_cmd(run, run, "--collect-only", "-q", "--collect-json", str(listing), spec.name)
+    proc = subprocess.run(cmd, cwd=run, env=pytest_env(None), capture_output=True, text=True,
                           timeout=600)  # fmt: skip
     if proc.returncode != 0 or not listing.is_file():
         raise GradeError(f"the course's own tests of {spec.name} do not collect (pytest exit "
@@ -163,29 +125,11 @@ def safe_name(path: Path) -> str:
 
 
 def unpack(submission: Path, dest: Path) -> Path:
-    """A submission folder, or a .zip extracted safely (no absolute paths, no '..', no links,
-    bounded size)."""
-    if submission.is_dir():
-        return submission
-    if not submission.is_file():
-        raise GradeError(f"{submission}: no such file or folder")
+    """A private copy of a submission folder or zip (:func:`.intake.take_in`)."""
     try:
-        with zipfile.ZipFile(submission) as zf:
-            total = 0
-            for info in zf.infolist():
-                name = info.filename
-                if name.startswith(("/", "\\")) or ".." in Path(name).parts:
-                    raise GradeError(f"{submission}: unsafe path in zip: {name!r}")
-                if (info.external_attr >> 16) & 0o170000 == 0o120000:
-                    continue  # a symbolic link: skipped
-                total += info.file_size
-                if total > MAX_ZIP_BYTES:
-                    raise GradeError(f"{submission}: unpacks to more than "
-                                     f"{MAX_ZIP_BYTES >> 20} MB")  # fmt: skip
-                zf.extract(info, dest)
-    except zipfile.BadZipFile as e:
-        raise GradeError(f"{submission}: not a readable zip file ({e})") from None
-    return dest
+        return intake.take_in(submission, dest)
+    except intake.IntakeError as e:
+        raise GradeError(str(e)) from None
 
 
 def find_lessons_root(folder: Path) -> Path:
@@ -198,171 +142,50 @@ def find_lessons_root(folder: Path) -> Path:
             d.is_dir() and LESSON_DIR.match(d.name) for d in c.iterdir()
         ):
             return c
-    raise GradeError(f"{folder}: no lessons/NN_name/ folder found in the submission")
+    raise GradeError(f"{folder.name}: no lessons/NN_name/ folder found in the submission")
 
 
-# ---------------------------------------------------------------- running one lesson
-def _failed_all(spec: LessonSpec, why: str) -> list[TestResult]:
-    return [_result(spec, t, "failed", why) for t in spec.graded]
-
-
-def _result(spec: LessonSpec, t: dict, status: str, output: str) -> TestResult:
-    if t.get("gpu"):
-        status, output = "skipped", "not run here (needs CUDA)"
-    return TestResult(t["nodeid"], spec.name, t["task"], float(t["points"]), bool(t["hidden"]),
-                      status, output)  # fmt: skip
-
-
-def _copy_learner_files(spec: LessonSpec, src: Path, dest: Path) -> list[str]:
-    """Copy ONLY the learner files (regular files, not links) out of the submission."""
-    copied = []
-    for name in spec.learner_files:
-        f = src / name
-        if f.is_file() and not f.is_symlink() and f.stat().st_size <= 16 * 2**20:
-            shutil.copyfile(f, dest / name)
-            copied.append(name)
-    return copied
-
-
-def grade_lesson(spec: LessonSpec, lessons_root: Path | None, *, timeout: float,
-                 limits: sandbox.Limits, workdir: Path, library: Path,
-                 use_sandbox: bool = True) -> list[TestResult]:  # fmt: skip
-    """Every graded test of one lesson for one submission; see the module docstring."""
-    src = lessons_root / spec.name if lessons_root is not None else None
-    if src is None or not src.is_dir() or src.is_symlink():
-        return _failed_all(spec, f"no lessons/{spec.name}/ folder in the submission")
-    trusted = workdir / "tests" / spec.name
-    _write_tests(spec, trusted)
-    workers: dict[str, list[str]] = {}
-    copied: list[str] = []
-    for hidden in (False, True):
-        names = [n for n in spec.tests if n.startswith(HIDDEN_PREFIX) == hidden]
-        if not names:
-            continue
-        folder = workdir / ("hidden" if hidden else "visible") / spec.name
-        _write_tests(spec, folder, hidden=hidden)
-        copied = _copy_learner_files(spec, src, folder)
-        argv = sandbox.worker_command(folder, library, sandbox=use_sandbox)
-        workers.update({n: argv for n in names})
-    if not copied:
-        return _failed_all(spec, f"none of the learner files ({', '.join(spec.learner_files)}) "
-                                 f"is in lessons/{spec.name}/ of the submission")  # fmt: skip
-    outcomes_file = workdir / "outcomes.json"
-    cmd = _pytest_cmd(workdir, workdir / "tests", "-q", "--no-header", "--task-timeout",
-                      str(timeout), "--outcomes-json", str(outcomes_file),
-                      "--benchmark-disable-gc", spec.name)  # fmt: skip
-    wall = timeout * (len(spec.graded) + 2) + 120
-    log_path = workdir / "pytest-output.txt"
-    reason = ""
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(cmd, cwd=workdir / "tests", env=_pytest_env(workers),
-                                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True, preexec_fn=sandbox.apply_limits(limits))  # fmt: skip
-        try:
-            code = proc.wait(timeout=wall)
-        except subprocess.TimeoutExpired:
-            code, reason = None, f"the lesson's tests ran past {wall:.0f} s and were stopped"
-        finally:
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
-            proc.wait()
-    outcomes = {}
-    if outcomes_file.is_file():
-        try:
-            outcomes = {o["nodeid"]: o for o in json.loads(outcomes_file.read_text())}
-        except (ValueError, KeyError, TypeError):
-            outcomes = {}
-    tail = log_path.read_text(errors="replace")[-1500:]
-    why_missing = reason or f"not run: the test process ended early (exit {code})\n{tail}"
-    results = []
-    for t in spec.graded:
-        o = outcomes.get(t["nodeid"])
-        if o is None:
-            results.append(_result(spec, t, "failed", why_missing))
-            continue
-        status = o["status"] if o["status"] in ("passed", "failed", "not started") else "failed"
-        results.append(_result(spec, t, status, "" if status == "passed" else str(o["output"])))
-    return results
-
-
-# ---------------------------------------------------------------- whole submissions
-def grade_submission(path: Path, name: str, specs: list[LessonSpec], *, timeout: float,
-                     limits: sandbox.Limits, library: Path, use_sandbox: bool,
-                     scratch: Path) -> SubmissionResult:  # fmt: skip
-    """Grade every lesson of one submission, in a private folder under ``scratch``."""
-    result = SubmissionResult(name, source=str(path))
+def grade_submission(path: Path, name: str, specs: list[LessonSpec], ctx: RunContext,
+                     slot: Slot) -> SubmissionResult:  # fmt: skip
+    """Grade every lesson of one submission from its private copy. Anything that goes wrong
+    with this submission is its own error row; it never stops the class."""
+    result = SubmissionResult(name, source=str(path), sandbox=ctx.tier.name)
     t0 = time.time()
-    tmp = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=scratch))
+    tmp = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=ctx.private))
     try:
+        lessons_root = None
         try:
-            lessons_root = find_lessons_root(unpack(path, tmp / "submission"))
-        except (GradeError, OSError) as e:
+            copy = intake.take_in(path, tmp / "submission")
+            lessons_root = find_lessons_root(copy)
+        except (intake.IntakeError, GradeError) as e:
             result.errors.append(str(e))
-            lessons_root = None
+        except Exception as e:  # noqa: BLE001 - a defect of this submission, never the class's
+            result.errors.append(f"{path}: could not be read ({type(e).__name__}: {e})")
+        if slot.uid_set or ctx.tier.name == "bwrap":
+            made = confine.Cgroups.make(f"alexnet-course-{os.getpid()}-{slot.index}-"
+                                        f"{int(t0 * 1000) % 10**9}", ctx.limits.memory_mb,
+                                        ctx.limits.processes)  # fmt: skip
+            slot.cgroups = made
         for spec in specs:
-            if lessons_root is None:
-                result.tests += _failed_all(spec, result.errors[0])
+            if ctx.stop.is_set():
+                result.tests += failed_all(spec, "not run: grading was stopped")
                 continue
-            result.tests += grade_lesson(spec, lessons_root, timeout=timeout, limits=limits,
-                                         workdir=tmp / spec.name, library=library,
-                                         use_sandbox=use_sandbox)  # fmt: skip
+            if lessons_root is None:
+                result.tests += failed_all(spec, result.errors[0])
+                continue
+            try:
+                tests, events = grade_lesson(spec, lessons_root, ctx, slot,
+                                             tmp / "lessons" / spec.name)  # fmt: skip
+            except Exception as e:  # noqa: BLE001
+                tests, events = failed_all(spec, f"could not grade {spec.name}: "
+                                                 f"{type(e).__name__}: {e}"), []  # fmt: skip
+            result.tests += tests
+            result.errors += events
     finally:
+        slot.clean()
         shutil.rmtree(tmp, ignore_errors=True)
     result.seconds = time.time() - t0
     return result
-
-
-def gradescope_json(result: SubmissionResult) -> dict:
-    tests = []
-    for t in result.tests:
-        output = "" if t.hidden else t.output  # hidden tests: no source and no output
-        tests.append({
-            "name": f"{t.lesson} task {t.task}: {t.nodeid.split('::')[-1]}",
-            "number": t.task,
-            "score": t.score,
-            "max_score": t.max_points,
-            # Gradescope knows "passed" and "failed"; a GPU test not run here has neither
-            **({} if t.status == "skipped" else {"status": "passed" if t.status == "passed"
-                                                  else "failed"}),  # fmt: skip
-            "output": output[:4000],
-            "visibility": "after_published" if t.hidden else "visible",
-        })  # fmt: skip
-    out = {
-        "score": sum(t["score"] for t in tests),
-        "max_score": sum(t["max_score"] for t in tests),
-        "execution_time": round(result.seconds, 2),
-        "visibility": "visible",
-        "stdout_visibility": "hidden",
-        "tests": tests,
-    }
-    if result.errors:
-        out["output"] = "\n".join(result.errors)
-    return out
-
-
-def _task_columns(results: list[SubmissionResult]) -> list[tuple[str, str]]:
-    cols = {(t.lesson, t.task) for r in results for t in r.tests}
-    return sorted(cols, key=lambda c: (c[0], tuple(int(p) for p in c[1].split(".") if p.isdigit())))
-
-
-def write_gradebook(results: list[SubmissionResult], path: Path, columns) -> None:
-    rows = sorted(results, key=lambda r: r.name)
-    tmp = path.with_suffix(".csv.tmp")
-    with open(tmp, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["submission", *[f"{lesson} {task}" for lesson, task in columns], "total",
-                    "max"])  # fmt: skip
-        for r in rows:
-            by = {}
-            for t in r.tests:
-                by[(t.lesson, t.task)] = by.get((t.lesson, t.task), 0.0) + t.score
-            total = sum(t.score for t in r.tests)
-            top = sum(t.max_points for t in r.tests)
-            w.writerow([r.name, *[f"{by.get(c, 0.0):g}" for c in columns], f"{total:g}",
-                        f"{top:g}"])  # fmt: skip
-    tmp.replace(path)
 
 
 def output_names(submissions: list[Path], echo=print) -> list[str]:
@@ -385,38 +208,158 @@ def output_names(submissions: list[Path], echo=print) -> list[str]:
     return names
 
 
+# ---------------------------------------------------------------- the class
+def _check_private(tier: sandbox.Tier, paths: list[Path]) -> None:
+    """In the uid tier learner code sees the file system as its uid: refuse to start while
+    that uid could read the solutions, hidden tests, --out or another submission."""
+    if tier.name != "uid":
+        return
+    seen = sandbox.readable_by(tier.uids[0], [p for p in paths if p.exists()])
+    if seen:
+        raise GradeError(f"--sandbox uid: learner code would run as uid {tier.uids[0]}, which "
+                         f"can read {seen[0]}; make it private first (chmod o-rwx on it or on "
+                         "a folder above it)")  # fmt: skip
+
+
+def _reference(course: Path, specs: list[LessonSpec], dest: Path) -> Path | None:
+    """The course's solutions laid out as a submission, or ``None`` without them."""
+    root = course / "solutions"
+    if not all((root / s.name).is_dir() for s in specs):
+        return None
+    for spec in specs:
+        (dest / "lessons" / spec.name).mkdir(parents=True)
+        for f in spec.learner_files:
+            if (root / spec.name / f).is_file():
+                shutil.copyfile(root / spec.name / f, dest / "lessons" / spec.name / f)
+    return dest
+
+
+def _calibrate(ref: Path, specs: list[LessonSpec], ctx: RunContext, slot: Slot, jobs: int,
+               factor: float, echo) -> None:  # fmt: skip
+    """Grade the reference solution; stop unless it scores full marks; set the budgets."""
+    t_lessons: dict[str, float] = {}
+    failures = []
+    for spec in specs:
+        t0 = time.monotonic()
+        tmp = Path(tempfile.mkdtemp(prefix="reference-", dir=ctx.private))
+        try:
+            tests, _ = grade_lesson(spec, ref / "lessons", ctx, slot, tmp / spec.name)
+        finally:
+            slot.clean()
+            shutil.rmtree(tmp, ignore_errors=True)
+        t_lessons[spec.name] = time.monotonic() - t0
+        failures += [t for t in tests if t.status not in ("passed", "skipped")]
+    if ctx.stop.is_set():
+        raise GradeInterrupted("grading was stopped")
+    if failures:
+        lines = [f"  {t.nodeid}{' (hidden)' if t.hidden else ''}: "
+                 f"{(t.output.strip().splitlines() or ['failed'])[-1][:400]}" for t in failures[:5]]
+        raise GradeError("the course's tests fail on its own reference solution, so no "
+                         "submission was graded (a hidden test must call learner code through "
+                         "an observe half, or with data in and out: docs/instructors.md, "
+                         "'Writing a hidden test'):\n" + "\n".join(lines))  # fmt: skip
+    share = max(1.0, jobs / (os.cpu_count() or 1))
+    for spec in specs:
+        if not ctx.budgets.get(spec.name):
+            ctx.budgets[spec.name] = round(factor * share * t_lessons[spec.name] + 60, 1)
+        echo(f"reference solution of {spec.name}: full marks in {t_lessons[spec.name]:.0f} s; "
+             f"each submission gets {ctx.budgets[spec.name]:.0f} s for it")  # fmt: skip
+
+
 def grade(submissions: list[Path], out: Path, *, course: Path, lessons: list[str] | None = None,
           hidden: Path | None = None, timeout: float = 120.0, jobs: int = 1,
-          memory_mb: int = 6144, use_sandbox: bool = True, echo=print) -> list[SubmissionResult]:  # fmt: skip
-    """Grade every submission; see the module docstring."""
+          memory_mb: int = 6144, disk_mb: int = 1024, processes: int = 256,
+          sandbox_tier: str = "auto", uid_pool: str | None = None,
+          lesson_budget: float | None = None, budget_factor: float = BUDGET_FACTOR,
+          load_timeout: float | None = None, tasks: list[str] | None = None,
+          calibrate: bool = True, echo=print) -> list[SubmissionResult]:  # fmt: skip
+    """Grade every submission; see the module docstring.
+
+    Args:
+        memory_mb: each submission's memory cap, all its processes together.
+        disk_mb: what each submission may write, all its processes together.
+        processes: processes and threads each submission may run at once.
+        sandbox_tier: ``auto``, ``bwrap``, ``uid`` or ``none`` (:func:`.sandbox.choose`).
+        lesson_budget: seconds each submission may spend on each lesson; ``None``: measured
+            (``budget_factor`` times the reference solution's time, plus 60 s) where the
+            course has its solutions, else no budget beyond the per-test limits.
+        tasks: grade only these task ids (``["3.11"]``).
+        calibrate: grade the reference solution first (where it exists).
+    """
     if hidden is not None and not hidden.is_dir():
         raise GradeError(f"--hidden {hidden}: no such folder")
-    missing = [str(s) for s in submissions if not s.exists()]
+    missing = [str(s) for s in submissions if not os.path.lexists(s)]
     if missing:
         raise GradeError(f"no such submission: {', '.join(missing)}")
     out = out.resolve()
     for s in submissions:
         if out == s.resolve() or out.is_relative_to(s.resolve()):
             raise GradeError(f"--out {out} is inside the submission {s}; choose another folder")
-    if use_sandbox:
-        sandbox.check_sandbox()
-    names = output_names(submissions, echo)
+    jobs = max(1, jobs)
     specs = read_lessons(course, lessons, hidden)
-    scratch = Path(tempfile.mkdtemp(prefix="alexnet-course-grade-"))
+    tier = sandbox.choose(sandbox_tier, sandbox.pool(uid_pool))
     try:
-        library = sandbox.worker_library(scratch / "library")
+        if tier.uids and len(tier.uids) < 2 * (jobs + 1):
+            raise GradeError(f"--uid-pool has {len(tier.uids)} uids; --jobs {jobs} needs "
+                             f"{2 * (jobs + 1)} (two per submission graded at once)")  # fmt: skip
+        names = output_names(submissions, echo)
+        if not out.exists():
+            out.mkdir(parents=True, mode=0o700)
+        _check_private(tier, [course / "solutions", *([hidden] if hidden else []), out,
+                              *[Path(s) for s in submissions]])  # fmt: skip
+        return _grade_class(submissions, names, out, specs, tier, course=course,
+                            timeout=timeout, jobs=jobs,
+                            limits=sandbox.Limits(memory_mb=memory_mb, disk_mb=disk_mb,
+                                                  processes=processes),
+                            lesson_budget=lesson_budget, budget_factor=budget_factor,
+                            load_timeout=load_timeout, tasks=tasks, calibrate=calibrate,
+                            echo=echo)  # fmt: skip
+    finally:
+        sandbox.release(tier.uids)
+
+
+def _grade_class(submissions, names, out, specs, tier, *, course, timeout, jobs, limits,
+                 lesson_budget, budget_factor, load_timeout, tasks, calibrate, echo):  # fmt: skip
+    scratch = Path(tempfile.mkdtemp(prefix="alexnet-course-grade-"))
+    os.chmod(scratch, 0o711)  # pool uids may pass through to their own folders, never list
+    ctx = RunContext(tier=tier, limits=limits, timeout=timeout,
+                     load_timeout=load_timeout or min(60.0, 0.8 * timeout),
+                     library=sandbox.worker_library(scratch / "library"),
+                     private=scratch / "private", work=scratch / "work")  # fmt: skip
+    ctx.private.mkdir(mode=0o700)
+    ctx.work.mkdir(mode=0o711)
+    slots = [Slot(i, (tier.uids[2 * i], tier.uids[2 * i + 1]) if tier.uids else (None, None))
+             for i in range(jobs + 1)]  # fmt: skip
+    if lesson_budget:
+        ctx.budgets = {s.name: float(lesson_budget) for s in specs}
+    previous = _trap_signals(ctx)
+    try:
         for spec in specs:  # the trusted test list, before any learner code runs
-            spec.graded = collect(spec, scratch / f"collect-{spec.name}")
-        limits = sandbox.Limits(memory_mb=memory_mb, cpu_seconds=int(
-            timeout * max(len(sp.graded) for sp in specs) * 4 + 600))  # fmt: skip
-        out.mkdir(parents=True, exist_ok=True)
+            spec.graded = collect(spec, ctx.private / f"collect-{spec.name}")
+            if tasks:
+                spec.graded = [t for t in spec.graded if t["task"] in set(tasks)]
+        specs = [s for s in specs if s.graded]
+        if not specs:
+            raise GradeError(f"no graded test of task(s) {', '.join(tasks or [])} in the lessons")
+        echo(f"sandbox: {tier.name} ({tier.why})")
+        ref = _reference(course, specs, ctx.private / "reference") if calibrate else None
+        if ref is not None:
+            _calibrate(ref, specs, ctx, slots[-1], jobs, budget_factor, echo)
         done: dict[str, SubmissionResult] = {}
         lock = threading.Lock()
+        free = list(slots[:jobs])
 
         def one(item: tuple[Path, str]) -> SubmissionResult:
             path, name = item
-            res = grade_submission(path, name, specs, timeout=timeout, limits=limits,
-                                   library=library, use_sandbox=use_sandbox, scratch=scratch)  # fmt: skip
+            with lock:
+                slot = free.pop()
+            try:
+                res = grade_submission(path, name, specs, ctx, slot)
+            finally:
+                with lock:
+                    free.append(slot)
+            if ctx.stop.is_set():
+                return res
             with lock:  # every process of this submission has ended: publish
                 folder = out / name
                 folder.mkdir(exist_ok=True)
@@ -425,34 +368,49 @@ def grade(submissions: list[Path], out: Path, *, course: Path, lessons: list[str
                 tmp.write_text(json.dumps(data, indent=2))
                 tmp.replace(folder / "results.json")
                 done[name] = res
-                write_gradebook(list(done.values()), out / "gradebook.csv",
-                                _task_columns(list(done.values())))  # fmt: skip
+                write_gradebook(list(done.values()), out / "gradebook.csv")
                 echo(f"graded {name}: {data['score']:g}/{data['max_score']:g} "
                      f"({res.seconds:.0f} s){' - ' + res.errors[0] if res.errors else ''}")
             return res
 
-        with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        with ThreadPoolExecutor(max_workers=jobs) as pool:
             results = list(pool.map(one, zip(submissions, names)))
+        if ctx.stop.is_set():
+            raise GradeInterrupted("grading was stopped")
+    except GradeInterrupted:
+        raise GradeInterrupted(f"grading was stopped by a signal: {len(_published(out))} "
+                               f"submission(s) were graded before it, in {out}; the workers "
+                               "and the scratch folder are gone") from None  # fmt: skip
     finally:
+        ctx.stop.set()
+        for slot in slots:
+            slot.clean()
         shutil.rmtree(scratch, ignore_errors=True)
+        _restore_signals(previous)
     return results
 
 
-def summary_table(results: list[SubmissionResult]) -> str:
-    cols = _task_columns(results)
-    lessons = sorted({c[0] for c in cols})
-    width = max([len(r.name) for r in results] + [10])
-    lines = [f"{'submission':<{width}}  " + "  ".join(f"{les:>18}" for les in lessons)
-             + f"  {'total':>10}"]  # fmt: skip
-    for r in sorted(results, key=lambda r: r.name):
-        cells = []
-        for les in lessons:
-            got = sum(t.score for t in r.tests if t.lesson == les)
-            top = sum(t.max_points for t in r.tests if t.lesson == les)
-            cells.append(f"{f'{got:g}/{top:g}':>18}")
-        total = f"{sum(t.score for t in r.tests):g}/{sum(t.max_points for t in r.tests):g}"
-        lines.append(f"{r.name:<{width}}  " + "  ".join(cells) + f"  {total:>10}")
-    return "\n".join(lines)
+def _published(out: Path) -> list[str]:
+    return sorted(p.parent.name for p in out.glob("*/results.json"))
+
+
+def _trap_signals(ctx: RunContext) -> dict:
+    """SIGINT and SIGTERM stop the class run cleanly (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+
+    def stop(signum, frame):
+        if ctx.stop.is_set():  # already stopping: let the clean-up finish
+            return
+        ctx.stop.set()
+        raise GradeInterrupted(signal.Signals(signum).name)
+
+    return {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
+
+
+def _restore_signals(previous: dict) -> None:
+    for s, handler in previous.items():
+        signal.signal(s, handler)
 
 
 # ---------------------------------------------------------------- the learner's release

@@ -25,6 +25,7 @@ IMPL_ENV = "ALEXNET_COURSE_IMPL"
 ROOT_ENV = "ALEXNET_COURSE_ROOT"
 _config: dict = {"impl": None, "solutions_dir": None, "sealed": False}
 _cache: dict[Path, types.ModuleType] = {}
+_failed: dict[Path, str] = {}  # files that could not be imported: the same error, at once
 
 
 class LearnerImportError(CourseError):
@@ -37,6 +38,7 @@ def configure(impl: str | None = None, solutions_dir: str | Path | None = None) 
     _config["impl"] = impl
     _config["solutions_dir"] = Path(solutions_dir).resolve() if solutions_dir else None
     _cache.clear()
+    _failed.clear()
 
 
 def seal() -> None:
@@ -83,6 +85,8 @@ def import_file(path: Path) -> types.ModuleType:
     path = path.resolve()
     if path in _cache:
         return _cache[path]
+    if path in _failed:
+        raise LearnerImportError(_failed[path])
     if not path.is_file():
         raise LearnerImportError(f"{path} does not exist: restore it with `git checkout` or "
                                  "regenerate it with `alexnet-course stubs`")  # fmt: skip
@@ -99,9 +103,8 @@ def import_file(path: Path) -> types.ModuleType:
         where = traceback.extract_tb(e.__traceback__)
         line = next((f"line {fr.lineno}" for fr in reversed(where) if fr.filename == str(path)),
                     f"line {getattr(e, 'lineno', '?')}")  # fmt: skip
-        raise LearnerImportError(
-            f"could not import {path.name} ({line}): {type(e).__name__}: {e}"
-        ) from None
+        _failed[path] = f"could not import {path.name} ({line}): {type(e).__name__}: {e}"
+        raise LearnerImportError(_failed[path]) from None
     _cache[path] = module
     return module
 
@@ -109,26 +112,30 @@ def import_file(path: Path) -> types.ModuleType:
 class LazyModule(types.ModuleType):
     """A module proxy that imports the real file on first attribute access."""
 
-    def __init__(self, lesson_dir: Path, name: str) -> None:
+    def __init__(self, lesson_dir: Path, name: str, test_file: str = "") -> None:
         super().__init__(name)
-        self.__dict__["_where"] = (lesson_dir, name)
+        self.__dict__["_where"] = (lesson_dir, name, test_file)
 
     def _load(self) -> types.ModuleType:
-        lesson_dir, name = self.__dict__["_where"]
-        if _config["sealed"]:
-            raise LearnerImportError(f"{name}.py is not loaded in the grader's process: this "
-                                     "test must call the learner's code through observe()")
+        lesson_dir, name, _ = self.__dict__["_where"]
         return import_file(source_dir(lesson_dir) / f"{name}.py")
 
     def __getattr__(self, attr: str):
         if attr.startswith("__") and attr.endswith("__"):
             raise AttributeError(attr)
+        if _config["sealed"]:  # the grader's test process: the learner's code runs elsewhere
+            from alexnet_course.grading import remote
+
+            _, name, test_file = self.__dict__["_where"]
+            return remote.learner_attribute(test_file, name, attr)
         return getattr(self._load(), attr)
 
 
 def load(test_file: str | Path, name: str) -> LazyModule:
-    """The learner module ``name`` of the lesson that ``test_file`` belongs to."""
-    return LazyModule(Path(test_file).resolve().parent, name)
+    """The learner module ``name`` of the lesson that ``test_file`` belongs to. In the
+    class grader's test process it never loads: a function of it called there (``mod.f(3)``)
+    runs in the sandboxed worker, with data for arguments and result."""
+    return LazyModule(Path(test_file).resolve().parent, name, Path(test_file).name)
 
 
 def load_lesson_module(lesson: str, name: str, impl_: str = "solutions",

@@ -138,9 +138,16 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                      "0 turns it off)")  # fmt: skip
     g.addoption("--no-score", action="store_true", help="do not print the score table")
     g.addoption("--outcomes-json", default=None, metavar="PATH",
-                help="write each graded test's node id, status and output to PATH (the grader)")
+                help="append each graded test's node id, status and output to PATH as a JSON "
+                     "line when the test ends (the grader)")
     g.addoption("--collect-json", default=None, metavar="PATH",
                 help="write the graded tests (node id, task, points, hidden, gpu) to PATH")
+    g.addoption("--load-timeout", type=float, default=60.0, metavar="S",
+                help="graded by the class grader: seconds the learner files may take to "
+                     "import in the worker (default 60)")  # fmt: skip
+    g.addoption("--lesson-budget", type=float, default=0.0, metavar="S",
+                help="graded by the class grader: seconds for all of the run's tests; a test "
+                     "that would start later fails with the reason (default: no budget)")  # fmt: skip
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -154,8 +161,32 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[BOARD] = Scoreboard()
     spec = os.environ.pop(remote.WORKER_ENV, None)
     if spec is not None:  # graded: learner code only in the workers, never here
-        remote.configure_remote(json.loads(spec))
+        remote.configure_remote(json.loads(spec), config.getoption("--load-timeout"),
+                                _cap_check(os.environ.pop(CAPS_ENV, None)))
         learner.seal()
+
+
+CAPS_ENV = "ALEXNET_COURSE_CAPS"
+
+
+def _cap_check(spec: str | None):
+    """The uid tier's disk cap, checked after every answer from a worker (the grader's
+    watchdog checks it twice a second too)."""
+    if not spec:
+        return None
+    caps = json.loads(spec)
+    uids, roots, cap = set(caps["uids"]), [Path(r) for r in caps["roots"]], int(caps["disk_bytes"])
+
+    def check() -> str | None:
+        from alexnet_course.grading.confine import MAX_SCAN, files_of
+
+        size, count, _ = files_of(uids, roots)
+        if size > cap or count >= MAX_SCAN:
+            return (f"the submission wrote {size >> 20} MB in {count} files, over its cap of "
+                    f"{cap >> 20} MB: this answer was refused")  # fmt: skip
+        return None
+
+    return check
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -217,18 +248,42 @@ class TaskTimeout(Exception):
     """A graded test ran past its time limit."""
 
 
+class BudgetSpent(Exception):
+    """The class grader's time for the whole lesson ran out."""
+
+
+def _budget_left(config: pytest.Config) -> float | None:
+    budget = config.getoption("--lesson-budget")
+    if not budget:
+        return None
+    return budget - (time.time() - config.stash[BOARD].started)
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item):
     info = task_info(item)
     limit = item.config.getoption("--task-timeout")
     if info and info["timeout"] is not None:
         limit = float(info["timeout"])
+    left = _budget_left(item.config) if info is not None else None
+    budget = item.config.getoption("--lesson-budget")
+    if left is not None and left <= 0:
+        raise BudgetSpent(f"not run: this submission's time for the lesson ({budget:g} s, set "
+                          "by the grader from the reference solution's time) ran out before "
+                          "this test started")  # fmt: skip
+    by_budget = left is not None and (not limit or left < limit)
+    if by_budget:
+        limit = left
     usable = (info is not None and limit and hasattr(signal, "setitimer")
               and threading.current_thread() is threading.main_thread())  # fmt: skip
     if not usable:
         return (yield)
 
     def on_alarm(signum, frame):
+        if by_budget:
+            raise BudgetSpent(f"stopped: this submission's time for the lesson ({budget:g} s, "
+                              "set by the grader from the reference solution's time) ran out "
+                              "during this test")  # fmt: skip
         raise TaskTimeout(f"Task {info['task']}: this test ran longer than {limit:g} s; does "
                           "your code loop forever or wait for input?")  # fmt: skip
 
@@ -255,10 +310,17 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
         else:
             report.longrepr = f"not started: {msg}"
     elif exc is not None and report.failed and exc.errisinstance(
-        (learner.LearnerImportError, remote.LearnerError, TaskTimeout)
+        (learner.LearnerImportError, remote.LearnerError, TaskTimeout, BudgetSpent)
     ):
         report.longrepr = str(exc.value)
-    item.config.stash[BOARD].record(item, report)
+    board = item.config.stash[BOARD]
+    board.record(item, report)
+    path = item.config.getoption("--outcomes-json")
+    if path and report.when == "teardown" and item.nodeid in board.outcomes:
+        # one line per finished test, at once: a run stopped later keeps what it decided
+        o = board.outcomes[item.nodeid]
+        with open(path, "a") as f:
+            f.write(json.dumps({"nodeid": o.nodeid, "status": o.status, "output": o.output}) + "\n")
     return report
 
 
@@ -323,14 +385,27 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     board = session.config.stash.get(BOARD, None)
     if board is None:
         return
-    if path := session.config.getoption("--outcomes-json"):
-        rows = [{"nodeid": o.nodeid, "status": o.status, "output": o.output}
-                for o in board.outcomes.values()]  # fmt: skip
-        tmp = Path(path).with_suffix(".tmp")
-        tmp.write_text(json.dumps(rows))
-        tmp.replace(path)
     if path := session.config.getoption("--results-json"):
         write_results_json(board, Path(path))
+
+
+def read_outcomes(path: str | Path) -> list[dict]:
+    """The rows ``--outcomes-json`` wrote (one JSON line per finished test), in order; a
+    line that is not one (a run killed mid-write) ends the list."""
+    rows = []
+    try:
+        text = Path(path).read_text()
+    except OSError:
+        return rows
+    for line in text.splitlines():
+        try:
+            row = json.loads(line)
+        except ValueError:
+            break
+        if type(row) is not dict or not isinstance(row.get("nodeid"), str):
+            break
+        rows.append(row)
+    return rows
 
 
 def write_results_json(board: Scoreboard, path: Path) -> dict:

@@ -226,17 +226,25 @@ def _write_all(fd: int, data: bytes) -> None:
 
 
 # ---------------------------------------------------------------- observe
-_state: dict = {"mode": "local", "workers": {}, "spec": None}
+_state: dict = {"mode": "local", "workers": {}, "spec": None, "failed": {}, "load_timeout": 60.0}
 WORKER_ENV = "ALEXNET_COURSE_WORKER"
 
 
-def configure_remote(spec: dict | None) -> None:
+def configure_remote(spec: dict | None, load_timeout: float = 60.0,
+                     cap_check: Callable[[], str | None] | None = None) -> None:
     """Switch :func:`observe` to workers. ``spec`` maps a test file's name to the command that
-    starts its worker (``{"test_model.py": [...argv], ...}``); ``None`` switches back."""
+    starts its worker (``{"test_model.py": [...argv], ...}``); ``None`` switches back. A
+    worker whose learner files do not finish importing within ``load_timeout`` seconds is
+    not started again: every later call to it fails at once with that reason.
+    ``cap_check``, run after every answer, returns a reason when the submission is over a
+    cap (the uid tier's written files): the answer is then refused."""
     for w in _state["workers"].values():
         w.close()
     _state["workers"] = {}
+    _state["failed"] = {}
     _state["spec"] = spec
+    _state["load_timeout"] = float(load_timeout)
+    _state["cap_check"] = cap_check
     _state["mode"] = "remote" if spec is not None else "local"
 
 
@@ -262,7 +270,8 @@ def observe(fn: Callable, *args: Any, **kwargs: Any) -> Any:
     Args:
         fn: a module-level function of the calling test file; it calls the learner's code
             and returns data only (see the module docstring).
-        args, kwargs: data only, sent to ``fn``.
+        *args: data only, sent to ``fn``.
+        **kwargs: data only, sent to ``fn``.
 
     Returns:
         ``fn``'s result, through the data filter: lists, tuples, dicts, numbers, strings,
@@ -272,34 +281,118 @@ def observe(fn: Callable, *args: Any, **kwargs: Any) -> Any:
         Whatever ``fn`` raised: locally the exception itself; graded, an exception of the
         same built-in type with the same message (or :class:`LearnerError`).
     """
+    __tracebackhide__ = True  # pytest: show the learner's frames, not these
     file, name = _where(fn)
     if not remote():
         return normalize(fn(*normalize(list(args)), **normalize(dict(kwargs))))
+    return _worker_for(file).request({"kind": "observe", "file": file, "name": name,
+                                      "args": list(args), "kwargs": dict(kwargs)})  # fmt: skip
+
+
+def _worker_for(file: str) -> Worker:
+    """The worker serving the test file ``file``: running, or started now (and its learner
+    files imported, within the load limit)."""
+    __tracebackhide__ = True  # pytest: show the learner's frames, not these
+    from alexnet_course.grading.learner import LearnerImportError
+
     argv = _state["spec"].get(file)
     if argv is None:
         raise LearnerError(f"no worker is configured for {file}")
     key = json.dumps(argv)  # test files with the same command share one worker
+    if key in _state["failed"]:
+        raise LearnerImportError(_state["failed"][key])
     worker = _state["workers"].get(key)
     if worker is None or not worker.alive():
         worker = _state["workers"][key] = Worker(argv)
-    return worker.call(file, name, list(args), dict(kwargs))
+        try:
+            worker.wait_ready(_state["load_timeout"])
+        except BaseException as e:
+            if isinstance(e, KeyboardInterrupt):
+                worker.close()
+                raise
+            why = worker.load_failure(e, _state["load_timeout"])
+            _state["failed"][key] = why
+            raise LearnerImportError(why) from None
+    return worker
+
+
+def learner_attribute(file: str, module: str, attr: str) -> Any:
+    """``module.attr`` of the learner's code, for a test that uses a learner module directly
+    (``mod.two(13)``) in the grader's test process: data comes back as it is; a function or
+    class comes back as :class:`RemoteFunction`, whose calls run in the worker."""
+    __tracebackhide__ = True  # pytest: show the learner's frames, not these
+    reply = _worker_for(file).request({"kind": "attr", "module": module, "attr": attr})
+    if type(reply) is dict and reply.get("callable") is True:
+        return RemoteFunction(file, module, attr)
+    return reply.get("value") if type(reply) is dict else reply
+
+
+class RemoteFunction:
+    """A learner function called from a test in the grader's test process: the call runs in
+    the worker; its arguments and its result must be data."""
+
+    def __init__(self, file: str, module: str, attr: str) -> None:
+        self.file, self.module, self.attr = file, module, attr
+        self.__name__ = self.__qualname__ = attr
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        __tracebackhide__ = True  # pytest: show the learner's frames, not these
+        return _worker_for(self.file).request({
+            "kind": "call", "module": self.module, "attr": self.attr,
+            "args": list(normalize(list(args))), "kwargs": dict(normalize(dict(kwargs)))})
+
+    def __repr__(self) -> str:
+        return f"<learner function {self.module}.{self.attr} (runs in the sandbox)>"
 
 
 class Worker:
     """The grader's end of one worker process (see :func:`serve`)."""
 
     def __init__(self, argv: list[str]) -> None:
+        self.loading = ""  # the learner file the worker said it was importing
+        self.t0 = time.monotonic()
         self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
 
     def alive(self) -> bool:
         return self.proc.poll() is None
 
-    def call(self, file: str, name: str, args: list, kwargs: dict, timeout: float | None = None):
+    def wait_ready(self, timeout: float) -> None:
+        """Read the worker's start-up frames until it says its learner files are imported."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                frame = read_frame(self.proc.stdout.fileno(), deadline)
+            except BaseException:
+                self.close()
+                raise
+            if type(frame) is not dict:
+                self.close()
+                raise LearnerError("the sandboxed process sent an unreadable answer")
+            if frame.get("ready") is True:
+                return
+            self.loading = str(frame.get("loading", ""))[:200]
+
+    def load_failure(self, error: BaseException, timeout: float) -> str:
+        """One line for a worker that never became ready."""
+        waited = time.monotonic() - self.t0
+        file = self.loading or "the learner files"
+        if isinstance(error, TimeoutError) or waited >= timeout:
+            return (f"{file} did not finish importing within {timeout:g} s, so none of this "
+                    "lesson's tests ran: does it do slow work (a search, a download, "
+                    "training) at import time? Put that inside a function")  # fmt: skip
+        if isinstance(error, (EOFError, BrokenPipeError)):
+            return (f"the sandboxed process ended while importing {file} (exit code "
+                    f"{self.proc.poll()}), so none of this lesson's tests ran")  # fmt: skip
+        return f"{file} could not be loaded ({type(error).__name__}: {str(error)[:300]})"
+
+    def request(self, message: dict, timeout: float | None = None) -> Any:
+        __tracebackhide__ = True  # pytest: show the learner's frames, not these
+        frame = pack(message)  # not data: the test's own error, raised before anything is sent
         deadline = time.monotonic() + timeout if timeout else None
+        name = str(message.get("name") or f"{message.get('module')}.{message.get('attr')}")
         try:
-            write_frame(self.proc.stdin.fileno(), {"file": file, "name": name, "args": args,
-                                                   "kwargs": kwargs})  # fmt: skip
+            _write_all(self.proc.stdin.fileno(), frame)
             reply = read_frame(self.proc.stdout.fileno(), deadline)
         except BaseException as e:  # a time limit, a dead worker, a malformed reply
             code = self.close()
@@ -313,12 +406,22 @@ class Worker:
         if type(reply) is not dict:
             self.close()
             raise LearnerError("the sandboxed process sent an unreadable answer")
+        over = _state["cap_check"]() if _state.get("cap_check") else None
+        if over:  # nothing observed past a cap counts
+            self.close()
+            raise LearnerError(over)
         out = str(reply.get("output") or "")
         if out:  # what the learner's code printed: pytest shows it with the test's report
             sys.stdout.write(out if len(out) <= OUTPUT_TAIL else "..." + out[-OUTPUT_TAIL:])
         if reply.get("ok") is True:
+            if message["kind"] == "attr":
+                return {"callable": reply.get("callable") is True, "value": reply.get("value")}
             return reply.get("value")
         _raise(reply)
+
+    def call(self, file: str, name: str, args: list, kwargs: dict, timeout: float | None = None):
+        return self.request({"kind": "observe", "file": file, "name": name, "args": args,
+                             "kwargs": kwargs}, timeout)  # fmt: skip
 
     def close(self) -> int | None:
         try:
@@ -337,8 +440,11 @@ class Worker:
 
 
 def _raise(reply: dict):
+    __tracebackhide__ = True  # pytest: show the learner's frames, not these
     kind, message = str(reply.get("type", "Exception")), str(reply.get("message", ""))[:4000]
     where = str(reply.get("where", ""))[:2000]
+    if kind == "NotData":
+        raise ObservationError(message)
     if kind == "LearnerImportError":
         from alexnet_course.grading.learner import LearnerImportError
 
@@ -376,11 +482,65 @@ def _learner_where(tb, folder: Path) -> str:
     return "\n".join(lines[-8:])
 
 
-def serve(folder: str | Path) -> None:
-    """The worker's loop: read a call, run it, send back data or the error. Its stdin and
-    stdout carry the frames; what the learner's code prints goes to a private file and
-    comes back, truncated, with each answer."""
+NOT_DATA_HINT = (
+    "under `alexnet-course grade` a test may call learner code directly only when the call "
+    "takes and returns data (numbers, strings, lists, dicts, arrays, tensors); build "
+    "objects (a model, a loader) inside an observe half and return data from it "
+    "(docs/instructors.md, 'Writing a hidden test')"
+)
+
+
+def _learner_module(folder: Path, name: str, files: list[str]):
+    from alexnet_course.grading import learner
+
+    if f"{name}.py" not in files or not name.isidentifier():
+        raise ObservationError(f"{name} is not a learner module of this lesson "
+                               f"({', '.join(files)})")  # fmt: skip
+    return learner.import_file(folder / f"{name}.py")
+
+
+def _handle(request: dict, folder: Path, files: list[str], cache: dict) -> dict:
+    kind = request.get("kind", "observe")
+    if kind == "observe":
+        module = _load_test_module(folder, str(request["file"]), cache)
+        fn = getattr(module, str(request["name"]))
+        return {"ok": True, "value": fn(*request["args"], **request["kwargs"])}
+    module = _learner_module(folder, str(request["module"]), files)
+    attr = str(request["attr"])
+    if attr.startswith("__"):
+        raise AttributeError(attr)
+    value = getattr(module, attr)
+    what = f"{request['module']}.{attr}"
+    if kind == "attr":
+        if callable(value):
+            return {"ok": True, "callable": True}
+        return {"ok": True, "callable": False, "value": _as_data(value, what)}
+    if kind == "call":
+        result = value(*request["args"], **request["kwargs"])
+        return {"ok": True, "value": _as_data(result, f"{what}(...)")}
+    raise ObservationError(f"unknown request {kind!r}")
+
+
+def _as_data(value: Any, what: str) -> Any:
+    try:
+        pack(value)
+    except ObservationError as e:
+        raise _NotData(f"{what} gave a {type(value).__module__}.{type(value).__name__}, which "
+                       f"cannot leave the sandbox ({e}): {NOT_DATA_HINT}") from None  # fmt: skip
+    return value
+
+
+class _NotData(Exception):
+    pass
+
+
+def serve(folder: str | Path, files: list[str] | tuple = ()) -> None:
+    """The worker's loop: import the learner ``files`` (saying which, so that a file that
+    never finishes importing is named), then read a call, run it, send back data or the
+    error. Its stdin and stdout carry the frames; what the learner's code prints goes to a
+    private file and comes back, truncated, with each answer."""
     folder = Path(folder).resolve()
+    files = [str(f) for f in files]
     rfd, wfd = os.dup(0), os.dup(1)
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)
@@ -393,6 +553,13 @@ def serve(folder: str | Path) -> None:
     from alexnet_course.grading import learner
 
     learner.configure("lessons")
+    for name in files:  # a file that fails to import fails every test that uses it, at once
+        _write_all(wfd, pack({"loading": name}))
+        try:
+            learner.import_file(folder / name)
+        except learner.LearnerImportError:
+            pass  # remembered by import_file; raised again, at once, on every use
+    _write_all(wfd, pack({"ready": True}))
     cache: dict = {}
     while True:
         try:
@@ -402,14 +569,12 @@ def serve(folder: str | Path) -> None:
         os.ftruncate(log, 0)
         os.lseek(log, 0, os.SEEK_SET)
         try:
-            module = _load_test_module(folder, str(request["file"]), cache)
-            fn = getattr(module, str(request["name"]))
-            value = fn(*request["args"], **request["kwargs"])
-            reply = {"ok": True, "value": value}
+            reply = _handle(request, folder, files, cache)
             frame = pack(reply)  # encode now: a value that is not data is the learner's error
         except BaseException as e:  # noqa: BLE001 - anything the learner's code raises
             frame = None
-            reply = {"ok": False, "type": type(e).__name__, "message": str(e)[:4000],
+            kind = "NotData" if isinstance(e, _NotData) else type(e).__name__
+            reply = {"ok": False, "type": kind, "message": str(e)[:4000],
                      "where": _learner_where(e.__traceback__, folder)}  # fmt: skip
         sys.stdout.flush()
         sys.stderr.flush()
@@ -431,8 +596,9 @@ def _main(argv: list[str]) -> int:
     import shutil
     import tempfile
 
-    from alexnet_course.grading.sandbox import worker_command, worker_library
+    from alexnet_course.grading.sandbox import Tier, worker_command, worker_library
     from alexnet_course.grading.stubs import learner_files
+    from alexnet_course.grading.views import worker_view
 
     p = argparse.ArgumentParser(prog="python -m alexnet_course.grading.remote")
     p.add_argument("lesson_dir", type=Path)
@@ -445,16 +611,19 @@ def _main(argv: list[str]) -> int:
         work = Path(tmp) / "worker" / src.name
         trusted.mkdir(parents=True)
         work.mkdir(parents=True)
+        files = [f.name for f in learner_files(src)]
         # the grader's own worker command, without the sandbox
-        argv = worker_command(work, worker_library(Path(tmp) / "library"), sandbox=False)
+        argv = worker_command(work, worker_library(Path(tmp) / "library"), Tier("none"),
+                              files=[f for f in files if (learner_src / f).is_file()])  # fmt: skip
+        (work / ".home").mkdir()
         spec = {}
         for t in sorted(src.glob("test_*.py")):
             shutil.copy(t, trusted / t.name)
-            shutil.copy(t, work / t.name)
+            (work / t.name).write_text(worker_view(t.read_text(), t.name)[0])
             spec[t.name] = argv
-        for f in learner_files(src):
-            if (learner_src / f.name).is_file():
-                shutil.copy(learner_src / f.name, work / f.name)
+        for f in files:
+            if (learner_src / f).is_file():
+                shutil.copy(learner_src / f, work / f)
         env = {**os.environ, WORKER_ENV: json.dumps(spec)}
         cmd = [sys.executable, "-m", "pytest", str(trusted), "-p", "no:cacheprovider",
                "--rootdir", str(trusted.parent), *rest]  # fmt: skip

@@ -1,28 +1,38 @@
-"""Where learner code runs when a class is graded: a worker process in a bubblewrap sandbox.
+"""Where learner code runs when a class is graded: a worker process in a sandbox tier.
 
 The worker (:func:`alexnet_course.grading.remote.serve`) runs the observe halves of the
-graded tests. It sees, read-only, the Python installation, the virtual environment and a
-copy of the course library that holds only what the tests need (:data:`WORKER_LIBRARY`: no
-data pipeline, no comparison runner, nothing that answers a lesson's tasks); read-write,
-its own lesson folder (pristine tests and the learner's files) and an empty private
-``/tmp``. It does not see the instructor's checkout, ``solutions/``, the grader's output
-folder, other submissions, hidden tests other than its own, or any home folder. It gets new
-user, PID, network, IPC, UTS and cgroup namespaces, dies with its parent, and runs under
-limits on memory, CPU time, file size and (where the machine allows) number of processes.
+graded tests. Every tier keeps the trusted test list and the verdicts out of it; they differ
+in what else learner code can reach (docs/instructors.md has the threat model):
 
-``--no-sandbox`` (macOS, a container without user namespaces) runs the same worker as a
-plain process in its own session with the same limits. It keeps the trusted test list and
-the verdicts outside learner code; it gives up the file-system and process isolation.
+* ``bwrap``: Debian's bubblewrap. New user, PID, network, IPC, UTS and cgroup namespaces;
+  read-only: the Python installation, the virtual environment and a copy of the course
+  library that holds only what the tests need (:data:`WORKER_LIBRARY`); writable: its own
+  lesson folder and ``/tmp``, both size-capped tmpfs. When the grader is root, the sandbox
+  is also started as a pool uid (below), so that process counts are per submission.
+* ``uid``: for hosts where bwrap cannot start (Docker without user namespaces, as in
+  Gradescope's container; CI runners). The worker runs as a dedicated unprivileged uid from
+  a pool, one pair per concurrent submission (Submitty's untrusted users), with
+  ``no_new_privs``; the grader's files, ``--out``, solutions and other submissions are
+  unreadable to it (checked before grading), and after each submission every process of
+  that uid is killed and every file it left in a world-writable folder removed. Needs root.
+* ``none``: a plain process of the grader's user, only when asked for.
+
+Per-submission caps (:mod:`.confine`): memory and process count in a cgroup where one can be
+made (v2 delegated, or v1 as root), else the process count per uid (RLIMIT_NPROC, counted in
+the sandbox's own user namespace or for the pool uid) and a watchdog that sums the memory
+and the written files of the submission's processes.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 import sys
 import sysconfig
-from dataclasses import dataclass
+import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from alexnet_course import CourseError
@@ -33,63 +43,272 @@ WORKER_LIBRARY = (
     "__init__.py", "device.py", "weights.py", "grading/__init__.py", "grading/learner.py",
     "grading/checks.py", "grading/remote.py",
 )  # fmt: skip
+TIERS = ("auto", "bwrap", "uid", "none")
 COURSE_MOUNT = "/course"
 WORK_MOUNT = "/submission"
+DEFAULT_UIDS = range(61000, 61064)  # 32 pairs: one pair per submission graded at once
+POOL_ENV = "ALEXNET_COURSE_UID_POOL"  # another pool, e.g. for graders run side by side
 BOOT = (
-    "import sys; {pdeath}sys.meta_path[:] = [f for f in sys.meta_path if 'editable' not in "
+    "import sys; {nproc}sys.meta_path[:] = [f for f in sys.meta_path if 'editable' not in "
     "getattr(f, '__module__', type(f).__module__)]; sys.path.insert(0, {course!r}); "
-    "from alexnet_course.grading.remote import serve; serve({folder!r})"
+    "from alexnet_course.grading.remote import serve; serve({folder!r}, {files!r})"
 )
-NO_SANDBOX_HINT = ("pass --no-sandbox to grade without it: the test list and the verdicts "
-                   "still stay out of learner code, but learner code then runs as your user "
-                   "and can read and write what you can (other submissions, --out, the course)")  # fmt: skip
+# Runs first in every worker, as the grader's user, before any learner code: joins the
+# submission's cgroups, sets the limits, drops to the pool uid (no_new_privs, dies with the
+# test process), then becomes the worker. Standard library only (python -I -S).
+LAUNCH = r"""
+import ctypes, json, os, resource, sys
+c = json.loads(sys.argv[1]); argv = sys.argv[3:]
+for f in c["cgroups"]:
+    with open(f, "w") as fh:
+        fh.write(str(os.getpid()))
+for name, v in c["rlimits"].items():
+    resource.setrlimit(getattr(resource, name), (v, v))
+libc = ctypes.CDLL(None, use_errno=True)
+if c["uid"] is not None:
+    os.setgroups([])
+    os.setresgid(c["uid"], c["uid"], c["uid"])
+    os.setresuid(c["uid"], c["uid"], c["uid"])
+    if os.getuid() != c["uid"] or os.geteuid() != c["uid"]:
+        sys.exit("could not switch uid")
+if libc.prctl(38, 1, 0, 0, 0) != 0 or libc.prctl(1, 9, 0, 0, 0) != 0:
+    sys.exit("prctl failed")
+os.umask(0o077)
+os.chdir(c["cwd"])
+os.execve(argv[0], argv, c["env"])
+"""
 
 
 class SandboxError(CourseError):
-    """bubblewrap is missing or cannot create its namespaces here."""
+    """The sandbox tier asked for cannot run here; the message says why and what would."""
 
 
-@dataclass
+@dataclass(frozen=True)
 class Limits:
+    """What one submission may use. ``memory_mb``, ``processes`` and ``disk_mb`` hold
+    across all of its processes; ``cpu_seconds`` and ``file_mb`` per process."""
+
     memory_mb: int = 6144
     cpu_seconds: int = 3600
     file_mb: int = 1024
-    processes: int = 512
+    disk_mb: int = 1024
+    processes: int = 256
+
+
+@dataclass(frozen=True)
+class Tier:
+    """The sandbox tier a run uses: ``bwrap``, ``uid`` or ``none``, and why."""
+
+    name: str
+    why: str = ""
+    uids: tuple[int, ...] = ()  # the pool (root only): two per concurrent submission
+    caps: str = ""  # how the per-submission caps hold (confine.describe)
+
+    @property
+    def drops_uid(self) -> bool:
+        return bool(self.uids)
+
+
+@dataclass
+class Slot:
+    """One concurrent submission's place: its two uids (visible, hidden workers) and cgroups."""
+
+    index: int
+    uids: tuple[int | None, int | None] = (None, None)
+    cgroups: list[str] = field(default_factory=list)  # cgroup.procs files to join
 
 
 def worker_library(dest: Path) -> Path:
-    """Write the worker's copy of the course library into ``dest`` (returns ``dest``)."""
+    """Write the worker's copy of the course library into ``dest`` (returns ``dest``),
+    readable by every user (a pool uid imports it)."""
     pkg = Path(__file__).resolve().parents[1]
     for rel in WORKER_LIBRARY:
         target = dest / "alexnet_course" / rel
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(pkg / rel, target)
+    for p in [dest, *dest.rglob("*")]:
+        os.chmod(p, 0o755 if p.is_dir() else 0o644)
     return dest
 
 
+# ---------------------------------------------------------------- choosing a tier
 def _bwrap() -> str | None:
     return shutil.which("bwrap")
 
 
-def check_sandbox() -> None:
-    """Raise :class:`SandboxError` unless bubblewrap can start a sandbox here."""
+def _is_root() -> bool:
+    return hasattr(os, "geteuid") and os.geteuid() == 0
+
+
+def pool(spec: str | None = None) -> tuple[int, ...]:
+    """The uid pool: ``"61000-61063"`` (a range), else ``$ALEXNET_COURSE_UID_POOL``, else
+    the default."""
+    spec = spec or os.environ.get(POOL_ENV)
+    if not spec:
+        return tuple(DEFAULT_UIDS)
+    try:
+        lo, _, hi = spec.partition("-")
+        uids = tuple(range(int(lo), int(hi or lo) + 1))
+    except ValueError:
+        raise SandboxError(f"--uid-pool {spec!r}: give a range such as 61000-61063") from None
+    if not uids or min(uids) < 1000:
+        raise SandboxError(f"--uid-pool {spec!r}: uids below 1000 belong to the system")
+    return uids
+
+
+def choose(requested: str = "auto", uids: tuple[int, ...] | None = None) -> Tier:
+    """The tier to grade with. ``auto``: bwrap where it starts, else the uid tier where the
+    grader can switch uids, else :class:`SandboxError` with one line; ``none`` only when
+    asked for by name. A tier with pool uids holds the pool until :func:`release`."""
+    if requested not in TIERS:
+        raise SandboxError(f"--sandbox {requested!r}: choose one of {', '.join(TIERS)}")
+    uids = uids or pool()
+    if requested == "none":
+        return Tier("none", "asked for (--sandbox none)")
+    try:
+        if requested == "bwrap":
+            return _bwrap_tier(uids)
+        if requested == "uid":
+            return _uid_tier(uids)
+        try:
+            return _bwrap_tier(uids)
+        except SandboxError as e:
+            bwrap_why = str(e)
+        try:
+            tier = _uid_tier(uids)
+        except SandboxError as e:
+            raise SandboxError(f"no sandbox can run here: {bwrap_why}; and {e}. Pass --sandbox "
+                               "none only for a class you trust (learner code then runs as "
+                               "your user)") from None  # fmt: skip
+        return Tier(tier.name, f"bubblewrap cannot run here ({bwrap_why})", tier.uids)
+    except SandboxError:
+        release(uids)
+        raise
+
+
+def release(uids: tuple[int, ...]) -> None:
+    """Give the uid pool back (see :func:`choose`): another grader may use it now."""
+    fd = _HELD.pop(tuple(uids), None)
+    if fd is not None:
+        os.close(fd)
+
+
+def _bwrap_tier(uids: tuple[int, ...]) -> Tier:
     exe = _bwrap()
     if exe is None:
         raise SandboxError("bubblewrap (bwrap) is not installed (Debian: apt-get install "
-                           f"bubblewrap); {NO_SANDBOX_HINT}")  # fmt: skip
-    probe = [exe, *_namespace_flags(), *_system_binds(), "--", sys.executable, "-c", "pass"]
-    try:
-        r = subprocess.run(probe, capture_output=True, text=True, timeout=60)
-    except (OSError, subprocess.SubprocessError) as e:
-        raise SandboxError(f"bubblewrap could not start ({e}); {NO_SANDBOX_HINT}") from None
+                           "bubblewrap)")  # fmt: skip
+    drop = _is_root()
+    if drop:
+        _uids_free(uids)
+    probe = [exe, *_namespace_flags(), *_system_binds(), "--", sys.executable, "-I", "-S",
+             "-c", "pass"]  # fmt: skip
+    r = _run_launched(probe, uid=uids[0] if drop else None)
     if r.returncode != 0:
         why = (r.stderr.strip().splitlines() or ["no message"])[-1]
-        raise SandboxError(f"bubblewrap cannot create a sandbox here ({why}); {NO_SANDBOX_HINT}")
+        raise SandboxError(f"bubblewrap cannot create a sandbox here ({why})")
+    return Tier("bwrap", "bubblewrap starts here", uids if drop else ())
+
+
+def _uid_tier(uids: tuple[int, ...]) -> Tier:
+    if not _is_root():
+        raise SandboxError("the uid tier needs the grader to run as root (it switches learner "
+                           "code to unprivileged uids)")  # fmt: skip
+    _uids_free(uids)
+    r = _run_launched([sys.executable, "-s", "-c", "import numpy, pytest"], uid=uids[0])
+    if r.returncode != 0:
+        why = (r.stderr.strip().splitlines() or ["no message"])[-1]
+        raise SandboxError(f"an unprivileged uid cannot run this Python ({sys.executable}: "
+                           f"{why}); install the course in a Python every user can read, "
+                           "e.g. not under /root or a private home folder")  # fmt: skip
+    return Tier("uid", "asked for" if not uids else "root can switch uids", uids)
+
+
+_HELD: dict[tuple[int, ...], int] = {}  # pools this process holds: their lock files' fds
+
+
+def _uids_free(uids: tuple[int, ...]) -> None:
+    """Reserve the pool for this process (a lock file, held until :func:`release`): no user
+    may own its uids and no other grader may use them. Processes a crashed grader left under
+    them are killed."""
+    import fcntl
+    import pwd
+
+    taken = []
+    for uid in uids:
+        try:
+            taken.append(f"{uid} ({pwd.getpwuid(uid).pw_name})")
+        except KeyError:
+            pass
+    if taken:
+        raise SandboxError(f"the uid pool holds uids of existing users: {', '.join(taken[:3])}; "
+                           "choose free ones with --uid-pool")  # fmt: skip
+    if uids in _HELD:
+        return
+    lock = Path(tempfile.gettempdir()) / f"alexnet-course-uids-{uids[0]}-{uids[-1]}.lock"
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        raise SandboxError(f"another grader is using the uid pool {uids[0]}-{uids[-1]} (it "
+                           f"holds {lock}); wait for it, or choose other uids with "
+                           "--uid-pool") from None  # fmt: skip
+    _HELD[uids] = fd
+    from alexnet_course.grading.confine import kill_uids, processes_of
+
+    if processes_of(set(uids)):  # left by a grader that died: nobody else may use the pool
+        kill_uids(set(uids))
+
+
+def _run_launched(argv: list[str], uid: int | None, cwd: str = "/") -> subprocess.CompletedProcess:
+    cmd = launch_command(argv, uid=uid, cwd=cwd, env=_base_env("/tmp"), rlimits={}, cgroups=[])
+    try:
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=120,
+                              stdin=subprocess.DEVNULL)  # fmt: skip
+    except (OSError, subprocess.SubprocessError) as e:
+        return subprocess.CompletedProcess(cmd, 1, "", f"could not start: {e}")
+
+
+def readable_by(uid: int, paths: list[Path]) -> list[str]:
+    """Those of ``paths`` that ``uid`` can list or read (a probe run as that uid)."""
+    code = ("import os, sys\nfor p in sys.argv[1:]:\n    try:\n        os.listdir(p) if "
+            "os.path.isdir(p) else open(p, 'rb').close()\n        print(p)\n    except "
+            "OSError:\n        pass\n")  # fmt: skip
+    r = _run_launched([sys.executable, "-I", "-S", "-c", code, *map(str, paths)], uid=uid)
+    return [line for line in r.stdout.splitlines() if line]
+
+
+# ---------------------------------------------------------------- commands
+def launch_command(argv: list[str], *, uid: int | None, cwd: str, env: dict,
+                   rlimits: dict, cgroups: list[str]) -> list[str]:  # fmt: skip
+    """``argv`` behind the launcher (:data:`LAUNCH`)."""
+    conf = {"uid": uid, "cwd": cwd, "env": env, "rlimits": rlimits, "cgroups": cgroups}
+    return [sys.executable, "-I", "-S", "-c", LAUNCH, json.dumps(conf), "--", *argv]
+
+
+def rlimits(limits: Limits) -> dict:
+    mem = limits.memory_mb * 2**20
+    size = min(limits.file_mb, limits.disk_mb) * 2**20
+    return {"RLIMIT_DATA": mem, "RLIMIT_CPU": limits.cpu_seconds, "RLIMIT_FSIZE": size,
+            "RLIMIT_CORE": 0}  # fmt: skip
+
+
+def _base_env(home: str) -> dict:
+    env = {"HOME": home, "TMPDIR": home, "PATH": "/usr/bin:/bin", "PYTHONDONTWRITEBYTECODE": "1",
+           "PYTHONNOUSERSITE": "1", "MPLBACKEND": "Agg", "TORCH_HOME": f"{home}/torch",
+           "MPLCONFIGDIR": f"{home}/mpl", "TF_CPP_MIN_LOG_LEVEL": "2", "LANG": "C.UTF-8"}  # fmt: skip
+    for var in ("OMP_NUM_THREADS", "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS",
+                "CUDA_VISIBLE_DEVICES", "ALEXNET_COURSE_DEVICE", "MALLOC_MMAP_MAX_",
+                "MALLOC_TRIM_THRESHOLD_"):  # fmt: skip
+        if var in os.environ:
+            env[var] = os.environ[var]
+    return env
 
 
 def _namespace_flags() -> list[str]:
     return ["--unshare-all", "--die-with-parent", "--new-session", "--clearenv",
-            "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]  # fmt: skip
+            "--proc", "/proc", "--dev", "/dev"]  # fmt: skip
 
 
 def _system_binds() -> list[str]:
@@ -107,7 +326,7 @@ def _system_binds() -> list[str]:
     if Path("/etc/ld.so.conf.d").is_dir():
         args += ["--ro-bind", "/etc/ld.so.conf.d", "/etc/ld.so.conf.d"]
     # the interpreter and the virtual environment (both may live outside /usr)
-    for p in {Path(sys.base_prefix).resolve(), Path(sys.prefix).resolve()}:
+    for p in sorted({Path(sys.base_prefix).resolve(), Path(sys.prefix).resolve()}):
         if not str(p).startswith("/usr/"):
             args += ["--ro-bind", str(p), str(p)]
     for dev in sorted(Path("/dev").glob("nvidia*")):  # CUDA, for the gpu-marked tests
@@ -125,44 +344,58 @@ def _hide_installed_library() -> list[str]:
     return args
 
 
-def worker_command(folder: Path, library: Path, *, sandbox: bool) -> list[str]:
-    """The command that starts a worker over the lesson folder ``folder``."""
-    if not sandbox:
-        # no sandbox: at least die with the test process (Linux), like bwrap's --die-with-parent
-        pdeath = ("import ctypes; ctypes.CDLL(None).prctl(1, 9); "
-                  if sys.platform.startswith("linux") else "")  # fmt: skip
-        boot = BOOT.format(pdeath=pdeath, course=str(library), folder=str(folder))
-        return [sys.executable, "-s", "-c", boot]
+def worker_command(folder: Path, library: Path, tier: Tier, *, uid: int | None = None,
+                   limits: Limits = Limits(), cgroups: list[str] | None = None,
+                   files: list[str] | None = None) -> list[str]:  # fmt: skip
+    """The command that starts a worker over the lesson folder ``folder`` (pristine test
+    views and the learner's files), which imports ``files`` (the learner files) first."""
+    files = list(files or [])
+    cgroups = list(cgroups or [])
+    limits_now = rlimits(limits)
+    if tier.name == "none":
+        boot = BOOT.format(nproc="", course=str(library), folder=str(folder), files=files)
+        return launch_command([sys.executable, "-s", "-c", boot], uid=None, cwd=str(folder),
+                              env=_base_env(str(folder / ".home")), rlimits=limits_now,
+                              cgroups=cgroups)  # fmt: skip
+    if tier.name == "uid":
+        boot = BOOT.format(nproc="", course=str(library), folder=str(folder), files=files)
+        limits_now["RLIMIT_NPROC"] = limits.processes  # counted for this pool uid
+        return launch_command([sys.executable, "-s", "-c", boot], uid=uid, cwd=str(folder),
+                              env=_base_env(str(folder / ".home")), rlimits=limits_now,
+                              cgroups=cgroups)  # fmt: skip
     inside = f"{WORK_MOUNT}/{folder.name}"
-    boot = BOOT.format(pdeath="", course=COURSE_MOUNT, folder=inside)
-    env = ["--setenv", "HOME", "/tmp", "--setenv", "TMPDIR", "/tmp", "--setenv", "PATH",
-           "/usr/bin:/bin", "--setenv", "PYTHONDONTWRITEBYTECODE", "1", "--setenv",
-           "PYTHONNOUSERSITE", "1", "--setenv", "MPLBACKEND", "Agg", "--setenv",
-           "TORCH_HOME", "/tmp/torch"]  # fmt: skip
-    for var in ("OMP_NUM_THREADS", "CUDA_VISIBLE_DEVICES", "ALEXNET_COURSE_DEVICE"):
-        if var in os.environ:
-            env += ["--setenv", var, os.environ[var]]
-    return [_bwrap() or "bwrap", *_namespace_flags(), *_system_binds(),
-            *_hide_installed_library(), "--ro-bind", str(library), COURSE_MOUNT,
-            "--bind", str(folder), inside, "--chdir", inside, *env,
+    if tier.drops_uid:
+        limits_now["RLIMIT_NPROC"] = limits.processes  # counted for the pool uid
+        nproc = ""
+    else:  # counted in the sandbox's own user namespace: per sandbox, not per grader
+        nproc = (f"import resource; resource.setrlimit(resource.RLIMIT_NPROC, "
+                 f"({limits.processes}, {limits.processes})); ")  # fmt: skip
+    boot = BOOT.format(nproc=nproc, course=COURSE_MOUNT, folder=inside, files=files)
+    env = []
+    for k, v in _base_env("/tmp").items():
+        env += ["--setenv", k, v]
+    disk = str(limits.disk_mb * 2**20 // 2)  # half for /tmp, half for the lesson folder
+    binds = []
+    for p in sorted(folder.iterdir()):
+        if p.is_file() and not p.is_symlink():
+            binds += ["--ro-bind", str(p), f"{inside}/{p.name}"]
+    argv = [_bwrap() or "bwrap", *_namespace_flags(), "--size", disk, "--tmpfs", "/tmp",
+            *_system_binds(), *_hide_installed_library(), "--ro-bind", str(library),
+            COURSE_MOUNT, "--size", disk, "--tmpfs", inside, *binds, "--chdir", inside, *env,
             "--", sys.executable, "-s", "-c", boot]  # fmt: skip
+    return launch_command(argv, uid=uid if tier.drops_uid else None, cwd="/",
+                          env={"PATH": "/usr/bin:/bin"}, rlimits=limits_now, cgroups=cgroups)  # fmt: skip
 
 
-def apply_limits(limits: Limits):
-    """A ``preexec_fn`` that puts the limits on the process about to start (and so on its
-    children: the sandbox and everything learner code starts)."""
+def test_process_limits(limits: Limits):
+    """A ``preexec_fn`` for the grader's own test process (trusted: it runs no learner
+    code): memory, CPU time and file size, never a process count (RLIMIT_NPROC counts per
+    user across the machine: a submission filling it would stop a classmate's tests)."""
 
     def apply() -> None:
         import resource
 
-        mem = limits.memory_mb * 2**20
-        resource.setrlimit(resource.RLIMIT_DATA, (mem, mem))
-        resource.setrlimit(resource.RLIMIT_CPU, (limits.cpu_seconds, limits.cpu_seconds))
-        size = limits.file_mb * 2**20
-        resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))
-        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-        if os.geteuid() != 0:  # the kernel does not apply RLIMIT_NPROC to root
-            n = limits.processes
-            resource.setrlimit(resource.RLIMIT_NPROC, (n, n))
+        for name, v in rlimits(limits).items():
+            resource.setrlimit(getattr(resource, name), (v, v))
 
     return apply
