@@ -190,7 +190,8 @@ def cmd_autograder(args: argparse.Namespace) -> int:
     from alexnet_course.grading.learner import course_root
 
     names = build_autograder(args.course or course_root(), args.lessons, args.out,
-                             hidden=args.hidden, timeout=args.timeout)  # fmt: skip
+                             hidden=args.hidden, timeout=args.timeout,
+                             lesson_budget=args.lesson_budget)  # fmt: skip
     print(f"wrote Gradescope's autograder bundle {args.out} ({len(names)} files: setup.sh, "
           "run_autograder, the course without solutions"
           f"{', hidden tests' if args.hidden else ''})")
@@ -292,6 +293,8 @@ def build_parser() -> argparse.ArgumentParser:
     ag.add_argument("--hidden", type=Path, default=None,
                     help="hidden tests: DIR/NN_name/test_*.py (graded after_published)")
     ag.add_argument("--timeout", type=float, default=120.0, help="seconds per test (default 120)")
+    ag.add_argument("--lesson-budget", type=float, default=1200.0, metavar="S",
+                    help="seconds each submission may spend on each lesson (default 1200)")
     ag.add_argument("--course", type=Path, default=None, help="default: this checkout")
     ag.set_defaults(func=cmd_autograder)
 
