@@ -65,7 +65,7 @@ def cmd_data_download(args: argparse.Namespace) -> int:
 
 
 def cmd_stubs(args: argparse.Namespace) -> int:
-    from alexnet_course.grading.learner import course_root
+    from alexnet_course.course import course_root
     from alexnet_course.grading.stubs import generate
 
     root = args.root or course_root()
@@ -94,8 +94,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     import os
 
     from alexnet_course.compare.bench import run_bench
+    from alexnet_course.course import course_root
     from alexnet_course.data import load_cifar10
-    from alexnet_course.grading.learner import course_root
 
     impl = args.impl or ("solutions" if (course_root() / "solutions").is_dir() else "lessons")
     data = load_cifar10(args.data_dir, val_size=0, download=not args.no_download)
@@ -148,8 +148,8 @@ def cmd_gpu_check(args: argparse.Namespace) -> int:
 
 
 def cmd_grade(args: argparse.Namespace) -> int:
+    from alexnet_course.course import course_root
     from alexnet_course.grading.grader import GradeInterrupted, grade, summary_table
-    from alexnet_course.grading.learner import course_root
 
     lessons = [x.strip() for x in args.lessons.split(",")] if args.lessons else None
     tasks = [x.strip() for x in args.tasks.split(",")] if args.tasks else None
@@ -170,8 +170,8 @@ def cmd_grade(args: argparse.Namespace) -> int:
 
 
 def cmd_release(args: argparse.Namespace) -> int:
+    from alexnet_course.course import course_root
     from alexnet_course.grading.grader import release
-    from alexnet_course.grading.learner import course_root
 
     course = args.course or course_root()
     stubs = release(course, args.out)
@@ -186,8 +186,8 @@ def cmd_release(args: argparse.Namespace) -> int:
 
 
 def cmd_autograder(args: argparse.Namespace) -> int:
+    from alexnet_course.course import course_root
     from alexnet_course.grading.autograder import build_autograder
-    from alexnet_course.grading.learner import course_root
 
     names = build_autograder(args.course or course_root(), args.lessons, args.out,
                              hidden=args.hidden, timeout=args.timeout,

@@ -188,7 +188,7 @@ def model_flops(size: int, impl: str) -> dict[str, float]:
     import torch
     import torchvision
 
-    from alexnet_course.grading.learner import load_lesson_module
+    from alexnet_course.course import load_lesson_module
 
     alexnet = load_lesson_module("03_torch_scratch", "alexnet", impl)
     with torch.device("meta"):  # shapes only: nothing is allocated or computed
@@ -380,7 +380,7 @@ def _resolve_data(data: Path | None, dry: bool) -> Path | None:
 
 
 def run_gpu_check(args: argparse.Namespace) -> int:
-    from alexnet_course.grading.learner import course_root
+    from alexnet_course.course import course_root
 
     dry = bool(args.dry) or os.environ.get(DRY_ENV, "") not in ("", "0")
     mode = DRY if dry else GPU
@@ -727,8 +727,8 @@ def probe(batch: int, size: int, steps: int, bf16: bool, channels_last: bool, im
 
     import torch
 
+    from alexnet_course.course import load_lesson_module
     from alexnet_course.device import pick_device, seed_everything
-    from alexnet_course.grading.learner import load_lesson_module
 
     device = pick_device()
     seed_everything(0)

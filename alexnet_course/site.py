@@ -82,7 +82,7 @@ def find_chromium() -> str | None:
 
 def build(out: Path, root: Path | None = None) -> Path:
     """``mkdocs build --strict`` into ``out``; a failure raises with mkdocs's own output."""
-    from alexnet_course.grading.learner import course_root
+    from alexnet_course.course import course_root
 
     root = root or course_root()
     proc = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "-d",
@@ -524,7 +524,7 @@ def execute_notebooks(root: Path | None = None, names: list[str] | None = None,
     import nbclient
     import nbformat
 
-    from alexnet_course.grading.learner import course_root
+    from alexnet_course.course import course_root
 
     root = (root or course_root()).resolve()
     written = []

@@ -83,7 +83,7 @@ def run_pytest(target: Path | str, *args: str, results: Path, timeout: float = 6
 
 def copy_lesson(lesson: str, dest: Path, source: str = "solutions") -> Path:
     """A lesson folder with the graded tests from lessons/ and learner files from ``source``."""
-    from alexnet_course.grading.stubs import learner_files
+    from alexnet_course.course import learner_files
 
     target = dest / lesson
     target.mkdir(parents=True)

@@ -13,7 +13,7 @@ import sys
 
 from alexnet_course.cli import main
 from alexnet_course.compare import runner
-from alexnet_course.grading.learner import load_lesson_module
+from alexnet_course.course import load_lesson_module
 
 runner.PROFILES["smoke"] = dataclasses.replace(runner.PROFILES["smoke"], checkpoints=True,
                                                train_limit=64)  # 2 global batches an epoch

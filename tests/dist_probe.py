@@ -18,9 +18,9 @@ from torch import nn
 
 from alexnet_course.compare import distributed as dd
 from alexnet_course.compare.runner import PROFILES, scratch_torch_alexnet
+from alexnet_course.course import load_lesson_module
 from alexnet_course.data import CIFAR10_MEAN, CIFAR10_STD, load_cifar10
 from alexnet_course.data.torch_pipeline import TorchBatches
-from alexnet_course.grading.learner import load_lesson_module
 
 STEPS, GLOBAL_BATCH, SIZE = 5, 32, 67
 

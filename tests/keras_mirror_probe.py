@@ -25,7 +25,7 @@ tf.config.set_logical_device_configuration(
 import keras  # noqa: E402
 
 from alexnet_course.compare import keras_distribute as kd  # noqa: E402
-from alexnet_course.grading.learner import load_lesson_module  # noqa: E402
+from alexnet_course.course import load_lesson_module  # noqa: E402
 
 STEPS, GLOBAL_BATCH, SIZE, K = 5, 16, 67, 10
 

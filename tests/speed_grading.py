@@ -21,8 +21,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def main(argv: list[str] | None = None) -> int:
+    from alexnet_course.course import learner_files
     from alexnet_course.grading.grader import grade
-    from alexnet_course.grading.stubs import learner_files
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--copies", type=int, default=20)

@@ -75,7 +75,7 @@ def test_interrupted_run_resumes_to_the_same_result(tmp_path, capsys, monkeypatc
     import dataclasses
 
     from alexnet_course.compare import runner
-    from alexnet_course.grading.learner import load_lesson_module
+    from alexnet_course.course import load_lesson_module
 
     # the smoke profile keeps no checkpoints (seconds to rerun); the cpu/gpu profiles do.
     # 64 training images: 2 batches an epoch are enough to interrupt and resume

@@ -141,8 +141,8 @@ def run_bench(data, *, impl: str, steps: int = 5, batch_size: int = 32, size: in
 
     from alexnet_course.compare import convs
     from alexnet_course.compare import settings as st
+    from alexnet_course.course import load_lesson_module
     from alexnet_course.device import pick_device
-    from alexnet_course.grading.learner import load_lesson_module
 
     device = pick_device()
     alexnet = load_lesson_module("03_torch_scratch", "alexnet", impl)
@@ -338,7 +338,7 @@ def _heap_worker(conn, cfg: dict) -> None:
         keep_freed_memory()
         import torch
 
-        from alexnet_course.grading.learner import load_lesson_module
+        from alexnet_course.course import load_lesson_module
 
         torch.set_num_threads(cfg["threads"])
         device = torch.device(cfg["device"])

@@ -317,7 +317,7 @@ def scratch_torch_alexnet(profile: Profile, num_classes: int, impl: str):
     seeding, so keras-scratch starts from the very weights torch-scratch starts from."""
     from torch import nn
 
-    from alexnet_course.grading.learner import load_lesson_module
+    from alexnet_course.course import load_lesson_module
 
     alexnet = load_lesson_module("03_torch_scratch", "alexnet", impl)
     model = alexnet.AlexNet(num_classes=num_classes, norm=profile.norm)
@@ -332,8 +332,8 @@ def scratch_torch_alexnet(profile: Profile, num_classes: int, impl: str):
 
 # ---------------------------------------------------------------- torch arms
 def _torch_model(arm: str, profile: Profile, data, args):
+    from alexnet_course.course import load_lesson_module
     from alexnet_course.data import CIFAR10_MEAN, CIFAR10_STD, IMAGENET_MEAN, IMAGENET_STD
-    from alexnet_course.grading.learner import load_lesson_module
 
     k = data.num_classes
     if arm == "torch-scratch":
@@ -394,8 +394,8 @@ def run_torch_arm(arm: str, args, profile: Profile, data, device, folder: Path) 
     import torch
 
     from alexnet_course.compare import distributed as dd
+    from alexnet_course.course import load_lesson_module
     from alexnet_course.data.torch_pipeline import TorchBatches
-    from alexnet_course.grading.learner import load_lesson_module
 
     d = args.dist
     train = load_lesson_module("03_torch_scratch", "train", args.impl)
@@ -584,9 +584,9 @@ def run_keras_arm(arm: str, args, profile: Profile, data, device, folder: Path) 
     except ImportError as e:
         raise ArmSkipped(f"TensorFlow/Keras is not installed ({e})") from None
     from alexnet_course.compare import keras_distribute as kd
+    from alexnet_course.course import load_lesson_module
     from alexnet_course.data.cifar10 import Split
     from alexnet_course.data.keras_pipeline import make_dataset
-    from alexnet_course.grading.learner import load_lesson_module
 
     kt = load_lesson_module("04_keras_scratch", "keras_train", args.impl)
     if arm == "keras-pretrained":
@@ -687,8 +687,8 @@ def _keras_model(arm: str, args, profile: Profile, k: int):
     import torch
     import torchvision
 
+    from alexnet_course.course import load_lesson_module
     from alexnet_course.data import CIFAR10_MEAN, CIFAR10_STD, IMAGENET_MEAN, IMAGENET_STD
-    from alexnet_course.grading.learner import load_lesson_module
 
     ka = load_lesson_module("04_keras_scratch", "keras_alexnet", args.impl)
     size = profile.input_size
@@ -749,8 +749,8 @@ def _result(arm, accuracy, loss, per_class, confusion, history, n_train_images, 
 
 def _sample_grid(args, data, path: Path) -> None:
     """A labelled grid of test images, drawn by lesson 01's ``show_batch``."""
+    from alexnet_course.course import load_lesson_module
     from alexnet_course.data import CIFAR10_MEAN, CIFAR10_STD
-    from alexnet_course.grading.learner import load_lesson_module
 
     try:
         lesson = load_lesson_module("01_data", "data", args.impl)
@@ -853,7 +853,7 @@ def _keras_probe(args, profile: Profile, data):
     ``make_train_step`` and one random batch at the profile's shape."""
     import numpy as np
 
-    from alexnet_course.grading.learner import load_lesson_module
+    from alexnet_course.course import load_lesson_module
 
     ka = load_lesson_module("04_keras_scratch", "keras_alexnet", args.impl)
     kt = load_lesson_module("04_keras_scratch", "keras_train", args.impl)
@@ -1012,8 +1012,8 @@ def _run_compare(args: argparse.Namespace, device) -> int:
 
     from alexnet_course.compare import distributed as dd
     from alexnet_course.compare.report import load_results, write_report
+    from alexnet_course.course import course_root
     from alexnet_course.device import seed_everything
-    from alexnet_course.grading.learner import course_root
 
     name = args.profile or ("gpu" if torch.cuda.is_available() else "cpu")
     profile = PROFILES[name]

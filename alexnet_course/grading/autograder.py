@@ -195,7 +195,7 @@ jobs:
 def task_points(course: Path, lessons: list[str] | None = None) -> list[tuple[str, str, float]]:
     """(lesson, task, points) for every task, in order, from the trusted collection; GPU-only
     tests are left out (hosted runners have no GPU)."""
-    from alexnet_course.grading.plugin import _task_key
+    from alexnet_course.course import task_key
 
     out = []
     with tempfile.TemporaryDirectory(prefix="collect-") as tmp:
@@ -204,7 +204,7 @@ def task_points(course: Path, lessons: list[str] | None = None) -> list[tuple[st
             for t in collect(spec, Path(tmp) / spec.name):
                 if not t.get("gpu_only") and not t.get("gpu"):
                     per[t["task"]] = per.get(t["task"], 0.0) + float(t["points"])
-            out += [(spec.name, task, per[task]) for task in sorted(per, key=_task_key)]
+            out += [(spec.name, task, per[task]) for task in sorted(per, key=task_key)]
     return out
 
 

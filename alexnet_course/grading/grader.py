@@ -40,6 +40,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from alexnet_course import CourseError
+from alexnet_course.course import LESSON_DIR, learner_files
 from alexnet_course.grading import confine, intake, sandbox
 from alexnet_course.grading.lesson_run import (
     LessonSpec,
@@ -59,7 +60,6 @@ from alexnet_course.grading.results import (
     summary_table,
     write_gradebook,
 )
-from alexnet_course.grading.stubs import LESSON_DIR, learner_files
 
 __all__ = ["GradeError", "LessonSpec", "SubmissionResult", "TestResult", "grade", "release",
            "summary_table", "read_lessons", "collect", "find_lessons_root"]  # fmt: skip

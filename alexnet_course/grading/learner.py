@@ -12,24 +12,20 @@ beside the test (default), or ``solutions/NN_name/`` under ``pytest --solutions`
 
 from __future__ import annotations
 
-import importlib.util
 import os
-import sys
-import traceback
 import types
 from pathlib import Path
 
-from alexnet_course import CourseError
+from alexnet_course.course import (  # noqa: F401 - the names the lessons' tests and notebooks use
+    LearnerImportError,
+    course_root,
+    forget,
+    import_file,
+    load_lesson_module,
+)
 
 IMPL_ENV = "ALEXNET_COURSE_IMPL"
-ROOT_ENV = "ALEXNET_COURSE_ROOT"
 _config: dict = {"impl": None, "solutions_dir": None, "sealed": False}
-_cache: dict[Path, types.ModuleType] = {}
-_failed: dict[Path, str] = {}  # files that could not be imported: the same error, at once
-
-
-class LearnerImportError(CourseError):
-    """A learner file could not be imported (missing, syntax error, exception at import)."""
 
 
 def configure(impl: str | None = None, solutions_dir: str | Path | None = None) -> None:
@@ -37,31 +33,19 @@ def configure(impl: str | None = None, solutions_dir: str | Path | None = None) 
     ``"solutions"``; ``solutions_dir`` overrides where the solutions are."""
     _config["impl"] = impl
     _config["solutions_dir"] = Path(solutions_dir).resolve() if solutions_dir else None
-    _cache.clear()
-    _failed.clear()
+    forget()
 
 
 def seal() -> None:
-    """Refuse to load any learner file in this process from now on (the grader's test
-    process: learner code runs only in its sandboxed workers)."""
+    """Never load a learner file in this process from now on (the grader's test process:
+    learner code runs only in its sandboxed workers, where a learner module's functions are
+    called, :func:`load`)."""
     _config["sealed"] = True
-    _cache.clear()
+    forget()
 
 
 def impl() -> str:
     return _config["impl"] or os.environ.get(IMPL_ENV) or "lessons"
-
-
-def course_root() -> Path:
-    """The course checkout: ``$ALEXNET_COURSE_ROOT``, else the current folder or one above it
-    that holds ``lessons/``, else the folder above the installed package."""
-    if env := os.environ.get(ROOT_ENV):
-        return Path(env).resolve()
-    here = Path.cwd().resolve()
-    for d in (here, *here.parents):
-        if (d / "lessons").is_dir() and (d / "pyproject.toml").is_file():
-            return d
-    return Path(__file__).resolve().parents[2]
 
 
 def source_dir(lesson_dir: str | Path) -> Path:
@@ -78,35 +62,6 @@ def source_dir(lesson_dir: str | Path) -> Path:
         raise LearnerImportError(f"--solutions: no solution folder {folder} (this copy of the "
                                  "course may be a learner release without solutions)")  # fmt: skip
     return folder
-
-
-def import_file(path: Path) -> types.ModuleType:
-    """Import one file as a fresh module (cached per path), with a clear error on failure."""
-    path = path.resolve()
-    if path in _cache:
-        return _cache[path]
-    if path in _failed:
-        raise LearnerImportError(_failed[path])
-    if not path.is_file():
-        raise LearnerImportError(f"{path} does not exist: restore it with `git checkout` or "
-                                 "regenerate it with `alexnet-course stubs`")  # fmt: skip
-    name = f"_course_{path.parent.name}_{path.stem}_{abs(hash(str(path))):x}"
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    try:
-        spec.loader.exec_module(module)
-    except BaseException as e:  # a learner's file may raise anything, SystemExit included
-        sys.modules.pop(name, None)
-        if isinstance(e, KeyboardInterrupt):
-            raise
-        where = traceback.extract_tb(e.__traceback__)
-        line = next((f"line {fr.lineno}" for fr in reversed(where) if fr.filename == str(path)),
-                    f"line {getattr(e, 'lineno', '?')}")  # fmt: skip
-        _failed[path] = f"could not import {path.name} ({line}): {type(e).__name__}: {e}"
-        raise LearnerImportError(_failed[path]) from None
-    _cache[path] = module
-    return module
 
 
 class LazyModule(types.ModuleType):
@@ -136,10 +91,3 @@ def load(test_file: str | Path, name: str) -> LazyModule:
     class grader's test process it never loads: a function of it called there (``mod.f(3)``)
     runs in the sandboxed worker, with data for arguments and result."""
     return LazyModule(Path(test_file).resolve().parent, name, Path(test_file).name)
-
-
-def load_lesson_module(lesson: str, name: str, impl_: str = "solutions",
-                       root: str | Path | None = None) -> types.ModuleType:  # fmt: skip
-    """Import ``<root>/<impl_>/<lesson>/<name>.py`` now (for the runner and notebooks)."""
-    root = Path(root) if root else course_root()
-    return import_file(root / impl_ / lesson / f"{name}.py")

@@ -31,10 +31,10 @@ from pathlib import Path
 
 import pytest
 
+from alexnet_course.course import LESSON_DIR, task_key
 from alexnet_course.grading import learner, remote
 
 DEFAULT_TIMEOUT = 120.0
-LESSON_RE = re.compile(r"^\d\d_[a-z0-9_]+$")
 MAX_OUTPUT = 4000
 
 
@@ -86,11 +86,7 @@ class Scoreboard:
         groups: dict[tuple[str, str], list[Outcome]] = {}
         for o in self.outcomes.values():
             groups.setdefault((o.lesson, o.task), []).append(o)
-        return dict(sorted(groups.items(), key=lambda kv: (kv[0][0], _task_key(kv[0][1]))))
-
-
-def _task_key(task: str) -> tuple:
-    return tuple(int(p) if p.isdigit() else p for p in task.split("."))
+        return dict(sorted(groups.items(), key=lambda kv: (kv[0][0], task_key(kv[0][1]))))
 
 
 def _text(report: pytest.TestReport) -> str:
@@ -115,7 +111,7 @@ def task_info(item: pytest.Item) -> dict | None:
 
 def lesson_of(item: pytest.Item) -> str:
     for parent in Path(str(item.path)).resolve().parents:
-        if LESSON_RE.match(parent.name):
+        if LESSON_DIR.match(parent.name):
             return parent.name
     return Path(str(item.path)).parent.name
 
@@ -411,7 +407,7 @@ def read_outcomes(path: str | Path) -> list[dict]:
 def write_results_json(board: Scoreboard, path: Path) -> dict:
     """Gradescope's format: https://gradescope-autograders.readthedocs.io (Output format)."""
     tests = []
-    for o in sorted(board.outcomes.values(), key=lambda o: (o.lesson, _task_key(o.task), o.name)):
+    for o in sorted(board.outcomes.values(), key=lambda o: (o.lesson, task_key(o.task), o.name)):
         tests.append({
             "name": f"{o.lesson} task {o.task}: {o.name}",
             "number": o.task,

@@ -293,7 +293,7 @@ def _worker_for(file: str) -> Worker:
     """The worker serving the test file ``file``: running, or started now (and its learner
     files imported, within the load limit)."""
     __tracebackhide__ = True  # pytest: show the learner's frames, not these
-    from alexnet_course.grading.learner import LearnerImportError
+    from alexnet_course.course import LearnerImportError
 
     argv = _state["spec"].get(file)
     if argv is None:
@@ -446,7 +446,7 @@ def _raise(reply: dict):
     if kind == "NotData":
         raise ObservationError(message)
     if kind == "LearnerImportError":
-        from alexnet_course.grading.learner import LearnerImportError
+        from alexnet_course.course import LearnerImportError
 
         raise LearnerImportError(message)
     if kind in REBUILT:
@@ -596,8 +596,8 @@ def _main(argv: list[str]) -> int:
     import shutil
     import tempfile
 
+    from alexnet_course.course import learner_files
     from alexnet_course.grading.sandbox import Tier, worker_command, worker_library
-    from alexnet_course.grading.stubs import learner_files
     from alexnet_course.grading.views import worker_view
 
     p = argparse.ArgumentParser(prog="python -m alexnet_course.grading.remote")

@@ -10,9 +10,7 @@ import csv
 from dataclasses import dataclass, field
 from pathlib import Path
 
-
-def task_key(task: str) -> tuple:
-    return tuple(int(p) if p.isdigit() else p for p in task.split("."))
+from alexnet_course.course import task_key
 
 
 @dataclass

@@ -19,10 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from alexnet_course import CourseError
+from alexnet_course.course import LESSON_DIR, learner_files
 
 BEGIN = re.compile(r"^(?P<indent>[ \t]*)### BEGIN SOLUTION(?: (?P<task>\S+))?\s*$")
 END = re.compile(r"^[ \t]*### END SOLUTION(?: (?P<task>\S+))?\s*$")
-LESSON_DIR = re.compile(r"^(?P<num>\d\d)_[a-z0-9_]+$")
 HEADER = (
     "# Your file for lesson {lesson}: fill in every TODO, then run `pytest lessons/{lesson}`.\n"
     "# Generated from the reference solution by `alexnet-course stubs`.\n"
@@ -109,14 +109,6 @@ def make_stub(text: str, path: str | Path, lesson: str) -> str:
     header = HEADER.format(lesson=lesson)
     m = re.match(r'(\s*(?:"""[\s\S]*?"""|\'\'\'[\s\S]*?\'\'\')\n)', body)
     return body[: m.end()] + header + body[m.end() :] if m else header + body
-
-
-def learner_files(solution_dir: Path) -> list[Path]:
-    """The files a learner edits: every ``*.py`` of the solution that is not a test."""
-    return sorted(
-        p for p in solution_dir.glob("*.py")
-        if not p.name.startswith(("test_", "conftest")) and p.name != "__init__.py"
-    )  # fmt: skip
 
 
 def tasks_of(solution_dir: Path) -> dict[str, list[str]]:
