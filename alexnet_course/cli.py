@@ -7,6 +7,7 @@ or ``./data``). Errors the user can fix print one line and exit with status 2.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import sys
 from pathlib import Path
 
@@ -65,8 +66,8 @@ def cmd_data_download(args: argparse.Namespace) -> int:
 
 
 def cmd_stubs(args: argparse.Namespace) -> int:
+    from alexnet_course.authoring.stubs import generate
     from alexnet_course.course import course_root
-    from alexnet_course.grading.stubs import generate
 
     root = args.root or course_root()
     changed = generate(root / "solutions", root / "lessons", check=args.check)
@@ -113,36 +114,20 @@ def cmd_bench(args: argparse.Namespace) -> int:
 def _bench_provenance(args: argparse.Namespace, data, load: list | None) -> dict:
     """What a committed bench file needs beside its numbers: command, machine, versions."""
     import os
-    import shlex
-    import sys
-    import time
 
-    from alexnet_course.compare.runner import (
-        _versions,
-        git_commit,
-        git_uncommitted,
-        hardware_text,
-        kernel_limits,
-        public_path,
-        public_text,
-    )
     from alexnet_course.device import pick_device
+    from alexnet_course.provenance import common_record, public_path
 
-    return {"command": public_text(shlex.join(["alexnet-course", *sys.argv[1:]])),
-            "git_commit": git_commit(), "git_uncommitted": git_uncommitted(),
-            "versions": _versions(),
-            "hardware": hardware_text(pick_device()),
-            "kernel_environment": kernel_limits(),
+    return {**common_record(pick_device()),
             "load_average_at_start": load and [round(x, 2) for x in load],
             "load_average_at_end": ([round(x, 2) for x in os.getloadavg()]
                                     if hasattr(os, "getloadavg") else None),
             "note": args.note,
-            "data_source": f"{args.data_label or 'CIFAR-10'} at {public_path(data.source)}",
-            "date": time.strftime("%Y-%m-%d %H:%M:%S %Z")}  # fmt: skip
+            "data_source": f"{args.data_label or 'CIFAR-10'} at {public_path(data.source)}"}  # fmt: skip
 
 
 def cmd_gpu_check(args: argparse.Namespace) -> int:
-    from alexnet_course.gpu_check import run_gpu_check
+    from alexnet_course.devtools.gpu_check import run_gpu_check
 
     return run_gpu_check(args)
 
@@ -170,14 +155,14 @@ def cmd_grade(args: argparse.Namespace) -> int:
 
 
 def cmd_release(args: argparse.Namespace) -> int:
+    from alexnet_course.authoring.release import release
     from alexnet_course.course import course_root
-    from alexnet_course.grading.grader import release
 
     course = args.course or course_root()
     stubs = release(course, args.out)
     print(f"wrote the learner release to {args.out} ({len(stubs)} stub files, no solutions)")
     if args.classroom:
-        from alexnet_course.grading.autograder import add_classroom
+        from alexnet_course.authoring.classroom import add_classroom
 
         wf = add_classroom(course, args.out)
         print(f"GitHub Classroom workflow: {wf} (feedback in the learner's repository, not "
@@ -186,8 +171,8 @@ def cmd_release(args: argparse.Namespace) -> int:
 
 
 def cmd_autograder(args: argparse.Namespace) -> int:
+    from alexnet_course.authoring.bundle import build_autograder
     from alexnet_course.course import course_root
-    from alexnet_course.grading.autograder import build_autograder
 
     names = build_autograder(args.course or course_root(), args.lessons, args.out,
                              hidden=args.hidden, timeout=args.timeout,
@@ -199,7 +184,7 @@ def cmd_autograder(args: argparse.Namespace) -> int:
 
 
 def cmd_site(args: argparse.Namespace) -> int:
-    from alexnet_course.site import main as site_main
+    from alexnet_course.devtools.site import main as site_main
 
     return site_main(args)
 
@@ -326,18 +311,25 @@ def build_parser() -> argparse.ArgumentParser:
                        "what else the machine was running)")
     bench.set_defaults(func=cmd_bench)
 
-    gc = sub.add_parser("gpu-check", help="on a lent GPU machine: the GPU tests, bench and one "
-                        "epoch of each torch arm; images/s, TFLOP/s, peak memory, as JSON")  # fmt: skip
-    from alexnet_course.gpu_check import add_arguments as add_gpu_check_arguments
-
-    add_gpu_check_arguments(gc)
-    gc.set_defaults(func=cmd_gpu_check)
-
     stubs = sub.add_parser("stubs", help="regenerate lessons/ stubs from solutions/")
     stubs.add_argument("--check", action="store_true",
                        help="only check that the committed stubs are up to date")
     stubs.add_argument("--root", type=Path, default=None, help="the course checkout")
     stubs.set_defaults(func=cmd_stubs)
+
+    if importlib.util.find_spec("alexnet_course.devtools") is not None:  # not in a release
+        _add_devtools(sub)
+    return p
+
+
+def _add_devtools(sub) -> None:
+    """The project's own tooling (alexnet_course.devtools): the instructor's checkout only."""
+    gc = sub.add_parser("gpu-check", help="on a lent GPU machine: the GPU tests, bench and one "
+                        "epoch of each torch arm; images/s, TFLOP/s, peak memory, as JSON")  # fmt: skip
+    from alexnet_course.devtools.gpu_check import add_arguments as add_gpu_check_arguments
+
+    add_gpu_check_arguments(gc)
+    gc.set_defaults(func=cmd_gpu_check)
 
     site = sub.add_parser("site", help="the course site: check it in headless Chromium, "
                           "screenshots, re-run its notebooks")  # fmt: skip
@@ -355,7 +347,6 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--chromium", default=None,
                         help="the Chromium binary (default: $CHROMIUM, else chromium on PATH)")
         sp.set_defaults(func=cmd_site)
-    return p
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -17,7 +17,8 @@ import torch
 from torch import nn
 
 from alexnet_course.compare import distributed as dd
-from alexnet_course.compare.runner import PROFILES, scratch_torch_alexnet
+from alexnet_course.compare.profiles import PROFILES
+from alexnet_course.compare.runner import scratch_torch_alexnet
 from alexnet_course.course import load_lesson_module
 from alexnet_course.data import CIFAR10_MEAN, CIFAR10_STD, load_cifar10
 from alexnet_course.data.torch_pipeline import TorchBatches

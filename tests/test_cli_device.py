@@ -77,7 +77,7 @@ def test_compare_smoke_writes_results_with_provenance(smoke_run):
     # arm is reported, not raised, so it must be looked for
     import importlib.util
 
-    from alexnet_course.compare.runner import ARMS
+    from alexnet_course.compare.profiles import ARMS
 
     have_tf = importlib.util.find_spec("tensorflow") is not None
     for arm in ARMS:

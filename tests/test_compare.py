@@ -654,7 +654,7 @@ def test_published_results_carry_no_machine_paths(tmp_path, monkeypatch):
     import re
     from pathlib import Path
 
-    from alexnet_course.compare.runner import public_path, public_text
+    from alexnet_course.provenance import public_path, public_text
     from tests.conftest import ROOT
 
     monkeypatch.chdir(tmp_path)
@@ -686,7 +686,7 @@ def test_provenance_names_uncommitted_changes(tmp_path):
     import subprocess
 
     from alexnet_course.compare.report import commit_text
-    from alexnet_course.compare.runner import git_commit, git_uncommitted
+    from alexnet_course.provenance import git_commit, git_uncommitted
 
     if shutil.which("git") is None:
         pytest.skip("no git on this machine")
@@ -726,7 +726,7 @@ def test_hardware_names_the_cpu_kernels_and_any_limit_on_them(monkeypatch):
     not read as a run on this one."""
     import torch
 
-    from alexnet_course.compare.runner import KERNEL_ENV, hardware_text
+    from alexnet_course.provenance import KERNEL_ENV, hardware_text
 
     for k in KERNEL_ENV:
         monkeypatch.delenv(k, raising=False)

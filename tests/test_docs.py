@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from alexnet_course.grading.stubs import tasks_of
+from alexnet_course.authoring.stubs import tasks_of
 from tests.conftest import ROOT
 
 LINK = re.compile(r"docs/lessons/(\d\d_[a-z0-9_]+)\.md(?:#(task-[\d-]+))?")

@@ -19,7 +19,7 @@ from alexnet_course.data import load_cifar10
 from alexnet_course.data.cifar10 import CLASSES, FOLDER, TRAIN_FILES, DataError, read_batch
 from alexnet_course.data.jpeg_archive import convert_jpeg_archive, write_jpeg_archive
 from alexnet_course.data.synthetic import synthetic_images
-from alexnet_course.gpu_check import clean_tail, peak_bf16_tflops, train_flops_per_image
+from alexnet_course.devtools.gpu_check import clean_tail, peak_bf16_tflops, train_flops_per_image
 
 ROOT = Path(__file__).resolve().parents[1]
 

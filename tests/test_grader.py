@@ -16,8 +16,9 @@ from pathlib import Path
 
 import pytest
 
+from alexnet_course.authoring.release import release
 from alexnet_course.grading import sandbox
-from alexnet_course.grading.grader import GradeError, grade, release
+from alexnet_course.grading.grader import GradeError, grade
 from tests.conftest import ROOT
 
 STUB = '''

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from alexnet_course.grading.autograder import build_autograder, classroom_workflow, task_points
-from alexnet_course.grading.grader import release
+from alexnet_course.authoring.bundle import build_autograder
+from alexnet_course.authoring.classroom import classroom_workflow, task_points
+from alexnet_course.authoring.release import release
 from tests.conftest import ROOT, run_pytest
 
 LESSON = "05_analysis"  # the quickest lesson to grade
@@ -84,7 +85,7 @@ def test_bundle_has_the_scripts_the_tests_and_no_solution(bundle):
     with zipfile.ZipFile(path) as zf:
         text = "".join(zf.read(n).decode(errors="replace") for n in zf.namelist())
         modes = {i.filename: (i.external_attr >> 16) & 0o777 for i in zf.infolist()}
-    from alexnet_course.grading.stubs import BEGIN
+    from alexnet_course.authoring.stubs import BEGIN
 
     assert not [line for line in text.splitlines() if BEGIN.match(line)]
     assert modes["run_autograder"] & 0o111 and modes["setup.sh"] & 0o111
@@ -220,7 +221,7 @@ def test_no_submission_files_gives_zero_with_the_reason(bundle, tmp_path):
 def classroom_release(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("classroom") / "release"
     release(ROOT, out)
-    from alexnet_course.grading.autograder import add_classroom
+    from alexnet_course.authoring.classroom import add_classroom
 
     add_classroom(ROOT, out)
     return out

@@ -19,7 +19,7 @@ from tests.conftest import ROOT
 def _needs_browser():
     pytest.importorskip("mkdocs", reason="the docs extra is not installed (pip install -e .[docs])")
     pytest.importorskip("playwright", reason="Playwright is not installed (the docs extra)")
-    from alexnet_course.site import find_chromium
+    from alexnet_course.devtools.site import find_chromium
 
     if not find_chromium():
         pytest.skip("no Chromium on this machine (Debian: apt-get install chromium; or set "
@@ -29,14 +29,14 @@ def _needs_browser():
 @pytest.fixture(scope="module")
 def built_site(tmp_path_factory):
     _needs_browser()
-    from alexnet_course.site import build
+    from alexnet_course.devtools.site import build
 
     return build(tmp_path_factory.mktemp("site") / "site", ROOT)
 
 
 @pytest.mark.slow
 def test_every_main_page_is_fine_in_chromium(built_site, tmp_path):
-    from alexnet_course.site import LESSON_PAGES, SCREENSHOT_PAGES, check_site, shot_path
+    from alexnet_course.devtools.site import LESSON_PAGES, SCREENSHOT_PAGES, check_site, shot_path
 
     reports = check_site(built_site, shots=tmp_path / "shots")
     bad = {r.path: r.problems for r in reports if r.problems}
@@ -60,7 +60,7 @@ def test_every_main_page_is_fine_in_chromium(built_site, tmp_path):
 def test_the_check_fails_a_broken_page(tmp_path):
     """A page that throws, logs an error and asks a CDN for a script is reported."""
     _needs_browser()
-    from alexnet_course.site import check_site
+    from alexnet_course.devtools.site import check_site
 
     page = tmp_path / "broken"
     page.mkdir()
@@ -102,7 +102,7 @@ def test_the_check_fails_a_table_wider_than_the_column(tmp_path):
     """A table that needs a horizontal scrollbar at 1280 px is reported; a code block that
     scrolls is not, a table that fits is not."""
     _needs_browser()
-    from alexnet_course.site import check_site
+    from alexnet_course.devtools.site import check_site
 
     row = "".join(f"<td style='white-space: nowrap'>{LONG[:60]}</td>" for _ in range(4))
     wide = _page(tmp_path, "wide", "<h2>Numbers</h2><div class='md-typeset__scrollwrap'><div "
@@ -121,7 +121,7 @@ def test_the_check_fails_a_table_wider_than_the_column(tmp_path):
 @pytest.mark.slow
 def test_the_check_fails_a_missing_or_overwide_figure(tmp_path):
     _needs_browser()
-    from alexnet_course.site import check_site
+    from alexnet_course.devtools.site import check_site
 
     svg = ("data:image/svg+xml,<svg xmlns='http://www.w3.org/2000/svg' width='900' "
            "height='10'/>")  # fmt: skip
@@ -146,7 +146,7 @@ def test_the_check_fails_a_notebook_cell_without_output(tmp_path):
     """mkdocs-jupyter's markup: a code cell that printed nothing is reported unless it is
     marked; a long code line in a notebook cell must wrap, not scroll."""
     _needs_browser()
-    from alexnet_course.site import NO_OUTPUT_MARKER, check_site
+    from alexnet_course.devtools.site import NO_OUTPUT_MARKER, check_site
 
     cells = [NB_CELL.format(mod="", src='print("hi")', out=NB_OUT.format("hi")),
              NB_CELL.format(mod=" jp-mod-noOutputs", src="x = train(model)", out=""),
@@ -168,7 +168,7 @@ def test_the_notebooks_are_committed_executed_and_current():
     notebooks` executes it; a code cell edited since, a code cell without output or an
     error in an output fails here (re-execute: alexnet-course site notebooks)."""
     pytest.importorskip("nbformat", reason="the docs extra is not installed (pip install -e .[docs])")
-    from alexnet_course.site import NOTEBOOKS, notebook_problems
+    from alexnet_course.devtools.site import NOTEBOOKS, notebook_problems
 
     problems = [p for name in NOTEBOOKS for p in notebook_problems(ROOT / "docs" / name)]
     assert not problems, "\n".join(problems)
@@ -176,7 +176,7 @@ def test_the_notebooks_are_committed_executed_and_current():
 
 def test_the_notebook_check_sees_an_edited_cell_and_a_missing_output(tmp_path):
     nbformat = pytest.importorskip("nbformat", reason="the docs extra is not installed")
-    from alexnet_course.site import NO_OUTPUT_MARKER, notebook_problems
+    from alexnet_course.devtools.site import NO_OUTPUT_MARKER, notebook_problems
 
     path = tmp_path / "nb.ipynb"
     shutil.copy(ROOT / "docs" / "lessons" / "03_torch_scratch_notebook.ipynb", path)

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from alexnet_course.grading.stubs import FenceError, generate, make_stub, parse_fences, tasks_of
+from alexnet_course.authoring.stubs import FenceError, generate, make_stub, parse_fences, tasks_of
 from tests.conftest import ROOT
 
 

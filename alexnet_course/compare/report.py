@@ -25,7 +25,7 @@ def commit_text(prov: dict) -> str:
 
 def load_results(folder: Path) -> list[dict]:
     """Every ``*/results.json`` under ``folder``, in the runner's arm order."""
-    from alexnet_course.compare.runner import ARMS
+    from alexnet_course.compare.profiles import ARMS
 
     results = [json.loads(p.read_text()) for p in sorted(Path(folder).glob("*/results.json"))]
     return sorted(results, key=lambda r: ARMS.index(r["arm"]) if r.get("arm") in ARMS else len(ARMS))

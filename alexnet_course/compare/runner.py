@@ -21,22 +21,18 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
-import platform
-import shlex
-import subprocess
 import sys
 import time
 import traceback
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
-from alexnet_course import CourseError, __version__
+from alexnet_course import CourseError
 from alexnet_course.compare import plan as plan_mod
+from alexnet_course.compare.profiles import ARMS, PROFILES, Profile
 from alexnet_course.compare.settings import COMPILE_LIMIT_S, SGD_ARGS
+from alexnet_course.provenance import common_record, public_path, public_text
 
-ARMS = ("torch-scratch", "torch-tv-scratch", "torch-pretrained", "keras-scratch",
-        "keras-pretrained")  # fmt: skip
 LIVE_ESTIMATE_AFTER = 5  # batches: then each arm prints its expected time
 # With --budget-minutes, the first arm's steps after the first REPLAN_STEPS[0] up to
 # REPLAN_STEPS[1] (before the thread watch's first probe) are timed against the plan's step
@@ -48,55 +44,6 @@ TRAIN_ACCURACY_KIND = {
     "keras": f"inference mode on the first {TRAIN_EVAL_IMAGES} training images, not augmented",
 }
 SEED_NOTEBOOK = {"torch-pretrained": 0.8218, "torch-scratch": 0.5893, "keras-scratch": 0.593}
-
-
-@dataclass(frozen=True)
-class Profile:
-    """One budget for every arm."""
-
-    name: str
-    synthetic: bool
-    input_size: int
-    epochs: int
-    batch_size: int
-    lr: float
-    norm: str
-    bf16: bool
-    val_size: int
-    train_limit: int | None = None  # train on N of the training images (a stratified draw)
-    # how the scratch arms start: "pytorch-default" (fan-in uniform, PyTorch's own layer
-    # init) or "paper" (N(0, 0.01), biases of 1, lesson 03's init_paper_weights)
-    scratch_init: str = "pytorch-default"
-    # torch-tv-scratch: "he" (Kaiming normal, zero biases) or "pytorch-default". torchvision's
-    # AlexNet has no normalisation layer, and under PyTorch's default init its signal shrinks
-    # layer by layer: in a probe it stayed at chance for 3 epochs on 10k images (validation
-    # accuracy 0.12), against 0.26 after one epoch with He init.
-    tv_scratch_init: str = "he"
-    warmup: float = 0.3  # share of the steps the learning rate warms up over
-    # measure bf16 autocast (where the hardware has it) and channels_last before the torch
-    # arms and use what is fastest here (compare/settings.py); off: fp32, contiguous
-    tune: bool = True
-    # write a checkpoint after every epoch, for --resume (the smoke profile runs in seconds
-    # and keeps its best weights in memory instead: one torch checkpoint is ~700 MB)
-    checkpoints: bool = True
-    # measure torch.compile on top of the tuned settings and use it where it gains 5% and
-    # compiles within settings.COMPILE_LIMIT_S (a tuned profile only)
-    try_compile: bool = True
-
-
-PROFILES = {
-    # generated data, seconds: runs in the test suite
-    "smoke": Profile("smoke", True, 67, 2, 32, 0.01, "batch", False, 100, train_limit=192,
-                     tune=False, checkpoints=False, try_compile=False),
-    # real CIFAR-10 on a 2-core CPU: 67 px (the smallest input the paper's layer stack takes),
-    # bf16 autocast for torch where this CPU has bf16 units and it measures faster,
-    # BatchNorm (trains in few epochs), 3 epochs. The paper's init
-    # (biases of 1 in fc6/fc7) under BatchNorm learnt much slower in a probe (validation
-    # accuracy 0.24 against 0.43 after 80 steps on 10k images), hence PyTorch's default.
-    "cpu": Profile("cpu", False, 67, 3, 128, 0.02, "batch", True, 5000),
-    # the seed's setting at full resolution, on a GPU
-    "gpu": Profile("gpu", False, 227, 30, 128, 0.02, "batch", True, 5000),
-}
 
 
 class ArmSkipped(Exception):
@@ -142,90 +89,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "--standalone --nproc-per-node N")
 
 
-def git_commit(root: Path | None = None) -> str:
-    """The checkout's commit; ``$GIT_COMMIT`` where the copy has no ``.git`` (a lent GPU
-    machine gets the working tree only), else "unknown"."""
-    try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
-                              text=True, timeout=5, check=True).stdout.strip()  # fmt: skip
-    except (OSError, subprocess.SubprocessError):
-        return os.environ.get("GIT_COMMIT") or "unknown"
-
-
-def git_uncommitted(root: Path | None = None) -> list[str]:
-    """The tracked files whose contents differ from :func:`git_commit` (``git status``'s
-    short lines): a run made from them did not run that commit's code alone. Results under
-    ``docs/results/`` are outputs, not code (a run writing there would list its own), so
-    they are left out. Empty where there is no ``.git``."""
-    try:
-        out = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--",
-                              ".", ":(exclude,top)docs/results"], cwd=root,
-                             capture_output=True, text=True, timeout=10, check=True).stdout  # fmt: skip
-    except (OSError, subprocess.SubprocessError):
-        return []
-    return [line.strip() for line in out.splitlines() if line.strip()]
-
-
-def _versions() -> dict:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {}
-    for name in ("torch", "torchvision", "tensorflow", "keras", "numpy"):
-        try:
-            out[name] = version(name)
-        except PackageNotFoundError:
-            pass
-    return out
-
-
-# environment variables that limit which CPU kernels run (an older CPU can be emulated with
-# ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2): a run made under them says so
-KERNEL_ENV = ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY")
-
-
-def kernel_limits() -> dict[str, str]:
-    """The :data:`KERNEL_ENV` variables set in this process's environment."""
-    return {k: os.environ[k] for k in KERNEL_ENV if os.environ.get(k)}
-
-
-def hardware_text(device) -> str:
-    """The CPU's model, cores and torch threads, the CPU kernels torch dispatches to and any
-    :data:`KERNEL_ENV` limit on them; the GPU's name on CUDA."""
-    import torch
-
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            cpu = next((line.split(":", 1)[1].strip() for line in f
-                        if line.startswith("model name")), cpu)  # fmt: skip
-    except OSError:
-        pass
-    text = f"{cpu}, {os.cpu_count()} CPUs, {torch.get_num_threads()} torch threads"
-    try:
-        text += f"; CPU kernels {torch.backends.cpu.get_cpu_capability()}"
-    except AttributeError:  # older torch
-        pass
-    limits = [f"{k}={v}" for k, v in kernel_limits().items()]
-    if limits:
-        text += f" (limited by {', '.join(limits)})"
-    if device.type == "cuda":
-        text += f"; {torch.cuda.get_device_name()}"
-    return text
-
-
 def provenance(args, profile: Profile, data, device) -> dict:
     from alexnet_course.compare.settings import describe
 
     return {
-        "command": public_text(shlex.join(["alexnet-course", *sys.argv[1:]])),
-        "git_commit": git_commit(),
-        "git_uncommitted": git_uncommitted(),
-        "alexnet_course": __version__,
-        "python": platform.python_version(),
-        "versions": _versions(),
+        **common_record(device),
         "device": str(device),
-        "hardware": hardware_text(device),
-        "kernel_environment": kernel_limits(),
         "allocator": getattr(args, "allocator", None) or "the C library's defaults",
         "precision": (f"{describe(args.torch_settings)} (torch arms)"
                       + (", fp32 (keras arms)" if "keras" in args.arms else "")
@@ -238,48 +107,7 @@ def provenance(args, profile: Profile, data, device) -> dict:
         "seed": args.seed,
         "impl": args.impl,
         "profile": asdict(profile),
-        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
     }  # fmt: skip
-
-
-def _public_bases(root: Path | None = None) -> list[tuple[str, str]]:
-    """Machine folders and how published results show them, most specific first."""
-    import tempfile
-
-    bases = [(root or Path.cwd(), "."), (Path(tempfile.gettempdir()), "$TMPDIR"),
-             (Path.home(), "~")]  # fmt: skip
-    out = []
-    for base, shown in bases:
-        b = str(base.resolve())
-        if b not in ("/", "") and all(b != o for o, _ in out):
-            out.append((b, shown))
-    return out
-
-
-def public_path(path, root: Path | None = None) -> str:
-    """A path as results may publish it: relative to the working folder (or ``root``) when
-    inside it, else under the temp folder as ``$TMPDIR`` or the home folder as ``~``; no
-    machine's absolute paths in published results."""
-    p = Path(path).resolve()
-    for base, shown in _public_bases(root):
-        if p.is_relative_to(base):
-            rel = p.relative_to(base)
-            if shown == ".":
-                return str(rel)
-            return shown if str(rel) == "." else f"{shown}/{rel}"
-    return str(path)
-
-
-def public_text(text: str, root: Path | None = None) -> str:
-    """``text`` with the working folder (or ``root``), the temp folder and the home folder
-    written as ``.``, ``$TMPDIR`` and ``~``, and this Python's path as ``python3``."""
-    import re
-
-    if os.path.isabs(sys.executable):
-        text = re.sub(re.escape(sys.executable) + r"(?![\w.-])", "python3", text)
-    for base, shown in _public_bases(root):
-        text = re.sub(re.escape(base) + r"(?![\w.-])", shown, text)
-    return text
 
 
 def _load_data(args, profile: Profile):

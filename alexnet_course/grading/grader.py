@@ -61,7 +61,7 @@ from alexnet_course.grading.results import (
     write_gradebook,
 )
 
-__all__ = ["GradeError", "LessonSpec", "SubmissionResult", "TestResult", "grade", "release",
+__all__ = ["GradeError", "LessonSpec", "SubmissionResult", "TestResult", "grade",
            "summary_table", "read_lessons", "collect", "find_lessons_root"]  # fmt: skip
 RESERVED = {"gradebook.csv", "gradebook.csv.tmp", "summary.txt"}  # names of --out's own files
 BUDGET_FACTOR = 5.0
@@ -411,42 +411,3 @@ def _trap_signals(ctx: RunContext) -> dict:
 def _restore_signals(previous: dict) -> None:
     for s, handler in previous.items():
         signal.signal(s, handler)
-
-
-# ---------------------------------------------------------------- the learner's release
-RELEASE_ITEMS = ("alexnet_course", "lessons", "docs", "README.md", "pyproject.toml", "Makefile",
-                 "mkdocs.yml", ".gitignore")  # fmt: skip
-
-
-def release(course: Path, out: Path) -> list[str]:
-    """Write the learner's copy of the course to ``out``: everything but the solutions and the
-    project's own tests, with every lesson's learner files regenerated as stubs.
-
-    Returns:
-        The lesson files written as stubs.
-    """
-    from alexnet_course.grading.stubs import generate
-
-    if out.exists() and any(out.iterdir()):
-        raise GradeError(f"{out} exists and is not empty; choose a new folder")
-    if not (course / "solutions").is_dir():
-        raise GradeError(f"{course} has no solutions/: release from the instructor's course")
-    out.mkdir(parents=True, exist_ok=True)
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info", ".benchmarks")
-    for name in RELEASE_ITEMS:
-        src = course / name
-        if src.is_dir():
-            shutil.copytree(src, out / name, ignore=ignore)
-        elif src.is_file():
-            shutil.copy2(src, out / name)
-    generate(course / "solutions", out / "lessons")
-    stubs = sorted(str(p.relative_to(out)) for p in (out / "lessons").rglob("*.py")
-                   if not p.name.startswith("test_"))  # fmt: skip
-    from alexnet_course.grading.stubs import BEGIN
-
-    leaks = [str(p.relative_to(out)) for p in (out / "lessons").rglob("*.py")
-             if any(BEGIN.match(line) for line in p.read_text(errors="replace").splitlines())]
-    if leaks:
-        shutil.rmtree(out)
-        raise GradeError(f"release aborted: solution fences found in {', '.join(leaks)}")
-    return stubs

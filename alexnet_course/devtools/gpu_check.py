@@ -50,7 +50,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from alexnet_course import CourseError, __version__
+from alexnet_course import CourseError
 
 DATA_LABEL = "CIFAR-10 (JPEG copy)"
 DRY_ENV = "GPU_CHECK_DRY"
@@ -72,9 +72,6 @@ PEAK_BF16_TFLOPS = (
     (r"RTX 4090", "RTX 4090", 165.0),
 )
 
-# gpu-check --dry: the gpu profile, shrunk to run on a CPU in seconds
-DRY_PROFILE = dict(name="dry", input_size=67, batch_size=16, val_size=10, tune=False,
-                   checkpoints=False, bf16=False)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -96,7 +93,7 @@ class Mode:
 
 GPU = Mode("gpu", 480, 227, 128, 20, 2, True, "gpu", 10,
            {"pytest": 150, "bench": 150, "compare": 240, "probe": 60, "bench-no-compile": 90})
-DRY = Mode("dry", 240, 67, 4, 1, 1, False, "dry", 1,
+DRY = Mode("dry", 240, 67, 4, 1, 1, False, "gpu-dry", 1,
            {"pytest": 90, "bench": 90, "compare": 120, "probe": 60, "bench-no-compile": 60},
            min_seconds=10)  # fmt: skip
 
@@ -275,7 +272,7 @@ def _kill_group(proc: subprocess.Popen) -> None:
 
 
 def _public(text: str, root: Path) -> str:
-    from alexnet_course.compare.runner import public_text
+    from alexnet_course.provenance import public_text
 
     return public_text(text, root)
 
@@ -415,7 +412,7 @@ def _prepare_data(data: Path | None, work: Path, dry: bool) -> tuple[Path, dict]
 
     info: dict = {}
     if data is not None and data.is_dir():
-        from alexnet_course.compare.runner import public_path
+        from alexnet_course.provenance import public_path
 
         info.update(kind="data root", path=public_path(data))
         return data.resolve(), info
@@ -434,7 +431,7 @@ def _run(args, mode: Mode, dry: bool, cuda: bool, data, root: Path, impl: str, o
          work: Path, deadline: float, t_start: float) -> int:  # fmt: skip
     import torch
 
-    from alexnet_course.compare.runner import git_commit
+    from alexnet_course.provenance import common_record
 
     py = sys.executable
     log = out / "gpu-check.log"
@@ -446,17 +443,13 @@ def _run(args, mode: Mode, dry: bool, cuda: bool, data, root: Path, impl: str, o
         "mode": mode.name,
         "ok": None,
         "provenance": {
-            "command": _public(shlex.join(["alexnet-course", *sys.argv[1:]]), root),
-            "git_commit": git_commit(root),
-            "alexnet_course": __version__,
-            "python": sys.version.split()[0],
+            **common_record(torch.device("cuda" if cuda else "cpu"), root=root),
             "torch": torch.__version__,
             "torchvision": _version("torchvision"),
             "cuda": torch.version.cuda,
             "device": "cuda" if cuda else "cpu",
             "device_name": device_name,
             "capability": ".".join(map(str, torch.cuda.get_device_capability())) if cuda else None,
-            "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
             "data_source": DATA_LABEL if not dry else f"{DATA_LABEL} layout, dry mode",
             "impl": impl,
         },
@@ -547,16 +540,13 @@ def _run(args, mode: Mode, dry: bool, cuda: bool, data, root: Path, impl: str, o
              "--data-dir", d, "--no-download", "--data-label",
              DATA_LABEL if not dry else "generated JPEG archive (gpu-check --dry)",
              "--out", str(cmp_out)]  # fmt: skip
-    if dry:
-        argv = [py, "-m", "alexnet_course.gpu_check", "compare-dry", *cargs]
-    else:
-        argv = [py, "-m", "alexnet_course", "compare", *cargs]
+    argv = [py, "-m", "alexnet_course", "compare", *cargs]
     rec = runner.run("compare", argv, later=1, what=f"one epoch of each torch arm, profile "
                      f"{mode.compare_profile}")  # fmt: skip
     _finish_compare(rec, cmp_out)
     if dry:
-        rec["profile_note"] = ("--profile gpu needs CUDA: dry mode ran the gpu profile shrunk to "
-                               f"{DRY_PROFILE} on the converted data")  # fmt: skip
+        rec["profile_note"] = ("--profile gpu needs CUDA: dry mode ran the gpu-dry profile (the "
+                               "gpu profile shrunk to 67 px, batch 16) on the converted data")
     if (cmp_out / "report.md").is_file():
         shutil.copyfile(cmp_out / "report.md", out / "compare-report.md")
     _done(rec)
@@ -567,7 +557,7 @@ def _run(args, mode: Mode, dry: bool, cuda: bool, data, root: Path, impl: str, o
     bf16 = settings["autocast"] == "bf16" if settings else cuda
     cl = settings["channels_last"] if settings else cuda
     probe_path = work / "probe.json"
-    argv = [py, "-m", "alexnet_course.gpu_check", "probe", "--batch", str(mode.batch),
+    argv = [py, "-m", "alexnet_course.devtools.gpu_check", "probe", "--batch", str(mode.batch),
             "--size", str(mode.size), "--steps", str(mode.probe_steps), "--impl", impl,
             "--out", str(probe_path)]  # fmt: skip
     argv += (["--bf16"] if bf16 else []) + (["--channels-last"] if cl else [])
@@ -775,19 +765,10 @@ def probe(batch: int, size: int, steps: int, bf16: bool, channels_last: bool, im
 
 
 def _internal_main(argv: list[str] | None = None) -> int:
-    """``python -m alexnet_course.gpu_check probe|compare-dry ...``: the steps gpu-check runs
-    in processes of their own."""
+    """``python -m alexnet_course.devtools.gpu_check probe ...``: the step gpu-check runs in a process
+    of its own."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["compare-dry"]:
-        import dataclasses
-
-        from alexnet_course.compare import PROFILES
-
-        PROFILES[DRY_PROFILE["name"]] = dataclasses.replace(PROFILES["gpu"], **DRY_PROFILE)
-        from alexnet_course.cli import main
-
-        return main(["compare", *argv[1:]])
-    p = argparse.ArgumentParser(prog="python -m alexnet_course.gpu_check probe")
+    p = argparse.ArgumentParser(prog="python -m alexnet_course.devtools.gpu_check probe")
     p.add_argument("command", choices=["probe"])
     p.add_argument("--batch", type=int, required=True)
     p.add_argument("--size", type=int, required=True)
