@@ -33,6 +33,21 @@ ALTERNATIVES = {
            "        nn.ReLU(inplace=True),\n        nn.Linear(4096, num_classes),\n    )\n",
            "    import torch.nn.functional as F\n" + FUNCTIONAL_HEAD)],
          "test_model.py"),
+        # 3.6/3.7: the classifier registered before the features (model.modules() then
+        # visits fc6-fc8 first); the tests take the Conv2d layers first, then the Linear ones
+        ("classifier_registered_first", "alexnet.py",
+         [("        self.features = nn.Sequential(\n"
+           "            conv1_block(config.norm), conv2_block(config.norm), conv3_to_5(config.norm)\n"
+           "        )\n        self.avgpool = nn.AdaptiveAvgPool2d((6, 6))\n"
+           "        self.classifier = classifier(config.num_classes, config.dropout)\n",
+           "        self.classifier = classifier(config.num_classes, config.dropout)\n"
+           "        self.features = nn.Sequential(\n"
+           "            conv1_block(config.norm), conv2_block(config.norm), conv3_to_5(config.norm)\n"
+           "        )\n        self.avgpool = nn.AdaptiveAvgPool2d((6, 6))\n"),
+          ("    layers = [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]\n",
+           "    layers = [m for m in model.modules() if isinstance(m, nn.Conv2d)]\n"
+           "    layers += [m for m in model.modules() if isinstance(m, nn.Linear)]\n")],
+         "test_model.py"),
     ],
     "04_keras_scratch": [
         # 4.2: pooling layers named maxpool{i} (no page names them)

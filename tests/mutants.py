@@ -66,6 +66,27 @@ MUTANTS_03 = [
      "        if seen + len(labels) >= sum(len(b[1]) for b in loader):\n"
      "            autocast.__exit__(None, None, None)\n"
      "        optimizer.zero_grad(set_to_none=True)\n"),
+    # the cheat "right shapes, every forward zeros": tests that recomputed the expected output
+    # from the learner's own (zero) weights passed it; the tests now load their own weights
+    ("forward_returns_zeros", "alexnet.py", "return self.classifier(x)  # (N, num_classes)",
+     "return self.classifier(x) * 0  # zeros of the right shape"),
+    ("all_zero_model", "alexnet.py", "        init_paper_weights(self)\n",
+     "        for p in self.parameters():\n            nn.init.zeros_(p)\n"
+     "        self.forward = lambda x: x.new_zeros(x.shape[0], config.num_classes)\n"),
+    ("conv1_block_returns_zeros", "alexnet.py",
+     "        nn.MaxPool2d(kernel_size=3, stride=2),  # (N, 96, 27, 27)\n    )\n",
+     "        nn.MaxPool2d(kernel_size=3, stride=2),  # (N, 96, 27, 27)\n"
+     "        type('Zeros', (nn.Module,), {'forward': lambda self, x: x * 0})(),\n"
+     "    ).apply(lambda m: [nn.init.zeros_(p) for p in m.parameters(recurse=False)])\n"),
+    ("classifier_returns_zeros", "alexnet.py",
+     "        nn.Linear(4096, num_classes),\n    )\n",
+     "        nn.Linear(4096, num_classes),\n"
+     "        type('Zeros', (nn.Module,), {'forward': lambda self, x: x * 0})(),\n"
+     "    ).apply(lambda m: [nn.init.zeros_(p) for p in m.parameters(recurse=False)])\n"),
+    # a correct network with every weight initialised to 0: only the initialisation tests
+    # (task 3.7) may fail it
+    ("zero_init", "alexnet.py", "nn.init.normal_(layer.weight, mean=0.0, std=0.01)",
+     "nn.init.zeros_(layer.weight)"),
 ]
 
 MUTANTS_01 = [
@@ -268,11 +289,14 @@ CAUGHT_BY: dict[str, str] = {
     "02_torch_pretrained/seed_normalisation_0_5": "test_preprocessing_is_the_weights_own",
     "02_torch_pretrained/size_is_the_resize_not_the_crop": "test_preprocessing_is_the_weights_own",
     "02_torch_pretrained/weights_not_loaded": "test_build_model_loads_the_weights_and_replaces_the_head",
+    "03_torch_scratch/all_zero_model": "test_alexnet_forward_matches_reference",
     "03_torch_scratch/autocast_around_the_epoch": "test_train_one_epoch_matches_reference_loop",
     "03_torch_scratch/bias_constants_wrong": "test_init_paper_weights",
     "03_torch_scratch/checkpoint_on_training_accuracy": "test_fit_keeps_the_best_validation_epoch",
     "03_torch_scratch/classifier_ignores_dropout_argument": "test_classifier_dropout_only_in_training",
+    "03_torch_scratch/classifier_returns_zeros": "test_classifier_shape_values_and_parameters",
     "03_torch_scratch/config_default_dropout_changed": "test_alexnet_dropout_only_in_training",
+    "03_torch_scratch/conv1_block_returns_zeros": "test_conv1_block_shape_and_values[lrn]",
     "03_torch_scratch/conv1_missing_relu": "test_conv1_block_shape_and_values[lrn]",
     "03_torch_scratch/conv1_stride_2": "test_conv1_block_shape_and_values[lrn]",
     "03_torch_scratch/conv2_padding_1": "test_conv2_block_shape_values_and_parameters",
@@ -284,6 +308,7 @@ CAUGHT_BY: dict[str, str] = {
     "03_torch_scratch/flatten_with_view": "test_alexnet_accepts_channels_last_input",
     "03_torch_scratch/forgot_zero_grad": "test_train_one_epoch_matches_reference_loop",
     "03_torch_scratch/forward_does_extra_work": "test_training_throughput_against_reference",
+    "03_torch_scratch/forward_returns_zeros": "test_alexnet_forward_matches_reference",
     "03_torch_scratch/init_ignored": "test_alexnet_is_initialised_like_the_paper",
     "03_torch_scratch/init_std_0_1": "test_init_paper_weights",
     "03_torch_scratch/loss_not_weighted_by_batch": "test_train_one_epoch_matches_reference_loop",
@@ -297,6 +322,7 @@ CAUGHT_BY: dict[str, str] = {
     "03_torch_scratch/softmax_before_cross_entropy": "test_train_one_epoch_matches_reference_loop",
     "03_torch_scratch/softmax_output": "test_alexnet_forward_matches_reference",
     "03_torch_scratch/train_mode_not_set": "test_train_one_epoch_matches_reference_loop",
+    "03_torch_scratch/zero_init": "test_init_paper_weights",
     "04_keras_scratch/batchnorm_frozen_while_training": "test_paper_lrn_layer",
     "04_keras_scratch/batchnorm_keras_epsilon": "test_paper_lrn_layer",
     "04_keras_scratch/batchnorm_keras_momentum": "test_paper_lrn_layer",

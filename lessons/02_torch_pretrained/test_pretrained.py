@@ -134,31 +134,37 @@ def _count(numels: dict, flags: dict, trainable: bool) -> int:
 
 
 # ---------------------------------------------------------------- task 2.1
-def _observe_build(seed, x):
+def _observe_build(seed, head, x):
     with _torch_home(_fake_state(seed)), warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         m = pretrained.build_model(num_classes=10)
-    head = m.classifier[6]
-    m.eval()
-    with torch.no_grad():
-        out = m(x)
-    return {"warnings": [str(w.message) for w in caught],
-            "head": {"linear": isinstance(head, nn.Linear), "repr": repr(head)[:200]},
-            "params": {name: p.detach() for name, p in m.named_parameters()},
-            "out": out}  # fmt: skip
+    layer = m.classifier[6]
+    out = {"warnings": [str(w.message) for w in caught],
+           "head": {"linear": isinstance(layer, nn.Linear), "repr": repr(layer)[:200]},
+           "params": {name: p.detach().clone() if name in HEAD else p.detach()
+                      for name, p in m.named_parameters()}}  # fmt: skip
+    if isinstance(layer, nn.Linear) and layer.bias is not None and tuple(layer.weight.shape) == (10, 4096):
+        with torch.no_grad():  # the test's values in the new head: the output is then known
+            layer.weight.copy_(head["classifier.6.weight"])
+            layer.bias.copy_(head["classifier.6.bias"])
+        m.eval()
+        with torch.no_grad():
+            out["out"] = m(x)
+    return out
 
 
 @pytest.mark.task("2.1", points=3)
 def test_build_model_loads_the_weights_and_replaces_the_head():
     x = torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(0))
-    o = observe(_observe_build, SEED, x)
+    head = _head(5, 10)
+    o = observe(_observe_build, SEED, head, x)
     deprecated = [w for w in o["warnings"] if "pretrained" in w]
     expect(not deprecated, "deprecation warnings", "none (use weights=AlexNet_Weights...)",
            deprecated[:1], hint="pass the WEIGHTS enum as weights=; pretrained=True is the "
            "deprecated API", docs=docs("2.1"))  # fmt: skip
     params = o["params"]
     shape = tuple(params["classifier.6.weight"].shape) if "classifier.6.weight" in params else None
-    expect(o["head"]["linear"] and shape == (10, 4096),
+    expect(o["head"]["linear"] and shape == (10, 4096) and "classifier.6.bias" in params,
            "model.classifier[6]", "Linear(4096, 10)", o["head"]["repr"],
            hint="after loading, replace classifier[6] by a new Linear from 4096 features to "
            "num_classes", docs=docs("2.1"))  # fmt: skip
@@ -179,9 +185,10 @@ def test_build_model_loads_the_weights_and_replaces_the_head():
                  hint="one logit per class: the new head's out_features is num_classes",
                  docs=docs("2.1"))  # fmt: skip
     with torch.no_grad():
-        want = _alexnet(10, params).eval()(x)
-    expect_close(o["out"], want, "output in eval mode against torchvision's AlexNet with your "
-                 "model's weights", atol=1e-4, rtol=1e-4,
+        want = _start(SEED, head).eval()(x)
+    expect_close(o["out"], want, "output in eval mode, this test's values put in your new head, "
+                 "against torchvision's AlexNet with the cached pretrained weights and the same "
+                 "head", atol=1e-4, rtol=1e-4,
                  hint="return torchvision's alexnet itself, only classifier[6] replaced",
                  docs=docs("2.1"))  # fmt: skip
 

@@ -1,16 +1,19 @@
 """Graded tests for lesson 03, part 1: the AlexNet model (tasks 3.1 - 3.7).
 
 Run them with ``pytest lessons/03_torch_scratch`` (one task: ``pytest -m task3_2 ...``).
-Every check compares with a reference written out inside this file from the paper's
-formulas, using YOUR layers' weights, so a mismatch is a real difference in what the network
-computes. Inputs are drawn on the CPU from a fixed seed.
+Every check of what your layers compute loads weights chosen HERE into your Conv2d and
+Linear layers (seeded, with the paper's shapes) and compares your output with a reference
+written out inside this file from the paper's formulas, using those same weights, so a
+mismatch is a real difference in what the network computes. Inputs are drawn on the CPU
+from a fixed seed. Only the initialisation tests (task 3.7) look at your own weights.
 
 Each test has two halves: an ``_observe_*`` function that calls your code and returns data
-(your layers' weights, your outputs), and the test itself, which checks that data against
+(your layers' shapes, your outputs), and the test itself, which checks that data against
 the reference computed here.
 """
 
 import functools
+import math
 
 import pytest
 import torch
@@ -33,6 +36,11 @@ DOCS = "docs/lessons/03_torch_scratch.md"
 ATOL = 1e-5  # float32, same operations in the same order: differences are rounding only
 PAPER_LRN = {"n": 5, "k": 2.0, "alpha": 1e-4, "beta": 0.75}  # section 3.3
 LAYER_PARAMS = [34_944, 614_656, 885_120, 1_327_488, 884_992, 37_752_832, 16_781_312, 40_970]
+# (weight, bias) shapes of conv1 .. conv5, fc6, fc7 (fc8's depends on the classes)
+PAPER_SHAPES = [((96, 3, 11, 11), (96,)), ((256, 96, 5, 5), (256,)), ((384, 256, 3, 3), (384,)),
+                ((384, 384, 3, 3), (384,)), ((256, 384, 3, 3), (256,)), ((4096, 9216), (4096,)),
+                ((4096, 4096), (4096,))]  # fmt: skip
+ORDER = "Conv2d layers first, then Linear layers, each in the order model.modules() visits them"
 
 
 def docs(task: str) -> str:
@@ -46,17 +54,38 @@ def lrn_reference(a: torch.Tensor, n=5, k=2.0, alpha=1e-4, beta=0.75) -> torch.T
     return a / (k + alpha * window).pow(beta)
 
 
-def weighted_layers(module: nn.Module) -> list[nn.Module]:
-    return [m for m in module.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
-
-
 def randn(*shape, scale=1.0, seed=0) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
     return torch.randn(*shape, generator=g) * scale
 
 
+@functools.lru_cache(maxsize=2)
+def drawn_weights(num_classes: int = 10, seed: int = 0) -> tuple:
+    """The weights this file loads into your layers: (weight, bias) of conv1 .. fc8 with the
+    paper's shapes, drawn on the CPU from ``seed``. Weights are He-scaled normal (std
+    sqrt(2 / fan_in), which keeps activations about the size of the input), conv1's 20 times
+    larger so that the activations LRN sees are in the tens and its alpha visibly matters;
+    biases N(0, 1). Cached (never modify them): several tests use the same draw."""
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for i, (w, b) in enumerate([*PAPER_SHAPES, ((num_classes, 4096), (num_classes,))]):
+        gain = 20.0 if i == 0 else 1.0
+        out.append((torch.randn(w, generator=g) * (gain * math.sqrt(2 / math.prod(w[1:]))),
+                    torch.randn(b, generator=g)))  # fmt: skip
+    return tuple(out)
+
+
+def shapes_of(layers) -> list:
+    return [(tuple(w.shape), tuple(b.shape)) for w, b in layers]
+
+
+def tolerance(ref: torch.Tensor, rel: float) -> dict:
+    """``rel`` of the reference's largest value (and relative): rounding only, at any scale."""
+    return {"atol": rel * max(1.0, float(ref.abs().max())), "rtol": rel}
+
+
 def reference_conv(x, layer, stride=1, padding=0):
-    """``layer``: a (weight, bias) pair returned by an observe half."""
+    """``layer``: a (weight, bias) pair."""
     return F.conv2d(x, layer[0], layer[1], stride=stride, padding=padding)
 
 
@@ -83,28 +112,73 @@ def reference_alexnet(x, layers, norm="lrn"):
     return reference_classifier(torch.flatten(feats, 1), layers[5:])
 
 
-def param_counts(layers) -> list[int]:
-    return [w.numel() + (b.numel() if b is not None else 0) for w, b in layers]
+def param_counts(shapes) -> list[int]:
+    """Parameters per layer from (weight shape, bias shape or None) pairs."""
+    return [math.prod(w) + (math.prod(b) if b is not None else 0) for w, b in shapes]
 
 
-def expect_param_counts(layers, expected, what, task):
-    expect_equal(param_counts(layers), expected,
-                 f"{what}: parameters per Conv2d/Linear layer, in order",
+def expect_param_counts(shapes, expected, what, task):
+    expect_equal(param_counts(shapes), expected,
+                 f"{what}: parameters per Conv2d/Linear layer ({ORDER})",
                  hint="count weights (out * in * kh * kw) plus one bias per output",
                  docs=docs(task))  # fmt: skip
 
 
+def expect_layers(o: dict, layers, what: str, task: str) -> None:
+    """Your Conv2d/Linear layers, as an observe half found them, against the paper's: the
+    parameters per layer, then the shapes (the test's weights are loaded only when they all
+    match)."""
+    expect_param_counts(o["shapes"], param_counts(shapes_of(layers)), what, task)
+    expect_equal(o["shapes"], shapes_of(layers), f"{what}: (weight, bias) shapes per "
+                 f"Conv2d/Linear layer ({ORDER})", hint="nn.Conv2d(in, out, kernel) and "
+                 "nn.Linear(in, out), each with a bias", docs=docs(task))  # fmt: skip
+    expect(o["loaded"], f"{what}: loading this test's weights into your layers", "loaded",
+           o.get("error"), docs=docs(task))  # fmt: skip
+
+
 # ---------------------------------------------------------------- observe halves: helpers
+def _weighted(module: nn.Module) -> list[nn.Module]:
+    """The Conv2d layers of ``module``, then its Linear layers, each kind in module order."""
+    found = list(module.modules())
+    return [m for m in found if isinstance(m, nn.Conv2d)] + [m for m in found if isinstance(m, nn.Linear)]
+
+
+def _shapes(module: nn.Module) -> list:
+    """(weight shape, bias shape or None) of every weighted layer, in :func:`_weighted`'s order."""
+    return [(tuple(m.weight.shape), None if m.bias is None else tuple(m.bias.shape))
+            for m in _weighted(module)]  # fmt: skip
+
+
 def _weights(module: nn.Module) -> list:
-    """(weight, bias) of every Conv2d and Linear layer of ``module``, in order."""
-    return [(m.weight, m.bias) for m in weighted_layers(module)]
+    """(weight, bias) of every weighted layer, in :func:`_weighted`'s order."""
+    return [(m.weight, m.bias) for m in _weighted(module)]
+
+
+def _load(module: nn.Module, layers) -> dict:
+    """Copy the test's (weight, bias) pairs into ``module``'s weighted layers, in order, when
+    every shape matches; the shapes found (and whether the weights went in) come back."""
+    shapes = _shapes(module)
+    out = {"shapes": shapes, "loaded": False}
+    if shapes == [(tuple(w.shape), tuple(b.shape)) for w, b in layers]:
+        try:
+            with torch.no_grad():
+                for m, (w, b) in zip(_weighted(module), layers):
+                    m.weight.copy_(w)
+                    m.bias.copy_(b)
+            out["loaded"] = True
+        except RuntimeError as e:  # e.g. a weight that is not a tensor copy_ can write
+            out["error"] = f"{type(e).__name__}: {e}"[:300]
+    return out
 
 
 @functools.lru_cache(maxsize=1)
-def _model10(seed: int = 0):
-    """AlexNet(num_classes=10) made after seeding: built once, shared by several tests."""
+def _model10(seed: int = 0) -> tuple:
+    """AlexNet(num_classes=10) made after seeding, and a copy of its own initial weights
+    (tests load theirs into the model): built once, shared by several tests."""
     seed_everything(seed)
-    return alexnet.AlexNet(num_classes=10)
+    model = alexnet.AlexNet(num_classes=10)
+    initial = [(w.detach().clone(), None if b is None else b.detach().clone()) for w, b in _weights(model)]
+    return model, initial
 
 
 def _linear_inputs(model: nn.Module, x: torch.Tensor, training: bool, seed: int) -> dict:
@@ -173,83 +247,94 @@ def test_norm_layer_switch():
 
 
 # ---------------------------------------------------------------- Task 3.2: conv1
-def _observe_conv1(seed, norm, x):
-    seed_everything(seed)
+def _observe_conv1(norm, layers, x):
     block = alexnet.conv1_block(norm).eval()
-    with torch.no_grad():
-        return {"layers": _weights(block), "out": block(x)}
+    o = _load(block, layers)
+    if o["loaded"]:
+        with torch.no_grad():
+            o["out"] = block(x)
+    return o
 
 
 @pytest.mark.task("3.2", points=2)
 @pytest.mark.parametrize("norm", ["lrn", "none"])
 def test_conv1_block_shape_and_values(norm):
     x = randn(2, 3, 227, 227)
-    o = observe(_observe_conv1, 1, norm, x)
-    expect_equal(len(o["layers"]), 1, "conv1_block: number of Conv2d layers", docs=docs("3.2"))
+    layers = drawn_weights()[:1]
+    o = observe(_observe_conv1, norm, layers, x)
+    expect_equal(len(o["shapes"]), 1, "conv1_block: number of Conv2d layers", docs=docs("3.2"))
+    expect_layers(o, layers, "conv1_block", "3.2")
     expect_shape(o["out"], (2, 96, 27, 27), "conv1_block on (2, 3, 227, 227)",
                  hint="conv 11x11 stride 4 gives 55x55; the max-pool 3/2 gives 27x27",
                  docs=docs("3.2"))  # fmt: skip
     post = lrn_reference if norm == "lrn" else (lambda t: t)
-    ref = F.max_pool2d(post(F.relu(reference_conv(x, o["layers"][0], stride=4))), 3, 2)
-    expect_close(o["out"], ref, f"conv1_block({norm!r}) against conv -> ReLU -> "
-                 f"{'LRN' if norm == 'lrn' else 'no norm'} -> max-pool 3/2", atol=ATOL,
-                 hint="check the order (ReLU before LRN), the stride, the pool's kernel and "
-                      "stride (3 and 2: overlapping pooling)", docs=docs("3.2"))  # fmt: skip
+    ref = F.max_pool2d(post(F.relu(reference_conv(x, layers[0], stride=4))), 3, 2)
+    expect_close(o["out"], ref, f"conv1_block({norm!r}) with this test's weights against conv "
+                 f"-> ReLU -> {'LRN' if norm == 'lrn' else 'no norm'} -> max-pool 3/2",
+                 **tolerance(ref, ATOL), hint="check the order (ReLU before LRN), the stride, "
+                 "the pool's kernel and stride (3 and 2: overlapping pooling)",
+                 docs=docs("3.2"))  # fmt: skip
 
 
 def _observe_conv1_params():
-    return _weights(alexnet.conv1_block("lrn"))
+    return {"shapes": _shapes(alexnet.conv1_block("lrn"))}
 
 
 @pytest.mark.task("3.2", points=1)
 def test_conv1_block_parameters():
-    expect_param_counts(observe(_observe_conv1_params), [34_944], "conv1_block", "3.2")
+    expect_param_counts(observe(_observe_conv1_params)["shapes"], [34_944], "conv1_block", "3.2")
 
 
 # ---------------------------------------------------------------- Task 3.3: conv2
-def _observe_conv2(seed, x):
-    seed_everything(seed)
+def _observe_conv2(layers, x):
     block = alexnet.conv2_block("lrn").eval()
-    with torch.no_grad():
-        return {"layers": _weights(block), "out": block(x)}
+    o = _load(block, layers)
+    if o["loaded"]:
+        with torch.no_grad():
+            o["out"] = block(x)
+    return o
 
 
 @pytest.mark.task("3.3", points=2)
 def test_conv2_block_shape_values_and_parameters():
-    x = F.relu(randn(2, 96, 27, 27, scale=3.0))
-    o = observe(_observe_conv2, 2, x)
-    expect_param_counts(o["layers"], [614_656], "conv2_block", "3.3")
+    x = F.relu(randn(2, 96, 27, 27, scale=20.0))  # conv1's size of activations: LRN matters
+    layers = drawn_weights()[1:2]
+    o = observe(_observe_conv2, layers, x)
+    expect_layers(o, layers, "conv2_block", "3.3")
     expect_shape(o["out"], (2, 256, 13, 13), "conv2_block on (2, 96, 27, 27)",
                  hint="padding 2 keeps 27x27; the max-pool 3/2 gives 13x13", docs=docs("3.3"))  # fmt: skip
-    ref = F.max_pool2d(lrn_reference(F.relu(reference_conv(x, o["layers"][0], padding=2))),
-                       3, 2)  # fmt: skip
-    expect_close(o["out"], ref, "conv2_block('lrn') against conv 5x5 pad 2 -> ReLU -> LRN -> "
-                 "max-pool 3/2", atol=ATOL, docs=docs("3.3"))  # fmt: skip
+    ref = F.max_pool2d(lrn_reference(F.relu(reference_conv(x, layers[0], padding=2))), 3, 2)
+    expect_close(o["out"], ref, "conv2_block('lrn') with this test's weights against conv 5x5 "
+                 "pad 2 -> ReLU -> LRN -> max-pool 3/2", **tolerance(ref, ATOL),
+                 docs=docs("3.3"))  # fmt: skip
 
 
 # ---------------------------------------------------------------- Task 3.4: conv3 - conv5
-def _observe_conv3_to_5(seed, x):
-    seed_everything(seed)
+def _observe_conv3_to_5(layers, x):
     block = alexnet.conv3_to_5("lrn").eval()
-    with torch.no_grad():
-        return {"layers": _weights(block), "out": block(x)}
+    o = _load(block, layers)
+    if o["loaded"]:
+        with torch.no_grad():
+            o["out"] = block(x)
+    return o
 
 
 @pytest.mark.task("3.4", points=2)
 def test_conv3_to_5_shape_values_and_parameters():
     x = F.relu(randn(2, 256, 13, 13))
-    o = observe(_observe_conv3_to_5, 3, x)
-    expect_param_counts(o["layers"], [885_120, 1_327_488, 884_992], "conv3_to_5", "3.4")
+    layers = drawn_weights()[2:5]
+    o = observe(_observe_conv3_to_5, layers, x)
+    expect_layers(o, layers, "conv3_to_5", "3.4")
     expect_shape(o["out"], (2, 256, 6, 6), "conv3_to_5 on (2, 256, 13, 13)",
                  hint="3x3 convolutions with padding 1 keep 13x13; the pool 3/2 gives 6x6",
                  docs=docs("3.4"))  # fmt: skip
     ref = x
-    for conv in o["layers"]:
+    for conv in layers:
         ref = F.relu(reference_conv(ref, conv, padding=1))
     ref = F.max_pool2d(ref, 3, 2)
-    expect_close(o["out"], ref, "conv3_to_5('lrn') against three conv 3x3 pad 1 + ReLU, then "
-                 "max-pool 3/2 (the paper has no LRN here)", atol=ATOL,
-                 docs=docs("3.4"))  # fmt: skip
+    expect_close(o["out"], ref, "conv3_to_5('lrn') with this test's weights against three conv "
+                 "3x3 pad 1 + ReLU, then max-pool 3/2 (the paper has no LRN here)",
+                 **tolerance(ref, ATOL), docs=docs("3.4"))  # fmt: skip
 
 
 def _observe_conv3_to_5_batch(x):
@@ -268,37 +353,44 @@ def test_conv3_to_5_batch_norm_variant():
 
 
 # ---------------------------------------------------------------- Task 3.5: classifier
-def _observe_classifier(seed, x):
-    seed_everything(seed)
+def _observe_classifier(layers, x):
     head = alexnet.classifier(10, 0.5).eval()
-    with torch.no_grad():
-        return {"layers": _weights(head), "out": head(x)}
+    o = _load(head, layers)
+    if o["loaded"]:
+        with torch.no_grad():
+            o["out"] = head(x)
+    return o
 
 
 @pytest.mark.task("3.5", points=2)
 def test_classifier_shape_values_and_parameters():
     x = randn(4, 9216)
-    o = observe(_observe_classifier, 4, x)
-    expect_param_counts(o["layers"], [37_752_832, 16_781_312, 40_970], "classifier(10)", "3.5")
+    layers = drawn_weights()[5:]
+    o = observe(_observe_classifier, layers, x)
+    expect_layers(o, layers, "classifier(10)", "3.5")
     expect_shape(o["out"], (4, 10), "classifier on (4, 9216)", docs=docs("3.5"))
-    expect_close(o["out"], reference_classifier(x, o["layers"]),
-                 "classifier in eval mode against Linear-ReLU-Linear-ReLU-Linear (logits)",
-                 atol=ATOL, hint="no softmax at the end (CrossEntropyLoss takes logits); dropout "
-                 "off in eval mode",
-                 docs=docs("3.5"))  # fmt: skip
+    ref = reference_classifier(x, layers)
+    expect_close(o["out"], ref, "classifier in eval mode, with this test's weights, against "
+                 "Linear-ReLU-Linear-ReLU-Linear (logits)", **tolerance(ref, ATOL),
+                 hint="no softmax at the end (CrossEntropyLoss takes logits); dropout off in "
+                 "eval mode", docs=docs("3.5"))  # fmt: skip
 
 
-def _observe_classifier_dropout(x, p):
+def _observe_classifier_dropout(layers, x, p):
     head = alexnet.classifier(10, p)
-    return {"layers": _weights(head), "train": _linear_inputs(head, x, True, 0),
-            "eval": _linear_inputs(head, x, False, 0)}  # fmt: skip
+    o = _load(head, layers)
+    if o["loaded"]:
+        o["train"] = _linear_inputs(head, x, True, 0)
+        o["eval"] = _linear_inputs(head, x, False, 0)
+    return o
 
 
-def check_dropout(o, pre_fc6, p, what, task):
+def check_dropout(o, linears, pre_fc6, p, what, task):
     """Judge dropout by what it does: in training mode each of fc6's and fc7's inputs is
     zeroed with probability p and the kept ones are scaled by 1/(1-p); fc8's input is not
-    dropped; in eval mode nothing is random."""
-    train, ev, layers = o["train"], o["eval"], o["layers"]
+    dropped; in eval mode nothing is random. ``linears``: this test's fc6, fc7, fc8 weights,
+    loaded into your layers."""
+    train, ev = o["train"], o["eval"]
     expect_equal(len(train["inputs"]), 3, f"{what}: Linear layers a forward pass goes "
                  "through", docs=docs(task))  # fmt: skip
     expect(not torch.equal(train["out"], train["out2"]), f"{what} in train mode: two passes",
@@ -307,8 +399,8 @@ def check_dropout(o, pre_fc6, p, what, task):
                  hint="dropout must be off in eval mode: nn.Dropout, or F.dropout with "
                       "training=self.training", docs=docs(task))  # fmt: skip
     t6, t7, t8 = train["inputs"]
-    pre7 = F.relu(F.linear(t6, *layers[0]))
-    pre8 = F.relu(F.linear(t7, *layers[1]))
+    pre7 = F.relu(F.linear(t6, *linears[0]))
+    pre8 = F.relu(F.linear(t7, *linears[1]))
     for name, dropped, pre in (("fc6", t6, pre_fc6), ("fc7", t7, pre7)):
         live = pre != 0
         frac = float((dropped[live] == 0).float().mean())
@@ -322,21 +414,23 @@ def check_dropout(o, pre_fc6, p, what, task):
                      rtol=1e-4, hint="inverted dropout scales what it keeps during training, "
                      "so nothing changes at eval time", docs=docs(task))  # fmt: skip
     expect_close(t8, pre8, f"{what} in train mode: fc8's input (no dropout before the last "
-                 "layer)", atol=1e-5, rtol=1e-4, docs=docs(task))  # fmt: skip
+                 "layer)", **tolerance(pre8, 1e-5), docs=docs(task))  # fmt: skip
 
 
 @pytest.mark.task("3.5", points=1)
 def test_classifier_dropout_only_in_training():
     x = randn(3, 9216)
-    o = observe(_observe_classifier_dropout, x, 0.3)
-    check_dropout(o, x, 0.3, "classifier(10, dropout=0.3)", "3.5")
+    layers = drawn_weights()[5:]
+    o = observe(_observe_classifier_dropout, layers, x, 0.3)
+    expect_layers(o, layers, "classifier(10, dropout=0.3)", "3.5")
+    check_dropout(o, layers, x, 0.3, "classifier(10, dropout=0.3)", "3.5")
 
 
 # ---------------------------------------------------------------- Task 3.6: the network
 def _observe_alexnet_structure(x):
-    model = _model10(0).eval()
+    model = _model10()[0].eval()
     blocks = {name: hasattr(model, name) for name in ("features", "avgpool", "classifier")}
-    out = {"blocks": blocks, "layers": _weights(model),
+    out = {"blocks": blocks, "shapes": _shapes(model),
            "params": [tuple(p.shape) for p in model.parameters()]}  # fmt: skip
     if all(blocks.values()):
         with torch.no_grad():
@@ -350,8 +444,8 @@ def test_alexnet_shapes_and_parameter_counts():
     o = observe(_observe_alexnet_structure, randn(2, 3, 227, 227))
     for name, present in o["blocks"].items():
         expect(present, f"AlexNet has a '{name}' block", name, "missing", docs=docs("3.6"))
-    expect_param_counts(o["layers"], LAYER_PARAMS, "AlexNet(num_classes=10)", "3.6")
-    total = sum(int(torch.Size(s).numel()) for s in o["params"])
+    expect_param_counts(o["shapes"], LAYER_PARAMS, "AlexNet(num_classes=10)", "3.6")
+    total = sum(math.prod(s) for s in o["params"])
     expect_equal(total, 58_322_314, "AlexNet(num_classes=10): total parameters",
                  docs=docs("3.6"))  # fmt: skip
     expect_shape(o["features"], (2, 256, 6, 6), "model.features on (2, 3, 227, 227)",
@@ -360,82 +454,106 @@ def test_alexnet_shapes_and_parameter_counts():
 
 
 def _observe_alexnet_1000():
-    return list(alexnet.AlexNet(num_classes=1000).parameters())
+    return [tuple(p.shape) for p in alexnet.AlexNet(num_classes=1000).parameters()]
 
 
 @pytest.mark.task("3.6", points=1)
 def test_alexnet_1000_classes():
-    total = sum(p.numel() for p in observe(_observe_alexnet_1000))
+    total = sum(math.prod(s) for s in observe(_observe_alexnet_1000))
     expect_equal(total, 62_378_344, "AlexNet(num_classes=1000): total parameters",
                  docs=docs("3.6"))  # fmt: skip
 
 
-def _observe_alexnet_forward(x):
-    model = _model10(0).eval()
-    with torch.no_grad():
-        return {"layers": _weights(model), "out": model(x)}
+def _observe_alexnet_forward(layers, x):
+    model = _model10()[0].eval()
+    o = _load(model, layers)
+    if o["loaded"]:
+        with torch.no_grad():
+            o["out"] = model(x)
+    return o
 
 
 @pytest.mark.task("3.6", points=3)
 def test_alexnet_forward_matches_reference():
     x = randn(2, 3, 227, 227, seed=7)
-    o = observe(_observe_alexnet_forward, x)
+    layers = drawn_weights()
+    o = observe(_observe_alexnet_forward, layers, x)
+    expect_layers(o, layers, "AlexNet(num_classes=10)", "3.6")
     with torch.no_grad():
-        ref = reference_alexnet(x, o["layers"])
-    expect_close(o["out"], ref, "AlexNet forward (eval mode) against the paper's network with "
-                 "your weights", atol=1e-4, rtol=1e-4,
+        ref = reference_alexnet(x, layers)
+    expect_close(o["out"], ref, "AlexNet forward (eval mode) with this test's weights against "
+                 "the paper's network with the same weights", **tolerance(ref, 1e-4),
                  hint="features -> avgpool -> torch.flatten(x, 1) -> classifier; logits, no "
                       "softmax", docs=docs("3.6"))  # fmt: skip
 
 
-def _observe_channels_last(x):
-    model = _model10(0).eval()
-    with torch.no_grad():
-        plain = model(x)
-        try:
-            last = model(x.contiguous(memory_format=torch.channels_last))
-        except RuntimeError as e:
-            return {"plain": plain, "error": f"{type(e).__name__}: {e}"[:300]}
-    return {"plain": plain, "channels_last": last}
+def _observe_channels_last(layers, x):
+    model = _model10()[0].eval()
+    o = _load(model, layers)
+    if o["loaded"]:
+        with torch.no_grad():
+            o["plain"] = model(x)
+            try:
+                o["channels_last"] = model(x.contiguous(memory_format=torch.channels_last))
+            except RuntimeError as e:
+                o["error"] = f"{type(e).__name__}: {e}"[:300]
+    return o
 
 
 @pytest.mark.task("3.6", points=1)
 def test_alexnet_accepts_channels_last_input():
-    o = observe(_observe_channels_last, randn(2, 3, 67, 67, seed=10))
+    x = randn(2, 3, 67, 67, seed=10)
+    layers = drawn_weights()
+    o = observe(_observe_channels_last, layers, x)
+    expect_layers(o, layers, "AlexNet(num_classes=10)", "3.6")
+    with torch.no_grad():
+        ref = reference_alexnet(x, layers)
     what = "AlexNet forward (eval mode) on channels_last input (the GPU's fast memory layout)"
     hint = ("flatten with an operation that copies when it must (torch.flatten(x, 1) or "
             "reshape): view() needs each sample's values stored in (C, H, W) order, and in "
             "channels_last memory they are not")  # fmt: skip
     expect("error" not in o, what, "the same logits as for ordinary input", o.get("error"),
            hint=hint, docs=docs("3.6"))  # fmt: skip
-    expect_close(o["channels_last"], o["plain"], f"{what}, against the same input in the "
-                 "ordinary layout", atol=1e-5, rtol=1e-4, hint=hint, docs=docs("3.6"))  # fmt: skip
+    expect_close(o["plain"], ref, "AlexNet forward (eval mode) on ordinary input, 67 px, with "
+                 "this test's weights, against the paper's network", **tolerance(ref, 1e-4),
+                 hint="features -> avgpool (adaptive, to 6x6) -> torch.flatten(x, 1) -> "
+                      "classifier", docs=docs("3.6"))  # fmt: skip
+    expect_close(o["channels_last"], ref, f"{what}, against the paper's network on the same "
+                 "input", **tolerance(ref, 1e-4), hint=hint, docs=docs("3.6"))  # fmt: skip
 
 
-def _observe_alexnet_dropout(x):
+def _observe_alexnet_dropout(layers, x):
     model = alexnet.AlexNet()  # the defaults of YOUR AlexNetConfig
-    return {"layers": _weights(model)[5:], "train": _linear_inputs(model, x, True, 0),
-            "eval": _linear_inputs(model, x, False, 0)}  # fmt: skip
+    o = _load(model, layers)
+    if o["loaded"]:
+        o["train"] = _linear_inputs(model, x, True, 0)
+        o["eval"] = _linear_inputs(model, x, False, 0)
+    return o
 
 
 @pytest.mark.task("3.6", points=1)
 def test_alexnet_dropout_only_in_training():
-    o = observe(_observe_alexnet_dropout, randn(4, 3, 67, 67, seed=8))
+    layers = drawn_weights()
+    o = observe(_observe_alexnet_dropout, layers, randn(4, 3, 67, 67, seed=8))
+    expect_layers(o, layers, "AlexNet() (its default configuration: 10 classes)", "3.6")
     inputs = o["eval"]["inputs"]
     expect(len(inputs) == 3, "AlexNet(): Linear layers a forward pass goes through", 3,
            len(inputs), docs=docs("3.6"))  # fmt: skip
-    check_dropout(o, inputs[0], 0.5, "AlexNet() (its default configuration)", "3.6")
+    check_dropout(o, layers[5:], inputs[0], 0.5, "AlexNet() (its default configuration)", "3.6")
 
 
-def _observe_norm_switch(x):
+def _observe_norm_switch(layers, x):
     seed_everything(5)
     bn = alexnet.AlexNet(num_classes=10, norm="batch")
     kinds = [type(m).__name__ for m in bn.modules()
              if isinstance(m, (nn.BatchNorm2d, nn.LocalResponseNorm))]  # fmt: skip
     del bn
     plain = alexnet.AlexNet(num_classes=10, norm="none").eval()
-    with torch.no_grad():
-        return {"kinds": kinds, "layers": _weights(plain), "out": plain(x)}
+    o = {"kinds": kinds, **_load(plain, layers)}
+    if o["loaded"]:
+        with torch.no_grad():
+            o["out"] = plain(x)
+    return o
 
 
 def _observe_alexnet_group():
@@ -445,13 +563,16 @@ def _observe_alexnet_group():
 @pytest.mark.task("3.6", points=2)
 def test_alexnet_norm_switch():
     x = randn(1, 3, 227, 227, seed=9)
-    o = observe(_observe_norm_switch, x)
+    layers = drawn_weights()
+    o = observe(_observe_norm_switch, layers, x)
     expect_equal(o["kinds"], ["BatchNorm2d"] * 5, "AlexNet(norm='batch'): normalisation layers",
                  hint="BatchNorm2d after conv1 and conv2 (where LRN was) and after conv3-5",
                  docs=docs("3.6"))  # fmt: skip
+    expect_layers(o, layers, "AlexNet(num_classes=10, norm='none')", "3.6")
     with torch.no_grad():
-        ref = reference_alexnet(x, o["layers"], "none")
-    expect_close(o["out"], ref, "AlexNet(norm='none') forward", atol=1e-4, rtol=1e-4,
+        ref = reference_alexnet(x, layers, "none")
+    expect_close(o["out"], ref, "AlexNet(norm='none') forward with this test's weights against "
+                 "the paper's network without LRN", **tolerance(ref, 1e-4),
                  docs=docs("3.6"))  # fmt: skip
     expect_raises((ValueError, TypeError), lambda: observe(_observe_alexnet_group),
                   "AlexNet(num_classes=10, norm='group'): a norm the switch does not know",
@@ -496,7 +617,7 @@ def test_init_paper_weights():
 
 
 def _observe_new_model_weights():
-    return _weights(_model10(0))
+    return _model10()[1]  # its weights as built, before any test loaded its own
 
 
 @pytest.mark.task("3.7", points=1)

@@ -6,16 +6,21 @@ reference's images/second. pytest-benchmark records your model's timings
 (``--benchmark-only`` runs just these; ``--benchmark-disable`` still checks the ratio).
 
 How it is measured: this file loads the same start weights into your AlexNet and into the
-reference; each timed call runs the same training steps (SGD with momentum, cross-entropy)
-from those weights, your model's and the reference's alternately. The clock runs here, around
-the whole call; the weights your model ends with must match the reference's, which shows the
-steps were really done.
+reference. Every call, timed or not, gets a NEW batch drawn here (images and labels) and new
+rows of each layer to send back: it resets the weights to the start, runs the training steps
+(SGD with momentum, cross-entropy) on that batch, and returns those rows of the end weights.
+Your model's calls and the reference's alternate, each pair on the same batch. The clock runs
+here, around the whole call; the end weights of EVERY call must match the reference's on the
+same batch, which shows the steps were really done, then and there (a batch nobody has seen
+before cannot be worked out in advance).
 """
 
+import math
 import time
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from alexnet_course.grading import learner
@@ -26,6 +31,7 @@ alexnet = learner.load(__file__, "alexnet")
 DOCS = "docs/lessons/03_torch_scratch.md#task-3-11"
 MIN_RATIO = 0.8
 SAMPLED_ROWS = 32  # output rows of each layer's weights returned after the timed steps
+BLOCK = 4  # a batch is drawn at 1/BLOCK of the input size, as bytes, and blown up on the device
 
 
 def reference_alexnet(num_classes=10) -> nn.Module:
@@ -45,50 +51,65 @@ def reference_alexnet(num_classes=10) -> nn.Module:
     )  # fmt: skip
 
 
-def weighted_layers(module: nn.Module) -> list[nn.Module]:
-    return [m for m in module.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+def draw_call(i: int, n: int, size: int, start: list) -> tuple:
+    """Call ``i``'s inputs, drawn here: a batch (``n`` images as bytes at 1/BLOCK of ``size``,
+    and labels) and the rows of each layer's weights to send back."""
+    g = torch.Generator().manual_seed(1_000 + i)
+    small = math.ceil(size / BLOCK)
+    pixels = torch.randint(0, 256, (n, 3, small, small), generator=g, dtype=torch.uint8)
+    labels = torch.randint(0, 10, (n,), generator=g)
+    rows = [torch.randperm(w.shape[0], generator=g)[:SAMPLED_ROWS] for w, _ in start]
+    return pixels, labels, rows
 
 
-def make_step(model, x, y, autocast_dtype=None):
-    opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
-    device_type = x.device.type
-
-    def step():
-        opt.zero_grad(set_to_none=True)
-        with torch.autocast(device_type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
-            loss = nn.functional.cross_entropy(model(x), y)
-        loss.backward()
-        opt.step()
-        if device_type == "cuda":
-            torch.cuda.synchronize()
-
-    return step
+# ---------------------------------------------------------------- both sides' steps
+def _weighted(module: nn.Module) -> list[nn.Module]:
+    """The Conv2d layers of ``module``, then its Linear layers, each kind in module order."""
+    found = list(module.modules())
+    return [m for m in found if isinstance(m, nn.Conv2d)] + [m for m in found if isinstance(m, nn.Linear)]
 
 
-def prepare(model, start, x, y, device, channels_last, autocast_dtype) -> dict:
-    """A model loaded with ``start`` and its data, ready for :func:`run_steps`."""
+def _prepare(model, start, size, device, channels_last, autocast_dtype) -> dict:
+    """A model loaded with ``start``, ready for :func:`_run_steps`."""
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     model = model.to(device).to(memory_format=fmt)
-    layers = weighted_layers(model)
     start = [(w.to(device), b.to(device)) for w, b in start]
-    return {"model": model, "layers": layers, "start": start, "autocast": autocast_dtype,
-            "x": x.to(device).contiguous(memory_format=fmt), "y": y.to(device)}  # fmt: skip
+    return {"model": model, "layers": _weighted(model), "start": start, "size": size,
+            "device": device, "format": fmt, "autocast": autocast_dtype}  # fmt: skip
 
 
-def run_steps(state, steps, rows) -> list:
-    """Reset the model to its start weights, run ``steps`` training steps (a new optimizer),
-    and return the end weights: the ``rows`` chosen for each layer, and every bias."""
+def _batch(state, pixels, labels) -> tuple:
+    """The batch a call trains on: the bytes on the model's device, blown up to the input
+    size (nearest), scaled to about [-2, 2], in the model's memory format."""
+    x = pixels.to(state["device"]).float().sub_(127.5).div_(64.0)
+    x = F.interpolate(x, scale_factor=BLOCK, mode="nearest")[..., : state["size"], : state["size"]]
+    return x.contiguous(memory_format=state["format"]), labels.to(state["device"])
+
+
+def _run_steps(state, steps, pixels, labels, rows) -> list:
+    """Reset the model to its start weights, run ``steps`` training steps (a new optimizer)
+    on the batch, and return the end weights: the ``rows`` chosen for each layer, and every
+    bias."""
+    model, layers = state["model"], state["layers"]
     with torch.no_grad():
-        for m, (w, b) in zip(state["layers"], state["start"]):
+        for m, (w, b) in zip(layers, state["start"]):
             m.weight.copy_(w)
             m.bias.copy_(b)
-    step = make_step(state["model"], state["x"], state["y"], state["autocast"])
+    x, y = _batch(state, pixels, labels)
+    opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+    dtype = state["autocast"]
     for _ in range(steps):
-        step()
-    return sample([(m.weight, m.bias) for m in state["layers"]], rows)
+        opt.zero_grad(set_to_none=True)
+        with torch.autocast(x.device.type, dtype=dtype, enabled=dtype is not None):
+            loss = F.cross_entropy(model(x), y)
+        loss.backward()
+        opt.step()
+    if x.device.type == "cuda":
+        torch.cuda.synchronize()
+    return _sample([(m.weight, m.bias) for m in layers], rows)
 
 
-def sample(pairs, rows) -> list:
+def _sample(pairs, rows) -> list:
     """Copies of (weight, bias) pairs: the weights' output rows ``rows[i]`` of layer i (any
     of them depends on every layer after a step: each row is as hard to forge as all)."""
     return [(w[r].detach().float().cpu().clone(), b.detach().float().cpu().clone())
@@ -98,34 +119,44 @@ def sample(pairs, rows) -> list:
 _TIMED: dict = {}  # the learner's model between the set-up call and the timed calls
 
 
-def _observe_speed_setup(start, x, y, device, channels_last, autocast):
+def _observe_speed_setup(start, size, device, channels_last, autocast):
     dtype = getattr(torch, autocast) if autocast else None
     _TIMED.clear()
     model = alexnet.AlexNet(num_classes=10, dropout=0.0)
-    _TIMED.update(prepare(model, start, x, y, device, channels_last, dtype))
-    return [tuple(m.weight.shape) for m in _TIMED["layers"]]
+    _TIMED.update(_prepare(model, start, size, device, channels_last, dtype))
+    return [(tuple(m.weight.shape), None if m.bias is None else tuple(m.bias.shape))
+            for m in _TIMED["layers"]]  # fmt: skip
 
 
-def _observe_speed_steps(steps, rows):
-    return run_steps(_TIMED, steps, rows)
+def _observe_speed_steps(steps, pixels, labels, rows):
+    return _run_steps(_TIMED, steps, pixels, labels, rows)
 
 
-def interleaved_best(call_a, call_b, rounds, give_up_below=0.0):
-    """Time two calls alternately (a, b, a, b, ...) so drifts in machine load hit both;
-    return each call's best (least disturbed) time and its last result. After two rounds,
-    stop early when b's best time over a's is under ``give_up_below``: more rounds only
-    matter for a ratio near the bar, and slow code need not be timed five times."""
-    times_a, times_b, results = [], [], [None, None]
-    for i, call in enumerate((call_a, call_b)):  # warm-up: allocator, kernels, caches
-        results[i] = call()
-    for r in range(rounds):
-        for i, (call, times) in enumerate(((call_a, times_a), (call_b, times_b))):
+def interleaved_best(call_a, call_b, draw, check, rounds, give_up_below=0.0, first_a=None):
+    """Time two calls alternately (a, b, a, b, ...) so drifts in machine load hit both, each
+    pair on new inputs from ``draw()``, and ``check`` every pair's results; return each
+    call's best (least disturbed) time. ``first_a``, if given, makes a's first timed call.
+    After two rounds, stop early when b's best time over a's is under ``give_up_below``: more
+    rounds only matter for a ratio near the bar, and slow code need not be timed five
+    times."""
+    times_a, times_b = [], []
+
+    def pair(a, timed: bool) -> None:
+        inputs = draw()
+        results = []
+        for call, times in ((a, times_a), (call_b, times_b)):
             t = time.perf_counter()
-            results[i] = call()
-            times.append(time.perf_counter() - t)
+            results.append(call(inputs))
+            if timed:
+                times.append(time.perf_counter() - t)
+        check(inputs, *results)
+
+    pair(call_a, timed=False)  # warm-up: allocator, kernels, caches (checked too)
+    for r in range(rounds):
+        pair(first_a if r == 0 and first_a is not None else call_a, timed=True)
         if r >= 1 and min(times_b) / min(times_a) < give_up_below:
             break
-    return min(times_a), min(times_b), results
+    return min(times_a), min(times_b)
 
 
 def relative_difference(ours, ref, start) -> float:
@@ -141,45 +172,54 @@ def relative_difference(ours, ref, start) -> float:
 
 def measure(benchmark, n, size, device, steps, rounds, channels_last=False, autocast=None,
             update_tolerance=1e-2, attempts=3):  # fmt: skip
-    """Time your model's training steps (through observe, clock here) against the reference's;
-    check both ended at the same weights. Returns (t_ours, t_ref, reference model)."""
-    g = torch.Generator().manual_seed(0)
-    x, y = torch.randn(n, 3, size, size, generator=g), torch.randint(0, 10, (n,), generator=g)
+    """Time your model's training steps (through observe, clock here) against the reference's,
+    each pair of calls on a new batch; check every call ended at the reference's weights.
+    Returns (t_ours, t_ref, reference model)."""
     with torch.random.fork_rng():  # start weights: torch's default initialisation, seeded
         torch.manual_seed(0)
         reference = reference_alexnet()
-    start = [(m.weight.detach().clone(), m.bias.detach().clone()) for m in weighted_layers(reference)]
-    ref_state = prepare(reference, start, x, y, device, channels_last,
-                        getattr(torch, autocast) if autocast else None)  # fmt: skip
-    shapes = observe(_observe_speed_setup, start, x, y, str(device), channels_last, autocast)
-    expect_equal(shapes, [tuple(w.shape) for w, _ in start], "AlexNet(num_classes=10): weight "
-                 "shapes of its Conv2d and Linear layers, in order", docs=DOCS)  # fmt: skip
-    g = torch.Generator().manual_seed(1)
-    rows = [torch.randperm(w.shape[0], generator=g)[:SAMPLED_ROWS] for w, _ in start]
+    start = [(m.weight.detach().clone(), m.bias.detach().clone()) for m in _weighted(reference)]
+    ref_state = _prepare(reference, start, size, device, channels_last,
+                         getattr(torch, autocast) if autocast else None)  # fmt: skip
+    shapes = observe(_observe_speed_setup, start, size, str(device), channels_last, autocast)
+    expect_equal(shapes, [(tuple(w.shape), tuple(b.shape)) for w, b in start],
+                 "AlexNet(num_classes=10): (weight, bias) shapes of its Conv2d layers, then its "
+                 "Linear layers, each in module order", docs=DOCS)  # fmt: skip
+    drawn: list[int] = []  # the calls' numbers, 0 for the first (untimed) pair
 
-    def ours():
-        return observe(_observe_speed_steps, steps, rows)
+    def draw():
+        drawn.append(len(drawn))
+        return draw_call(drawn[-1], n, size, start)
 
-    def ref():
-        return run_steps(ref_state, steps, rows)
+    def ours(inputs):
+        return observe(_observe_speed_steps, steps, *inputs)
+
+    def ours_recorded(inputs):  # the first timed call also makes pytest-benchmark's record
+        return benchmark.pedantic(ours, args=(inputs,), rounds=1, iterations=1, warmup_rounds=0)
+
+    def ref(inputs):
+        return _run_steps(ref_state, steps, *inputs)
+
+    def check(inputs, end_ours, end_ref):
+        diff = relative_difference(end_ours, end_ref, _sample(start, inputs[2]))
+        expect(diff < update_tolerance, f"your AlexNet's weights after {steps} training step(s) "
+               f"from this test's start weights, call {drawn[-1]} (0: the untimed warm-up; every "
+               "call on a new batch), against the reference's on the same batch (relative "
+               "difference of the updates)", f"< {update_tolerance:g}", f"{diff:.3g}",
+               hint="the same network, the same steps on the batch you are given: the weights "
+                    "must move the same way, in every call", docs=DOCS)  # fmt: skip
 
     ratios: list[float] = []
+    recorded = [ours_recorded]
     for _attempt in range(attempts):  # re-measures absorb a noisy neighbour
-        t_ours, t_ref, (end_ours, end_ref) = interleaved_best(ours, ref, rounds,
-                                                             give_up_below=MIN_RATIO / 2)
+        t_ours, t_ref = interleaved_best(ours, ref, draw, check, rounds, give_up_below=MIN_RATIO / 2,
+                                         first_a=recorded.pop() if recorded else None)  # fmt: skip
         ratios.append(t_ref / t_ours)
         if ratios[-1] >= MIN_RATIO or (len(ratios) >= 2 and max(ratios[-2:]) < MIN_RATIO / 2):
             break  # met the bar, or twice in a row under half of it: not the machine's noise
     ratio = ratios[-1]
-    diff = relative_difference(end_ours, end_ref, sample(start, rows))
-    expect(diff < update_tolerance, f"your AlexNet's weights after {steps} timed training "
-           "step(s) from this test's start weights, against the reference's (relative "
-           "difference of the updates)", f"< {update_tolerance:g}", f"{diff:.3g}",
-           hint="the same network, the same steps: the weights must move the same way",
-           docs=DOCS)  # fmt: skip
     benchmark.extra_info.update(images_per_s=n * steps / t_ours,
                                 reference_images_per_s=n * steps / t_ref, ratio=ratio)  # fmt: skip
-    benchmark.pedantic(ours, rounds=1, iterations=1, warmup_rounds=0)
     return t_ours, t_ref, ref_state["model"]
 
 

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from alexnet_course.grading import learner
-from alexnet_course.grading.checks import expect, expect_close, expect_equal
+from alexnet_course.grading.checks import expect, expect_close, expect_equal, observed
 from alexnet_course.grading.remote import observe
 
 train = learner.load(__file__, "train")
@@ -375,9 +375,18 @@ def reference_batchnorm_alexnet(x, layers, bns):
     return F.linear(t, *layers[7])
 
 
+def _weighted(module: nn.Module) -> list[nn.Module]:
+    """The Conv2d layers of ``module``, then its Linear layers, each kind in module order."""
+    found = list(module.modules())
+    return [m for m in found if isinstance(m, nn.Conv2d)] + [m for m in found if isinstance(m, nn.Linear)]
+
+
 def _observe_overfit(start, x, y, steps):
     model = alexnet.AlexNet(num_classes=4, norm="batch", dropout=0.0)
-    layers = [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    layers = _weighted(model)
+    shapes = [(tuple(m.weight.shape), None if m.bias is None else tuple(m.bias.shape)) for m in layers]
+    if shapes != [(tuple(w.shape), tuple(b.shape)) for w, b in start]:
+        return {"shapes": shapes}  # the test's start weights do not fit: nothing to train
     with torch.no_grad():
         for m, (w, b) in zip(layers, start):
             m.weight.copy_(w)
@@ -388,8 +397,8 @@ def _observe_overfit(start, x, y, steps):
     with torch.no_grad():
         logits = model(x)
     bns = [(m.weight, m.bias) for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
-    return {"losses": losses, "layers": [(m.weight, m.bias) for m in layers], "bns": bns,
-            "logits": logits}  # fmt: skip
+    return {"shapes": shapes, "losses": losses, "layers": [(m.weight, m.bias) for m in layers],
+            "bns": bns, "logits": logits}  # fmt: skip
 
 
 @pytest.mark.task("3.8", points=2)
@@ -398,7 +407,15 @@ def test_train_one_epoch_overfits_a_small_batch():
     start = overfit_start()
     g = torch.Generator().manual_seed(1)
     x, y = torch.randn(8, 3, 67, 67, generator=g), torch.arange(8) % 4
-    o = observe(_observe_overfit, start, x, y, OVERFIT_STEPS)
+    o = observed(_observe_overfit, start, x, y, OVERFIT_STEPS, what="AlexNet(num_classes=4, "
+                 f"norm='batch', dropout=0.0), this test's start weights loaded, then "
+                 f"{OVERFIT_STEPS} calls of train_one_epoch on one batch of 8 images",
+                 docs=docs("3.8"))  # fmt: skip
+    expect_equal(o["shapes"], [(tuple(w.shape), tuple(b.shape)) for w, b in start],
+                 "AlexNet(num_classes=4, norm='batch'): (weight, bias) shapes per layer, Conv2d "
+                 "layers first, then Linear layers (where this test loads its start weights)",
+                 hint="nn.Conv2d and nn.Linear layers with the paper's shapes, each with a bias",
+                 docs=docs("3.6"))  # fmt: skip
     with torch.no_grad():
         unit = [(torch.ones(c), torch.zeros(c)) for c in (96, 256, 384, 384, 256)]
         first = F.cross_entropy(reference_batchnorm_alexnet(x, start, unit), y).item()

@@ -6,8 +6,11 @@ max |difference| < 1e-4). Keras arrays are NHWC, torch's NCHW.
 
 Each test has two halves: an ``_observe_*`` function that builds your layers and returns
 data only (layer kinds in order, their weights, their outputs on inputs made here), and the
-test itself, which recomputes what those outputs must be from the returned weights. Layers
-are found by their Keras type and their order, never by their names.
+test itself, which checks that data. Where your outputs are compared with a reference, the
+weights are chosen HERE (seeded, with the paper's shapes) and set into your Conv2D / Dense
+layers first, and the reference is computed from those same weights: your outputs must be
+what the network computes, whatever your own initial weights. Layers are found by their
+Keras type and their order, never by their names.
 """
 
 import functools
@@ -43,10 +46,9 @@ def docs(task: str) -> str:
     return f"{DOCS}#task-{task.replace('.', '-')}"
 
 
-def torch_paper_alexnet(num_classes=10, norm="lrn", init=True) -> nn.Module:
-    """Lesson 03's network in plain torch.nn (BatchNorm after every ReLU with norm='batch').
-    ``init=False`` builds it without weights (on the meta device), for ``load_state_dict(...,
-    assign=True)``."""
+def _torch_paper_layers(num_classes=10, norm="lrn") -> list:
+    """Lesson 03's network as a list of plain torch.nn layers (BatchNorm after every ReLU with
+    norm='batch'): the structure of the torch model the port tests hand to your port."""
 
     def post(c, first_two):
         if norm == "batch":
@@ -54,20 +56,20 @@ def torch_paper_alexnet(num_classes=10, norm="lrn", init=True) -> nn.Module:
         lrn = norm == "lrn" and first_two
         return [nn.LocalResponseNorm(5, alpha=5e-4, beta=0.75, k=2.0)] if lrn else []
 
-    def layers():
-        out = [nn.Conv2d(3, 96, 11, 4), nn.ReLU(), *post(96, True), nn.MaxPool2d(3, 2),
-               nn.Conv2d(96, 256, 5, padding=2), nn.ReLU(), *post(256, True), nn.MaxPool2d(3, 2)]  # fmt: skip
-        for cin, cout in ((256, 384), (384, 384), (384, 256)):
-            out += [nn.Conv2d(cin, cout, 3, padding=1), nn.ReLU(), *post(cout, False)]
-        return out + [nn.MaxPool2d(3, 2), nn.AdaptiveAvgPool2d((6, 6)), nn.Flatten(),
-                      nn.Dropout(0.5), nn.Linear(9216, 4096), nn.ReLU(), nn.Dropout(0.5),
-                      nn.Linear(4096, 4096), nn.ReLU(), nn.Linear(4096, num_classes)]  # fmt: skip
+    out = [nn.Conv2d(3, 96, 11, 4), nn.ReLU(), *post(96, True), nn.MaxPool2d(3, 2),
+           nn.Conv2d(96, 256, 5, padding=2), nn.ReLU(), *post(256, True), nn.MaxPool2d(3, 2)]  # fmt: skip
+    for cin, cout in ((256, 384), (384, 384), (384, 256)):
+        out += [nn.Conv2d(cin, cout, 3, padding=1), nn.ReLU(), *post(cout, False)]
+    return out + [nn.MaxPool2d(3, 2), nn.AdaptiveAvgPool2d((6, 6)), nn.Flatten(),
+                  nn.Dropout(0.5), nn.Linear(9216, 4096), nn.ReLU(), nn.Dropout(0.5),
+                  nn.Linear(4096, 4096), nn.ReLU(), nn.Linear(4096, num_classes)]  # fmt: skip
 
-    if not init:
-        with torch.device("meta"):
-            return nn.Sequential(*layers()).eval()
+
+def torch_paper_alexnet(num_classes=10, norm="lrn") -> nn.Module:
+    """Lesson 03's network in plain torch.nn with this file's seeded weights: the reference
+    of the port tests."""
     torch.manual_seed(0)
-    model = nn.Sequential(*layers()).eval()
+    model = nn.Sequential(*_torch_paper_layers(num_classes, norm)).eval()
     with torch.no_grad():  # small weights keep activations in a sane range
         for m in model.modules():
             if isinstance(m, (nn.Conv2d, nn.Linear)):
@@ -79,6 +81,23 @@ def torch_paper_alexnet(num_classes=10, norm="lrn", init=True) -> nn.Module:
                 m.weight.uniform_(0.5, 1.5)
                 m.bias.uniform_(-0.1, 0.1)
     return model
+
+
+def drawn_weights(shapes: list, seed: int, first_gain: float = 1.0) -> list:
+    """(kernel, bias) arrays in Keras's shapes (HWIO / (in, out)), drawn here from ``seed``:
+    He-scaled normal kernels (std sqrt(2 / fan_in), which keeps activations about the size of
+    the input; the first layer's ``first_gain`` times larger), N(0, 1) biases."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for i, shape in enumerate(shapes):
+        scale = (first_gain if i == 0 else 1.0) * np.sqrt(2 / np.prod(shape[:-1]))
+        out.append(((rng.standard_normal(shape, dtype=np.float32) * np.float32(scale)),
+                    rng.standard_normal(shape[-1], dtype=np.float32)))  # fmt: skip
+    return out
+
+
+CONV_KERNELS = [(11, 11, 3, 96), (5, 5, 96, 256), (3, 3, 256, 384), (3, 3, 384, 384),
+                (3, 3, 384, 256)]  # fmt: skip
 
 
 def nhwc(x: torch.Tensor) -> np.ndarray:
@@ -156,6 +175,19 @@ def _describe(layers, picks=None) -> list[dict]:
             for layer in layers]  # fmt: skip
 
 
+def _set_weights(layers, kind: str, arrays) -> dict:
+    """Set the test's [kernel, bias] ``arrays`` into the layers of Keras type ``kind``, in
+    order, when every shape matches; the shapes found (and whether they went in) come back."""
+    found = [layer for layer in layers if _kind(layer) == kind]
+    shapes = [[tuple(int(d) for d in w.shape) for w in layer.weights] for layer in found]
+    out = {"weight_shapes": shapes, "loaded": False}
+    if shapes == [[tuple(np.shape(a)) for a in pair] for pair in arrays]:
+        for layer, pair in zip(found, arrays):
+            layer.set_weights([np.asarray(a) for a in pair])
+        out["loaded"] = True
+    return out
+
+
 def _dropout_probes(layers) -> list:
     """Each Dropout layer's output on ones, in training mode: its rate, measured."""
     ones = np.ones(DROP_PROBE, "float32")
@@ -183,6 +215,15 @@ def expect_finite_close(got, want, what: str, **kw) -> None:
            "finite numbers", f"{int(np.sum(~np.isfinite(got)))} NaN or inf values",
            hint=kw.get("hint"), docs=kw.get("docs"))  # fmt: skip
     expect_close(got, want, what, **kw)
+
+
+def expect_loaded(o: dict, arrays, kind: str, what: str, task: str) -> None:
+    """The test's weights went into your layers of ``kind``: their weight shapes matched."""
+    want = [[tuple(np.shape(a)) for a in pair] for pair in arrays]
+    expect(o["loaded"], f"{what}: weight shapes of the {kind} layers, in order (where this test "
+           "sets its own weights)", want, o["weight_shapes"],
+           hint=f"every {kind} layer with a kernel and a bias, the paper's sizes",
+           docs=docs(task))  # fmt: skip
 
 
 def expect_dropout_rates(probes: list, rates: list, what: str, docs: str) -> None:
@@ -256,7 +297,7 @@ def test_paper_lrn_layer():
 
 
 # ---------------------------------------------------------------- 4.2
-def _observe_conv_blocks(norm, x):
+def _observe_conv_blocks(norm, convs, x):
     import keras
 
     blocks = ka.conv_blocks(norm)
@@ -265,63 +306,75 @@ def _observe_conv_blocks(norm, x):
     for layer in blocks:
         h = layer(h)
         shapes.append(tuple(int(d) for d in h.shape[1:]))
-    out = keras.Model(inp, h)(x, training=False)
-    return {"layers": _describe(blocks), "shapes": shapes, "out": np.asarray(out)}
+    o = {"layers": _describe(blocks), "shapes": shapes, **_set_weights(blocks, "Conv2D", convs)}
+    if o["loaded"]:
+        o["out"] = np.asarray(keras.Model(inp, h)(x, training=False))
+    return o
 
 
 @pytest.mark.task("4.2", points=3)
 def test_feature_shapes_after_every_block():
     x = nhwc(randn(1, 3, 227, 227, seed=2))
-    o = observed(_observe_conv_blocks, "lrn", x, what="conv_blocks('lrn') applied in order to a "
-                 "(1, 227, 227, 3) input", hint="a list of Keras layers; conv1 'valid' stride 4, "
-                 "conv2-5 'same'", docs=docs("4.2"))  # fmt: skip
+    # conv1's kernels 20 times He's: the activations LRN sees are in the tens, where its
+    # alpha visibly matters
+    convs = drawn_weights(CONV_KERNELS, seed=2, first_gain=20.0)
+    o = observed(_observe_conv_blocks, "lrn", convs, x, what="conv_blocks('lrn') applied in "
+                 "order to a (1, 227, 227, 3) input", hint="a list of Keras layers; conv1 'valid' "
+                 "stride 4, conv2-5 'same'", docs=docs("4.2"))  # fmt: skip
     kinds = [layer["kind"] for layer in o["layers"]]
     pools = [s for s, k in zip(o["shapes"], kinds) if k == "MaxPooling2D"]
     expect_equal(pools, [(27, 27, 96), (13, 13, 256), (6, 6, 256)], "shape (H, W, C) after "
                  "each MaxPooling2D layer, in order, for a 227x227 input",
                  hint="conv1 'valid' stride 4; conv2-5 'same'; three max-pools 3/2 'valid'; "
                       f"your layers in order: {kinds}", docs=docs("4.2"))  # fmt: skip
-    convs = of_kind(o["layers"], "Conv2D")
-    expect_equal([tuple(c["weights"][0].shape) for c in convs],
-                 [(11, 11, 3, 96), (5, 5, 96, 256), (3, 3, 256, 384), (3, 3, 384, 384),
-                  (3, 3, 384, 256)], "Conv2D kernel shapes (kh, kw, in, out), in order",
-                 docs=docs("4.2"))  # fmt: skip
-    want = reference_features(x, [c["weights"][:2] for c in convs], "lrn")
-    expect_finite_close(o["out"], want, "conv_blocks('lrn') output on a 227x227 image, "
-                        "recomputed from your convolutions' weights (conv, ReLU, LRN after "
-                        "conv1 and conv2, max-pool)", atol=1e-4, rtol=1e-4,
+    convs_found = of_kind(o["layers"], "Conv2D")
+    expect_equal([tuple(c["weights"][0].shape) for c in convs_found], CONV_KERNELS,
+                 "Conv2D kernel shapes (kh, kw, in, out), in order", docs=docs("4.2"))  # fmt: skip
+    expect_loaded(o, convs, "Conv2D", "conv_blocks('lrn')", "4.2")
+    want = reference_features(x, convs, "lrn")
+    expect_finite_close(o["out"], want, "conv_blocks('lrn') output on a 227x227 image, with "
+                        "this test's weights in your convolutions, against conv, ReLU, LRN after "
+                        "conv1 and conv2, max-pool, recomputed with the same weights",
+                        atol=1e-4 * max(1.0, float(np.abs(want).max())), rtol=1e-4,
                         hint="order per block: convolution, ReLU, then the norm, then the "
                              "pool", docs=docs("4.2"))  # fmt: skip
 
 
 # ---------------------------------------------------------------- 4.3
-def _observe_classifier(num_classes, dropout, x):
+def _observe_classifier(num_classes, dropout, dense, x):
     import keras
 
     layers = ka.classifier_layers(num_classes, dropout)
     model = keras.Sequential([keras.Input(tuple(x.shape[1:])), *layers])
-    return {"layers": _describe(layers), "out": np.asarray(model(x, training=False)),
-            "drops": _dropout_probes(layers)}  # fmt: skip
+    o = {"layers": _describe(layers), "drops": _dropout_probes(layers),
+         **_set_weights(layers, "Dense", dense)}  # fmt: skip
+    if o["loaded"]:
+        o["out"] = np.asarray(model(x, training=False))
+    return o
 
 
 @pytest.mark.task("4.3", points=2)
 def test_classifier_layers():
     x = nhwc(randn(2, 4, 2, 2, seed=6))  # 16 features: a small fc6, the same head
-    o = observed(_observe_classifier, 10, 0.3, x, what="classifier_layers(10, 0.3) applied in "
-                 "order to a (2, 2, 2, 4) input", docs=docs("4.3"))  # fmt: skip
+    dense = drawn_weights([(16, 4096), (4096, 4096), (4096, 10)], seed=6)
+    o = observed(_observe_classifier, 10, 0.3, dense, x, what="classifier_layers(10, 0.3) "
+                 "applied in order to a (2, 2, 2, 4) input", docs=docs("4.3"))  # fmt: skip
     expect_dropout_rates(o["drops"], [0.3, 0.3], "classifier_layers(10, dropout=0.3)",
                          docs("4.3"))  # fmt: skip
-    dense = of_kind(o["layers"], "Dense")
-    expect_equal([d["weights"][0].shape[1] for d in dense], [4096, 4096, 10], "Dense units",
+    found = of_kind(o["layers"], "Dense")
+    expect_equal([d["weights"][0].shape[1] for d in found], [4096, 4096, 10], "Dense units",
                  docs=docs("4.3"))  # fmt: skip
+    expect_loaded(o, dense, "Dense", "classifier_layers(10, 0.3)", "4.3")
     h = x.reshape(2, -1).astype(np.float64)
-    for i, d in enumerate(dense):
-        h = h @ d["weights"][0] + d["weights"][1]
+    for i, (kernel, bias) in enumerate(dense):
+        h = h @ kernel.astype(np.float64) + bias
         h = np.maximum(h, 0) if i < 2 else h
-    expect_finite_close(o["out"], h, "classifier output in inference mode, recomputed from "
-                        "your Dense weights (fc6 ReLU, fc7 ReLU, fc8 logits)", atol=1e-4,
-                        rtol=1e-4, hint="no softmax on fc8: the loss takes logits "
-                        "(from_logits=True)", docs=docs("4.3"))  # fmt: skip
+    expect_finite_close(o["out"], h, "classifier output in inference mode, with this test's "
+                        "weights in your Dense layers, against fc6 ReLU, fc7 ReLU, fc8 logits "
+                        "recomputed with the same weights",
+                        atol=1e-4 * max(1.0, float(np.abs(h).max())), rtol=1e-4,
+                        hint="no softmax on fc8: the loss takes logits (from_logits=True)",
+                        docs=docs("4.3"))  # fmt: skip
 
 
 # ---------------------------------------------------------------- 4.4
@@ -400,7 +453,8 @@ def _observe_port(variant, norm, input_size, state, x, picks):
             tm = torchvision.models.alexnet(num_classes=10)
         km = ka.build_torchvision_alexnet(num_classes=10, input_size=input_size)
     else:
-        tm = torch_paper_alexnet(10, norm, init=False)
+        with torch.device("meta"):
+            tm = nn.Sequential(*_torch_paper_layers(10, norm))
         km = ka.build_alexnet(num_classes=10, norm=norm, input_size=input_size)
     tm.load_state_dict(state, assign=True)
     tm.eval()
