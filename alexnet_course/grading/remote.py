@@ -553,6 +553,12 @@ def serve(folder: str | Path, files: list[str] | tuple = ()) -> None:
     from alexnet_course.grading import learner
 
     learner.configure("lessons")
+    cache: dict = {}
+    for test in sorted(folder.glob("test_*.py")):  # first: they import what learner files need
+        try:  # in the order the tests need it (lesson 04's: torch's libraries before TF's)
+            _load_test_module(folder, test.name, cache)
+        except BaseException:  # noqa: BLE001 - raised again, with the test, on first use
+            cache.pop(test.name, None)
     for name in files:  # a file that fails to import fails every test that uses it, at once
         _write_all(wfd, pack({"loading": name}))
         try:
@@ -560,7 +566,6 @@ def serve(folder: str | Path, files: list[str] | tuple = ()) -> None:
         except learner.LearnerImportError:
             pass  # remembered by import_file; raised again, at once, on every use
     _write_all(wfd, pack({"ready": True}))
-    cache: dict = {}
     while True:
         try:
             request = read_frame(rfd)
