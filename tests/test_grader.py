@@ -946,3 +946,105 @@ def test_release_has_no_solutions_and_grades_zero_while_solutions_grade_full(tmp
     full = grade([tmp_path / "sol"], tmp_path / "g2", **kw)[0]
     assert all(t.status in ("passed", "skipped") for t in full.tests), [
         (t.nodeid, t.output[:300]) for t in full.tests if t.status not in ("passed", "skipped")]
+
+
+# ---------------------------------------------------------------- attacks on lesson 03 (#28)
+ZERO_MODEL = '''
+
+_Paper = AlexNet
+
+
+class AlexNet(_Paper):  # every layer of the paper's shape, all weights 0, every forward 0
+    def __init__(self, *a, **k):
+        super().__init__(*a, **k)
+        for p in self.parameters():
+            nn.init.zeros_(p)
+
+    def forward(self, x):
+        return x.new_zeros(x.shape[0], self.classifier[-1].out_features)
+
+
+_conv1 = conv1_block
+
+
+def conv1_block(norm="lrn"):
+    block = _conv1(norm)
+    for p in block.parameters():
+        nn.init.zeros_(p)
+    block.forward = lambda x: x.new_zeros(x.shape[0], 96, 27, 27)
+    return block
+'''
+CACHED_SPEED = '''
+
+import sys as _sys
+import time as _time
+
+_speed = _sys.modules.get("_graded_test_speed")  # the test file, loaded before this one
+if _speed is not None:
+    _real_steps, _memo = _speed._run_steps, {}
+
+    def _cached(state, steps, pixels, labels, rows):
+        if "end" not in _memo:  # the untimed warm-up: the slow model's real work, once
+            _time.sleep(5)
+            _memo["end"] = _real_steps(state, steps, pixels, labels, rows)
+        return _memo["end"]  # every timed call: no work at all
+
+    _speed._run_steps = _cached
+'''
+REFERENCE_HELPERS = '''
+
+import sys as _sys
+
+
+def _forward_from_the_tests(self, x):  # the visible tests' own reference network
+    tests = _sys.modules.get("_graded_test_model") or __import__("test_model")
+    layers = [(m.weight, m.bias) for m in self.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    return tests.reference_alexnet(x, layers, getattr(self, "_norm", "lrn"))
+
+
+AlexNet.forward = _forward_from_the_tests
+'''
+L03 = "03_torch_scratch"
+L03_TASKS = ["3.2", "3.6", "3.11"]
+
+
+@tiers
+@pytest.mark.slow
+def test_lesson_03_attacks_score_nothing_they_did_not_do(tier, tmp_path):
+    """Attacks 5-7 of #28 on the real lesson 03, graded beside the solution and the stub:
+    an all-zero model, a speed test passed from a cache, and learner code that borrows the
+    visible tests' reference network in the worker."""
+    import shutil
+
+    course = tmp_path / "course"  # the lessons only: under the uid tier nothing else is readable
+    shutil.copytree(ROOT / "lessons" / L03, course / "lessons" / L03)
+    shutil.copytree(ROOT / "solutions" / L03, course / "solutions" / L03)
+    (course / "pyproject.toml").write_text("")
+    solution = (ROOT / "solutions" / L03 / "alexnet.py").read_text()
+    train = (ROOT / "solutions" / L03 / "train.py").read_text()
+    subs = tmp_path / "subs"
+    cases = {"honest": solution, "stub": (ROOT / "lessons" / L03 / "alexnet.py").read_text(),
+             "all_zero_model": solution + ZERO_MODEL, "cached_speed": solution + CACHED_SPEED,
+             "reference_helpers": solution + REFERENCE_HELPERS}  # fmt: skip
+    for name, text in cases.items():
+        d = subs / name / "lessons" / L03
+        d.mkdir(parents=True)
+        (d / "alexnet.py").write_text(text)
+        (d / "train.py").write_text(train)
+    results = grade([subs / n for n in cases], tmp_path / "out", course=course, lessons=[L03],
+                    tasks=L03_TASKS, timeout=120, jobs=2, sandbox_tier=tier,
+                    echo=lambda s: None)  # fmt: skip
+    by = {r.name: {t.nodeid.split("::")[-1]: t for t in r.tests} for r in results}
+    honest = next(r for r in results if r.name == "honest")
+    assert honest.score == honest.max_score > 0, [(t.nodeid, t.output[-300:]) for t in honest.tests
+                                                   if t.status != "passed"]  # fmt: skip
+    assert next(r for r in results if r.name == "stub").score == 0
+    values = [n for n in by["all_zero_model"] if any(
+        k in n for k in ("values", "forward", "channels_last", "norm_switch"))]  # fmt: skip
+    assert len(values) >= 5
+    passed = [n for n in values if by["all_zero_model"][n].status == "passed"]
+    assert not passed, f"an all-zero model passed {passed}"
+    speed = by["cached_speed"]["test_training_throughput_against_reference"]
+    assert speed.status == "failed", speed.output[-500:]
+    forward = by["reference_helpers"]["test_alexnet_forward_matches_reference"]
+    assert forward.status == "failed", forward.output[-500:]
