@@ -17,8 +17,9 @@ import torch
 from torch import nn
 
 from alexnet_course.compare import distributed as dd
+from alexnet_course.compare.lesson_code import LessonCode
+from alexnet_course.compare.models import scratch_torch_alexnet
 from alexnet_course.compare.profiles import PROFILES
-from alexnet_course.compare.runner import scratch_torch_alexnet
 from alexnet_course.course import load_lesson_module
 from alexnet_course.data import CIFAR10_MEAN, CIFAR10_STD, load_cifar10
 from alexnet_course.data.torch_pipeline import TorchBatches
@@ -30,9 +31,10 @@ def main(root: str, out: str) -> None:
     torch.set_num_threads(1)
     d = dd.setup("cpu")
     train = load_lesson_module("03_torch_scratch", "train", "solutions")
-    data = load_cifar10(root, val_size=100, seed=0)
+    code = LessonCode("solutions")
+    data = load_cifar10(root, val_size=100, seed=0, split=code.split)
     torch.manual_seed(0)
-    model = scratch_torch_alexnet(PROFILES["smoke"], data.num_classes, "solutions")
+    model = scratch_torch_alexnet(PROFILES["smoke"], data.num_classes, code)
     for m in model.modules():
         if isinstance(m, nn.Dropout):
             m.p = 0.0

@@ -90,11 +90,14 @@ def test_interrupted_run_resumes_to_the_same_result(tmp_path, capsys, monkeypatc
     train = load_lesson_module("03_torch_scratch", "train", "solutions")
     real_evaluate, calls = train.evaluate, []
 
-    def interrupt_in_epoch_2(*args, **kwargs):  # Ctrl-C during the second epoch
-        calls.append(1)
+    from alexnet_course.data.torch_pipeline import TorchBatches
+
+    def interrupt_in_epoch_2(model, loader, *args, **kwargs):  # Ctrl-C in the second epoch
+        if isinstance(loader, TorchBatches):  # not the preflight's tiny check
+            calls.append(1)
         if len(calls) == 2:
             raise KeyboardInterrupt
-        return real_evaluate(*args, **kwargs)
+        return real_evaluate(model, loader, *args, **kwargs)
 
     out = tmp_path / "cut"
     monkeypatch.setattr(train, "evaluate", interrupt_in_epoch_2)
@@ -181,7 +184,7 @@ def test_bf16_forward_sees_every_steps_weights():
     import torch
     from torch import nn
 
-    from alexnet_course.compare.runner import autocast_forward
+    from alexnet_course.compare.models import autocast_forward
 
     torch.manual_seed(0)
     model = autocast_forward(nn.Sequential(nn.Linear(8, 4)))
@@ -205,7 +208,8 @@ def test_every_arm_follows_the_same_learning_rate_curve():
     pytest.importorskip("keras", reason="Keras is not installed")
     import torch
 
-    from alexnet_course.compare.runner import _KerasSchedule, lr_factor
+    from alexnet_course.compare.models import keras_schedule as _KerasSchedule
+    from alexnet_course.compare.models import lr_factor
 
     total, peak = 40, 0.02
     keras_schedule = _KerasSchedule(peak, total, 0.3)
@@ -261,7 +265,9 @@ def test_no_bf16_flag_keeps_bf16_out_even_where_supported(monkeypatch):
 
     import torch
 
-    from alexnet_course.compare import runner, settings
+    from alexnet_course.compare import runner, settings, timing
+    from alexnet_course.compare.context import Options, RunContext
+    from alexnet_course.compare.lesson_code import LessonCode
 
     seen = {}
 
@@ -275,13 +281,13 @@ def test_no_bf16_flag_keeps_bf16_out_even_where_supported(monkeypatch):
                         lambda make, device, chosen, **kw: {**chosen, "compile": None})
     parser = argparse.ArgumentParser()
     runner.add_arguments(parser)
-    args = parser.parse_args(["--profile", "cpu", "--no-bf16"])
     data = argparse.Namespace(num_classes=10)
-    runner.torch_settings(args, runner.PROFILES["cpu"], data, torch.device("cpu"))
-    assert seen["allow_bf16"] is False
-    args = parser.parse_args(["--profile", "cpu"])
-    runner.torch_settings(args, runner.PROFILES["cpu"], data, torch.device("cpu"))
-    assert seen["allow_bf16"] is True
+    for flags, allowed in ((["--no-bf16"], False), ([], True)):
+        options = Options.from_args(parser.parse_args(["--profile", "cpu", *flags]))
+        ctx = RunContext(options, runner.PROFILES["cpu"], torch.device("cpu"), None,
+                         LessonCode("solutions"), started=0.0, data=data)  # fmt: skip
+        timing.torch_settings(ctx)
+        assert seen["allow_bf16"] is allowed
 
 
 @pytest.mark.parametrize("table, autocast, cl", [
@@ -464,9 +470,11 @@ def test_cpu_run_without_bf16_trains_in_fp32_and_records_it(tmp_path, monkeypatc
     monkeypatch.setitem(runner.PROFILES, "smoke",
                         dataclasses.replace(runner.PROFILES["smoke"], bf16=True, tune=True,
                                             train_limit=64))
+    from alexnet_course.compare import torch_arm
+
     seen = []
-    real = runner.autocast_forward
-    monkeypatch.setattr(runner, "autocast_forward", lambda m, *a: seen.append(m) or real(m, *a))
+    real = torch_arm.autocast_forward
+    monkeypatch.setattr(torch_arm, "autocast_forward", lambda m, *a: seen.append(m) or real(m, *a))
     out = tmp_path / "run"
     assert main(["compare", "--profile", "smoke", "--out", str(out), "--no-download",
                  "--arms", "torch-scratch", "--epochs", "1"]) == 0  # fmt: skip
@@ -592,10 +600,10 @@ def test_budget_run_records_the_same_scaling_for_every_arm_and_what_ran(tmp_path
     """compare --budget-minutes on the smoke profile, with measured steps replaced by slow
     ones so that the budget bites: each arm ran the planned epochs on the planned images,
     and its results.json says so, with the settings it trained with."""
-    from alexnet_course.compare import runner, settings
+    from alexnet_course.compare import settings, timing
 
     monkeypatch.setattr(settings, "measure_settings", _measured(2.0, 2.5))
-    monkeypatch.setattr(runner, "_keras_step", lambda *a: 2.5)
+    monkeypatch.setattr(timing, "keras_step", lambda *a: 2.5)
     results, plans, ran = _budget_run(tmp_path / "run", "torch-scratch,keras-scratch", "1.2")
     for res in results:
         if res["arm"].startswith("torch"):
@@ -614,13 +622,13 @@ def test_budget_plan_is_made_again_when_the_first_arm_runs_slower(tmp_path, monk
     before any arm has finished, the arm starts afresh, and every arm runs the new plan."""
     import itertools
 
-    from alexnet_course.compare import runner, settings
+    from alexnet_course.compare import callbacks, settings, timing
 
     monkeypatch.setattr(settings, "measure_settings", _measured(0.001, 0.002))
-    monkeypatch.setattr(runner, "_keras_step", lambda *a: 0.001)
-    monkeypatch.setattr(runner, "REPLAN_STEPS", (1, 3))  # the smoke profile's epoch: 6 steps
+    monkeypatch.setattr(timing, "keras_step", lambda *a: 0.001)
+    monkeypatch.setattr(callbacks, "REPLAN_STEPS", (1, 3))  # the smoke profile's epoch: 6 steps
     clock = itertools.count(0.0, 4.0)  # steps 2-3 take 2 s each on this clock
-    monkeypatch.setattr(runner, "_replan_clock", lambda: next(clock))
+    monkeypatch.setattr(callbacks, "clock", lambda: next(clock))
     _, plans, ran = _budget_run(tmp_path / "run", "torch-scratch,keras-scratch", "1.2")
     assert "the plan is made again" in capsys.readouterr().out
     assert all(p == plans[0] for p in plans)
@@ -635,13 +643,13 @@ def test_budget_plan_is_made_again_when_the_first_arm_runs_slower(tmp_path, monk
 
 
 def test_budget_plan_stands_when_the_first_arm_runs_as_planned(tmp_path, monkeypatch):
-    from alexnet_course.compare import runner, settings
+    from alexnet_course.compare import callbacks, settings, timing
 
     monkeypatch.setattr(settings, "measure_settings", _measured(1.0, 1.1))
-    monkeypatch.setattr(runner, "_batch_seconds", lambda *a: 0.0)
-    monkeypatch.setattr(runner, "REPLAN_STEPS", (1, 3))
+    monkeypatch.setattr(timing, "batch_seconds", lambda *a: 0.0)
+    monkeypatch.setattr(callbacks, "REPLAN_STEPS", (1, 3))
     clock = iter([0.0, 2.08])  # 1.04 s a step: within the tolerance
-    monkeypatch.setattr(runner, "_replan_clock", lambda: next(clock))
+    monkeypatch.setattr(callbacks, "clock", lambda: next(clock))
     (res,), _, _ = _budget_run(tmp_path / "run", "torch-scratch", "10")
     assert res["plan"]["check"]["ratio"] == 1.04 and "before" not in res["plan"]["check"]
     assert "plan stands" in res["plan"]["check"]["why"]

@@ -10,17 +10,23 @@ import urllib.error
 import numpy as np
 import pytest
 
+from alexnet_course.course import load_lesson_module
 from alexnet_course.data import (
     CIFAR10_MEAN,
     CIFAR10_STD,
     DataError,
-    channel_stats,
-    load_cifar10,
-    stratified_split,
     synthetic_images,
     write_synthetic_cifar10,
 )
 from alexnet_course.data import cifar10 as cifar_mod
+from alexnet_course.data import load_cifar10 as _load_cifar10
+
+LESSON01 = load_lesson_module("01_data", "data", "solutions")  # the split the course teaches
+
+
+def load_cifar10(*args, **kw):
+    """The library's reader with lesson 01's stratified split (the library has none)."""
+    return _load_cifar10(*args, split=LESSON01.stratified_split, **kw)
 
 
 def test_reads_the_official_layout(synth_root):
@@ -44,23 +50,22 @@ def test_reader_matches_the_layout_byte_for_byte(tmp_path):
     assert split.images[0, 0, 1, 0] == 1 and split.labels.tolist() == [7]
 
 
-def test_split_is_stratified_reproducible_and_disjoint(synth_root):
+def test_the_split_is_the_lessons_and_is_checked(synth_root):
+    """load_cifar10 holds out what lesson 01's split says, and refuses a split that does not
+    partition the training images (a learner's --impl lessons run)."""
     a = load_cifar10(synth_root, val_size=100, seed=3)
     b = load_cifar10(synth_root, val_size=100, seed=3)
-    c = load_cifar10(synth_root, val_size=100, seed=4)
     assert np.array_equal(a.val.images, b.val.images)
-    assert not np.array_equal(a.val.images, c.val.images)
-    full = a.train.class_counts(10) + a.val.class_counts(10)
-    assert np.all(np.abs(a.val.class_counts(10) - 100 * full / full.sum()) < 1)  # stratified
-    labels = np.repeat(np.arange(10), 50)
-    tr, va = stratified_split(labels, 100, seed=1)
-    assert len(set(tr) & set(va)) == 0 and len(tr) + len(va) == 500
-    assert sorted(set(tr) | set(va)) == list(range(500))
-
-
-def test_split_size_is_validated():
+    full = _load_cifar10(synth_root, val_size=0)
+    _, val_idx = LESSON01.stratified_split(full.train.labels, 100, 3)
+    assert np.array_equal(a.val.labels, full.train.labels[np.sort(val_idx)])
+    with pytest.raises(ValueError, match="split="):
+        _load_cifar10(synth_root, val_size=100)
+    overlapping = lambda labels, k, seed: (np.arange(len(labels)), np.arange(k))  # noqa: E731
+    with pytest.raises(DataError, match="do not partition"):
+        _load_cifar10(synth_root, val_size=100, split=overlapping)
     with pytest.raises(ValueError, match="val_size"):
-        stratified_split(np.zeros(10, dtype=int), 10)
+        _load_cifar10(synth_root, val_size=600, split=LESSON01.stratified_split)
 
 
 def test_missing_folder_without_download_says_where_it_looked(tmp_path):
@@ -168,13 +173,6 @@ def test_synthetic_is_deterministic_and_learnable():
     assert (pred == yt).mean() > 0.5
 
 
-def test_channel_stats_match_numpy():
-    x, _ = synthetic_images(64, seed=1)
-    mean, std = channel_stats(x)
-    ref = x.reshape(-1, 3).astype(np.float64) / 255
-    assert np.allclose(mean, ref.mean(0)) and np.allclose(std, ref.std(0))
-
-
 # ---------------------------------------------------------------- pipelines
 torch = pytest.importorskip("torch")
 
@@ -255,3 +253,24 @@ def test_keras_augmentation_is_seeded(synth_root):
     plain = next(iter(make_dataset(data.train, seed=1, shuffle=True, **{**kw, "train": False})))
     assert np.array_equal(a, b)
     assert a.shape == (32, 32, 32, 3) and not np.array_equal(a, plain[0].numpy())
+
+
+def test_the_library_fast_path_equals_lesson_01(synth_root):
+    """Where the torch arms batch with the library's device-side augmentation and
+    preprocessing, they compute what lesson 01's functions compute on the same inputs (the
+    same generator draws), at several sizes and seeds; a run records which it used."""
+    from alexnet_course.compare.lesson_code import LessonCode
+    from alexnet_course.data import torch_pipeline as tp
+
+    data = load_cifar10(synth_root, val_size=100)
+    for seed in (0, 1, 7):
+        images = torch.from_numpy(data.train.images[seed * 16 : seed * 16 + 16])
+        a = tp.augment(images, torch.Generator().manual_seed(seed))
+        b = LESSON01.augment(images, torch.Generator().manual_seed(seed))
+        assert torch.equal(a, b)
+        for size in (None, 67, 227):
+            x = tp.preprocess(a, CIFAR10_MEAN, CIFAR10_STD, size)
+            y = LESSON01.preprocess(a.numpy(), CIFAR10_MEAN, CIFAR10_STD, size)
+            assert torch.allclose(x, y, atol=1e-5)
+    record = LessonCode("solutions").fast_paths()
+    assert record["augment"].startswith("library") and record["preprocess"].startswith("library")

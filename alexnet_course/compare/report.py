@@ -82,7 +82,9 @@ def plot_learning_curves(results: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
-def plot_per_class(results: list[dict], classes, path: Path) -> None:
+def plot_per_class(results: list[dict], classes, path: Path, per_class=None) -> None:
+    """Per-class test accuracy of every arm; ``per_class(confusion_matrix)`` computes it
+    (lesson 05's ``per_class_accuracy`` in a run), else each result's own figures."""
     import numpy as np
 
     plt = _plt()
@@ -91,7 +93,9 @@ def plot_per_class(results: list[dict], classes, path: Path) -> None:
     width = 0.8 / max(len(ok), 1)
     x = np.arange(len(classes))
     for i, r in enumerate(ok):
-        ax.bar(x + i * width, [100 * v for v in r["per_class_accuracy"]], width, label=r["arm"],
+        acc = (per_class(np.asarray(r["confusion_matrix"])) if per_class is not None
+               else r["per_class_accuracy"])  # fmt: skip
+        ax.bar(x + i * width, [100 * float(v) for v in acc], width, label=r["arm"],
                color=_colour(r["arm"]))  # fmt: skip
     ax.set_xticks(x + 0.4 - width / 2, classes, rotation=30, ha="right")
     ax.set(ylabel="test accuracy (%)", ylim=(0, 100), title="Per-class test accuracy")
@@ -204,13 +208,47 @@ SYNTHETIC_NOTE = (
     "the `cpu` or `gpu` profile on CIFAR-10.")
 
 
-def write_report(results: list[dict], out: Path, classes) -> str:
-    """Write the figures and ``report.md`` into ``out``; return the report's text."""
+def lesson_analysis(results: list[dict], analysis, impl: str) -> list[str]:
+    """Lesson 05's part of the report (``analysis``: its module, from ``impl``): the table,
+    each arm's overfitting gap, what pretraining buys, and the written analysis. Where a
+    number cannot be computed (an arm did not run) the report says why."""
     ok = [r for r in results if r.get("status") == "ok"]
+    lines = [f"## The comparison (lesson 05's analysis, {impl})", "",
+             analysis.comparison_table(results), ""]  # fmt: skip
+    gaps = []
+    for r in ok:
+        try:
+            gaps.append(f"{r['arm']} {100 * float(analysis.overfitting_gap(r)):+.1f}")
+        except Exception as e:  # noqa: BLE001 - a learner's analysis may fail on real results
+            gaps.append(f"{r['arm']} not computed ({type(e).__name__}: {e})")
+    if gaps:
+        lines += ["Overfitting gap (last epoch's training minus validation accuracy, "
+                  "percentage points): " + "; ".join(gaps) + ".", ""]  # fmt: skip
+    try:
+        gain = 100 * float(analysis.pretraining_gain(results))
+        lines += [f"Pretraining gain (torch-pretrained minus torch-tv-scratch, test "
+                  f"accuracy): {gain:+.1f} percentage points.", ""]  # fmt: skip
+    except Exception as e:  # noqa: BLE001 - an arm that did not run: the reason, not a number
+        lines += [f"Pretraining gain: not computed ({e}).", ""]
+    try:
+        lines += [analysis.analysis(results), ""]
+    except Exception as e:  # noqa: BLE001
+        lines += [f"Written analysis: not available ({type(e).__name__}: {e}).", ""]
+    return lines
+
+
+def write_report(results: list[dict], out: Path, classes, analysis=None,
+                 impl: str = "solutions") -> str:  # fmt: skip
+    """Write the figures and ``report.md`` into ``out``; return the report's text. With
+    ``analysis`` (lesson 05's module), its functions make the table, the per-class
+    accuracy, the overfitting gaps, the pretraining gain and the written analysis."""
+    ok = [r for r in results if r.get("status") == "ok"]
+    per_class = analysis.per_class_accuracy if analysis is not None else None
     figures = []
     if ok:
         for fname, fn in (("learning_curves.png", lambda p: plot_learning_curves(results, p)),
-                          ("per_class_accuracy.png", lambda p: plot_per_class(results, classes, p)),
+                          ("per_class_accuracy.png",
+                           lambda p: plot_per_class(results, classes, p, per_class)),
                           ("confusion_matrices.png", lambda p: plot_confusions(results, classes, p)),
                           ("accuracy_vs_time.png", lambda p: plot_accuracy_vs_time(results, p))):
             fn(out / fname)
@@ -221,6 +259,9 @@ def write_report(results: list[dict], out: Path, classes) -> str:
     text = [f"# AlexNet on CIFAR-10: pretrained against scratch ({name} profile)", ""]
     if synthetic:
         text += [SYNTHETIC_NOTE, ""]
+    if analysis is not None:
+        text += lesson_analysis(results, analysis, impl)
+        text += ["## Details", ""]
     text += [markdown_table(results), "",
             f"- command: `{prov.get('command', '?')}`",
             f"- hardware: {prov.get('hardware', '?')}; device {prov.get('device', '?')}; "

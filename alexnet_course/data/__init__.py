@@ -13,16 +13,14 @@ from alexnet_course.data.cifar10 import (
     IMAGENET_STD,
     DataError,
     Split,
-    channel_stats,
     default_data_dir,
     load_cifar10,
     read_batch,
-    stratified_split,
 )
 from alexnet_course.data.synthetic import synthetic_images, write_synthetic_cifar10
 
 __all__ = [
     "CIFAR10", "CIFAR10_MEAN", "CIFAR10_STD", "CLASSES", "IMAGENET_MEAN", "IMAGENET_STD",
-    "DataError", "Split", "channel_stats", "default_data_dir", "load_cifar10", "read_batch",
-    "stratified_split", "synthetic_images", "write_synthetic_cifar10",
+    "DataError", "Split", "default_data_dir", "load_cifar10", "read_batch",
+    "synthetic_images", "write_synthetic_cifar10",
 ]  # fmt: skip

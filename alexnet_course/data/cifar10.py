@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import os
 import pickle
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -212,27 +213,21 @@ def locate(root: str | os.PathLike | None = None, download_missing: bool = False
     )
 
 
-def stratified_split(labels: np.ndarray, val_size: int, seed: int = 0):
-    """Indices (train_idx, val_idx): a class-stratified hold-out of ``val_size`` samples.
-
-    Each class gives ``val_size * n_class / N`` samples (largest remainders get the rest).
-    The same seed always gives the same split, and the two parts never overlap.
-    """
-    labels = np.asarray(labels)
+def _hold_out(labels: np.ndarray, val_size: int, seed: int, split: Callable | None):
     n = len(labels)
     if not 0 <= val_size < n:
         raise ValueError(f"val_size must lie in [0, {n - 1}], got {val_size}")
-    classes, counts = np.unique(labels, return_counts=True)
-    exact = val_size * counts / n
-    take = np.floor(exact).astype(int)
-    for i in np.argsort(-(exact - take), kind="stable")[: val_size - take.sum()]:
-        take[i] += 1
-    rng = np.random.default_rng(seed)
-    val = [rng.permutation(np.flatnonzero(labels == c))[:k] for c, k in zip(classes, take)]
-    val_idx = np.sort(np.concatenate(val)) if val else np.empty(0, dtype=np.int64)
-    mask = np.ones(n, dtype=bool)
-    mask[val_idx] = False
-    return np.flatnonzero(mask), val_idx
+    if val_size == 0:
+        return np.arange(n), np.empty(0, dtype=np.int64)
+    if split is None:
+        raise ValueError("load_cifar10(val_size > 0) needs split=: lesson 01's stratified_split")
+    train_idx, val_idx = (np.asarray(i, dtype=np.int64) for i in split(labels, val_size, seed))
+    if (len(val_idx) != val_size or len(np.intersect1d(train_idx, val_idx))
+            or len(train_idx) + len(val_idx) != n):  # fmt: skip
+        raise DataError(f"the split gave {len(train_idx)} training and {len(val_idx)} "
+                        f"validation indices that do not partition the {n} training images "
+                        f"into {n - val_size} + {val_size}")  # fmt: skip
+    return train_idx, val_idx
 
 
 def checksum(folder: Path) -> str:
@@ -250,15 +245,19 @@ def load_cifar10(
     val_size: int = 5000,
     seed: int = 0,
     download: bool = False,
+    split: Callable | None = None,
 ) -> CIFAR10:
     """Load train / validation / test from the official python layout.
 
     Args:
         root: the data root (holding ``cifar-10-batches-py``); default ``$ALEXNET_COURSE_DATA``
             or ``./data``.
-        val_size: images held out of the training batches for validation, stratified.
+        val_size: images held out of the training batches for validation.
         seed: the seed of the validation split.
         download: fetch the official archive when the folder is missing.
+        split: ``split(labels, val_size, seed) -> (train_idx, val_idx)``, the hold-out: lesson
+            01's ``stratified_split`` (the course teaches it; the library has none of its
+            own). Needed when ``val_size`` is not 0.
 
     Returns:
         A :class:`CIFAR10` with uint8 HWC images and int64 labels.
@@ -271,7 +270,7 @@ def load_cifar10(
     parts = [read_batch(folder / f, len(classes)) for f in TRAIN_FILES]
     full = Split(np.concatenate([p.images for p in parts]), np.concatenate([p.labels for p in parts]))
     test = read_batch(folder / TEST_FILES[0], len(classes))
-    train_idx, val_idx = stratified_split(full.labels, val_size, seed)
+    train_idx, val_idx = _hold_out(full.labels, val_size, seed, split)
     return CIFAR10(
         train=Split(full.images[train_idx], full.labels[train_idx]),
         val=Split(full.images[val_idx], full.labels[val_idx]),
@@ -281,16 +280,3 @@ def load_cifar10(
         checksum=checksum(folder),
         val_seed=seed,
     )
-
-
-def channel_stats(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-channel mean and std of uint8 HWC images, in [0, 1] units (float64 accumulation)."""
-    x = images.reshape(-1, images.shape[-1])
-    s = np.zeros(x.shape[1])
-    ss = np.zeros(x.shape[1])
-    for i in range(0, len(x), 1 << 20):
-        c = x[i : i + (1 << 20)].astype(np.float64) / 255.0
-        s += c.sum(0)
-        ss += (c * c).sum(0)
-    mean = s / len(x)
-    return mean, np.sqrt(np.maximum(ss / len(x) - mean**2, 0.0))

@@ -44,11 +44,15 @@ def make_dataset(
     seed: int = 0,
     pad: int = 4,
     shuffle: bool | None = None,
+    preprocess_fn=None,
 ) -> tf.data.Dataset:
     """A ``tf.data.Dataset`` of ``(images NHWC float32, labels int64)`` batches.
 
     Shuffling and augmentation are seeded; each epoch draws new crops and flips.
+    ``preprocess_fn(images, mean, std, size)`` (lesson 01's ``keras_preprocess``) replaces
+    :func:`preprocess` where given.
     """
+    prep = preprocess_fn or preprocess
     shuffle = train if shuffle is None else shuffle
     ds = tf.data.Dataset.from_tensor_slices((split.images, split.labels))
     if shuffle:
@@ -61,6 +65,6 @@ def make_dataset(
 
         ds = ds.map(_aug)
     ds = ds.batch(batch_size)
-    ds = ds.map(lambda x, y: (preprocess(x, mean, std, size), y),
+    ds = ds.map(lambda x, y: (prep(x, mean, std, size), y),
                 num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)  # fmt: skip
     return ds.prefetch(tf.data.AUTOTUNE)

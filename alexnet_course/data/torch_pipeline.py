@@ -8,7 +8,7 @@ bilinearly (half-pixel centres, no antialias) to the model's input size.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -103,6 +103,8 @@ class TorchBatches:
         channels_last: bool = False,
         rank: int = 0,
         world_size: int = 1,
+        augment_fn: Callable | None = None,
+        preprocess_fn: Callable | None = None,
     ) -> None:
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} is not in a world of {world_size}")
@@ -116,6 +118,16 @@ class TorchBatches:
         self.channels_last = channels_last
         self.rank, self.world_size = rank, world_size
         self.epoch = 0
+        # lesson 01's own functions (CPU, numpy in) where the run found them different from
+        # the library's device-side ones (compare.lesson_code.LessonCode.fast_paths)
+        self.augment_fn, self.preprocess_fn = augment_fn, preprocess_fn
+
+    def _preprocess(self, x: torch.Tensor) -> torch.Tensor:
+        if self.preprocess_fn is None:
+            return preprocess(x, self.mean, self.std, self.size, self.channels_last)
+        out = self.preprocess_fn(x.cpu().numpy(), self.mean, self.std, self.size).to(x.device)
+        fmt = torch.channels_last if self.channels_last else torch.contiguous_format
+        return out.float().contiguous(memory_format=fmt)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -147,7 +159,9 @@ class TorchBatches:
         for b in range(len(self)):
             idx = order[b * self.batch_size : (b + 1) * self.batch_size]
             x = self.images[idx]
-            if self.train:
+            if self.train and self.augment_fn is not None:
+                x = self.augment_fn(x.cpu(), g, self.pad).to(x.device)
+            elif self.train:
                 x = augment(x, g, self.pad)  # draws for the whole global batch, on every rank
             y = self.labels[idx]
             if self.world_size > 1:
@@ -155,5 +169,5 @@ class TorchBatches:
                 x, y = x[share], y[share]
                 if len(y) == 0:
                     continue
-            yield preprocess(x, self.mean, self.std, self.size, self.channels_last), y
+            yield self._preprocess(x), y
         self.epoch += 1

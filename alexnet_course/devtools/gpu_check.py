@@ -51,13 +51,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from alexnet_course import CourseError
+from alexnet_course.devtools.gpu_report import (
+    TORCH_ARMS,
+    _compile,
+    _finish_compare,
+    _finish_pytest,
+    _peak_memory,
+    _public,
+    _read_json,
+    _throughput,
+    summary,
+)
 
 DATA_LABEL = "CIFAR-10 (JPEG copy)"
 DRY_ENV = "GPU_CHECK_DRY"
 OUT_ENV = "OUT"
 DEFAULT_OUT = Path("runs/gpu-check")
 TAIL_CHARS = 3000
-TORCH_ARMS = ("torch-scratch", "torch-tv-scratch", "torch-pretrained")
 
 # Dense bf16 tensor-core peaks (TFLOP/s, without sparsity) from the vendors' data sheets,
 # matched against torch.cuda.get_device_name(); the first match wins.
@@ -146,10 +156,6 @@ def clean_tail(text: str, limit: int = TAIL_CHARS) -> str:
     lines = [line.rstrip("\r") for line in lines]
     out = "\n".join(lines).strip("\n")
     return out if len(out) <= limit else "..." + out[-limit:]
-
-
-def _human_bytes(n: float | None) -> str:
-    return "n/a" if n is None else f"{n / 2**30:.2f} GiB"
 
 
 def train_flops_per_image(model, size: int) -> float:
@@ -269,84 +275,6 @@ def _kill_group(proc: subprocess.Popen) -> None:
     except (ProcessLookupError, PermissionError):
         pass
     proc.wait()
-
-
-def _public(text: str, root: Path) -> str:
-    from alexnet_course.provenance import public_text
-
-    return public_text(text, root)
-
-
-def _read_json(path: Path):
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-
-
-def _finish_pytest(rec: dict, outcomes_path: Path, bench_path: Path, cuda: bool,
-                   root: Path) -> None:
-    from alexnet_course.grading.plugin import read_outcomes
-
-    rows = read_outcomes(outcomes_path)
-    counts: dict[str, int] = {}
-    for r in rows:
-        counts[r["status"]] = counts.get(r["status"], 0) + 1
-    rec["tests"] = counts
-    rec["outcomes"] = [{"test": r["nodeid"], "status": r["status"],
-                        **({"output": _public(r["output"][-800:], root)} if r["status"] != "passed"
-                           else {})}
-                       for r in rows]  # fmt: skip
-    bench = _read_json(bench_path) or {}
-    extra = [dict(b.get("extra_info", {}), test=b.get("name")) for b in bench.get("benchmarks", [])
-             if b.get("extra_info")]  # fmt: skip
-    if extra:
-        rec["benchmark_extra_info"] = extra
-    if rec["status"] != "ok":
-        return
-    if not rows:
-        rec.update(status="failed", reason="no gpu-marked graded test was collected")
-    elif counts.get("skipped") and cuda:
-        rec.update(status="failed", reason=f"{counts['skipped']} gpu test(s) skipped on a machine "
-                                           "with CUDA")  # fmt: skip
-    elif counts.get("skipped"):
-        rec["note"] = (f"{counts['skipped']} gpu test(s) skipped: needs a CUDA GPU (none found), "
-                       "as expected without one")  # fmt: skip
-
-
-def _finish_compare(rec: dict, folder: Path) -> None:
-    arms = []
-    for arm in TORCH_ARMS:
-        res = _read_json(folder / arm / "results.json")
-        if res is None:
-            arms.append({"arm": arm, "status": "missing", "reason": "no results.json"})
-            continue
-        res.pop("confusion_matrix", None)
-        res.pop("per_class_accuracy", None)
-        res.pop("traceback", None)
-        prov = res.pop("provenance", None)
-        if prov and "provenance" not in rec:
-            rec["provenance"] = {k: prov.get(k) for k in ("command", "precision", "data_source",
-                                                          "split", "profile", "hardware")}
-        arms.append(res)
-    rec["arms"] = arms
-    if rec["status"] != "ok":
-        return
-    bad = [a for a in arms if a["status"] not in ("ok", "skipped")]
-    if bad:
-        rec.update(status="failed", reason="; ".join(f"{a['arm']} {a['status']}: "
-                                                     f"{a.get('reason', '')}" for a in bad))
-    skipped = [a for a in arms if a["status"] == "skipped"]
-    if skipped:
-        rec["note"] = "; ".join(f"{a['arm']} skipped: {a.get('reason', '')}" for a in skipped)
-
-
-def _settings_text(s: dict | None) -> str:
-    if not s:
-        return ""
-    from alexnet_course.compare.settings import describe
-
-    return describe(s)
 
 
 # ---------------------------------------------------------------- the command
@@ -557,7 +485,7 @@ def _run(args, mode: Mode, dry: bool, cuda: bool, data, root: Path, impl: str, o
     bf16 = settings["autocast"] == "bf16" if settings else cuda
     cl = settings["channels_last"] if settings else cuda
     probe_path = work / "probe.json"
-    argv = [py, "-m", "alexnet_course.devtools.gpu_check", "probe", "--batch", str(mode.batch),
+    argv = [py, "-m", "alexnet_course.devtools.gpu_probe", "probe", "--batch", str(mode.batch),
             "--size", str(mode.size), "--steps", str(mode.probe_steps), "--impl", impl,
             "--out", str(probe_path)]  # fmt: skip
     argv += (["--bf16"] if bf16 else []) + (["--channels-last"] if cl else [])
@@ -590,199 +518,3 @@ def _done(rec: dict) -> None:
     extra = rec.get("reason") or rec.get("note") or ""
     print(f"[{rec['name']}] {rec['status']} in {rec.get('seconds', 0):.1f} s"
           + (f": {extra}" if extra else ""), flush=True)
-
-
-def _throughput(report: dict) -> list[dict]:
-    """images/s of every measurement, with TFLOP/s and its share of the bf16 peak."""
-    flops = report.get("flops_per_image", {})
-    peak = report.get("peak_bf16_tflops")
-    rows = []
-
-    def add(source, ips, model, settings=""):
-        if not ips:
-            return
-        row = {"source": source, "images_per_second": round(ips, 1), "model": model,
-               "settings": settings}  # fmt: skip
-        if flops.get(model):
-            row["tflops"] = round(ips * flops[model] / 1e12, 2)
-            if peak:
-                row["of_peak"] = round(row["tflops"] / peak, 4)
-        rows.append(row)
-
-    for s in report["steps"]:
-        if s["name"].startswith("bench") and s.get("result"):
-            r = s["result"]
-            for variant, ips in r.get("images_per_s", {}).items():
-                add(f"{s['name']} {variant}", ips, "lesson03",
-                    f"batch {r.get('batch_size')} at {r.get('size')} px")
-        elif s["name"] == "compare":
-            for a in s.get("arms", []):
-                if a.get("status") == "ok":
-                    add(f"compare {a['arm']}", a.get("images_per_second"),
-                        "lesson03" if a["arm"] == "torch-scratch" else "torchvision",
-                        _settings_text(a.get("settings")) + " (epoch, input pipeline included)")
-        elif s["name"] == "probe" and s.get("result"):
-            r = s["result"]
-            how = "bf16" if r.get("bf16") else "fp32"
-            how += " + channels_last" if r.get("channels_last") else ""
-            add("probe (training steps only)", r.get("images_per_second"), "lesson03", how)
-        elif s["name"] == "pytest":
-            for e in s.get("benchmark_extra_info", []):
-                if e.get("images_per_s"):
-                    add(f"pytest {e.get('test')}", e["images_per_s"], "lesson03",
-                        "the test's own setting")
-    return rows
-
-
-def _peak_memory(report: dict) -> dict:
-    probe = next((s for s in report["steps"] if s["name"] == "probe"), None)
-    r = (probe or {}).get("result") or {}
-    return {"allocated_bytes": r.get("peak_memory_allocated_bytes"),
-            "reserved_bytes": r.get("peak_memory_reserved_bytes"),
-            "process_max_rss_bytes": r.get("max_rss_bytes"),
-            "measured_in": "probe: lesson 03's AlexNet, batch {} at {} px".format(
-                r.get("batch"), r.get("size")) if r else "not measured"}  # fmt: skip
-
-
-def _compile(report: dict) -> dict:
-    b = next((s for s in report["steps"] if s["name"] == "bench"), None)
-    if b is None:
-        return {"status": "not run"}
-    r = b.get("result") or {}
-    ips = r.get("images_per_s", {})
-    if "+compile" in ips:
-        best = max((v for k, v in ips.items() if k not in ("seed", "+compile")), default=None)
-        return {"status": "ok", "compile_seconds": r.get("compile_seconds"),
-                "images_per_second": ips["+compile"], "best_eager_images_per_second": best,
-                "speedup_over_best_eager": ips["+compile"] / best if best else None}  # fmt: skip
-    if b.get("note"):
-        return {"status": "not measured", "reason": b["note"]}
-    return {"status": b["status"], "reason": b.get("reason", ""), "output_tail":
-            b.get("output_tail", "")[-1500:]}  # fmt: skip
-
-
-def summary(report: dict) -> str:
-    p = report["provenance"]
-    lines = [f"alexnet-course gpu-check, {report['mode']} mode: {p['device_name']}, torch "
-             f"{p['torch']}, commit {p['git_commit'][:10]}, {p['date']}",
-             f"data: {p['data_source']}"
-             + ("" if "train" not in report.get("data", {}) else
-                f" ({report['data']['train']} train / {report['data']['test']} test images)")]  # fmt: skip
-    lines += ["", f"{'step':<18}{'status':<9}{'seconds':>8}  detail"]
-    for s in report["steps"]:
-        detail = s.get("reason") or s.get("note") or ""
-        if s["name"] == "pytest" and s.get("tests"):
-            detail = ", ".join(f"{v} {k}" for k, v in s["tests"].items()) + (f"; {detail}" if detail else "")
-        lines.append(f"{s['name']:<18}{s['status']:<9}{s.get('seconds', 0):>8.1f}  {detail}")
-    f = report.get("flops_per_image", {})
-    peak = report.get("peak_bf16_tflops")
-    lines += ["", "throughput (training; TFLOP/s from counted conv/linear FLOPs, x3 for the "
-              "backward pass):"]
-    if f.get("lesson03"):
-        lines.append(f"  FLOPs per training image at {f['size']} px: lesson 03's AlexNet "
-                     f"{f['lesson03'] / 1e9:.2f} G, torchvision's {f['torchvision'] / 1e9:.2f} G")
-    lines.append(f"  peak: {report['peak_bf16_source']}" + (f", {peak:g} TFLOP/s" if peak else ""))
-    lines.append(f"  {'source':<34}{'images/s':>10}{'TFLOP/s':>9}{'of peak':>9}  settings")
-    for r in report.get("throughput", []):
-        share = f"{r['of_peak']:.1%}" if "of_peak" in r else "-"
-        tf = f"{r['tflops']:.2f}" if "tflops" in r else "-"
-        lines.append(f"  {r['source'][:33]:<34}{r['images_per_second']:>10.1f}{tf:>9}{share:>9}  "
-                     f"{r['settings']}")
-    m = report.get("peak_memory", {})
-    lines += ["", f"peak GPU memory ({m.get('measured_in')}): allocated "
-              f"{_human_bytes(m.get('allocated_bytes'))}, reserved {_human_bytes(m.get('reserved_bytes'))}"
-              + ("" if m.get("allocated_bytes") is not None else
-                 f" (CPU run; process max RSS {_human_bytes(m.get('process_max_rss_bytes'))})")]  # fmt: skip
-    c = report.get("compile", {})
-    if c.get("status") == "ok":
-        sp = c.get("speedup_over_best_eager")
-        lines.append(f"torch.compile: compiled in {c['compile_seconds']:.0f} s, "
-                     f"{c['images_per_second']:.0f} images/s"
-                     + (f" ({sp:.2f}x the best eager variant)" if sp else ""))
-    else:
-        lines.append(f"torch.compile: {c.get('status')}" + (f": {c['reason']}" if c.get("reason") else ""))
-    for s in report["steps"]:
-        if s["name"] == "compare" and s.get("profile_note"):
-            lines.append(f"compare: {s['profile_note']}")
-    verdict = "every step ok or skipped with a reason" if report["ok"] else "FAILED: " + ", ".join(
-        s["name"] for s in report["steps"] if s["status"] not in ("ok", "skipped"))
-    lines += ["", f"{verdict}; {report['total_seconds']:.0f} s in all"]
-    return "\n".join(lines)
-
-
-# ---------------------------------------------------------------- in-process helpers (steps)
-def probe(batch: int, size: int, steps: int, bf16: bool, channels_last: bool, impl: str) -> dict:
-    """A few training steps of lesson 03's AlexNet: images/s and peak memory."""
-    import resource
-
-    import torch
-
-    from alexnet_course.course import load_lesson_module
-    from alexnet_course.device import pick_device, seed_everything
-
-    device = pick_device()
-    seed_everything(0)
-    alexnet = load_lesson_module("03_torch_scratch", "alexnet", impl)
-    model = alexnet.AlexNet(num_classes=10, norm="batch").to(device)
-    g = torch.Generator().manual_seed(0)
-    x = torch.rand(batch, 3, size, size, generator=g).to(device)
-    y = torch.randint(0, 10, (batch,), generator=g).to(device)
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
-        x = x.contiguous(memory_format=torch.channels_last)
-    opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
-    cuda = device.type == "cuda"
-
-    def step():
-        opt.zero_grad(set_to_none=True)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-            out = model(x)
-        torch.nn.functional.cross_entropy(out.float(), y).backward()
-        opt.step()
-
-    if cuda:
-        torch.cuda.reset_peak_memory_stats()
-    for _ in range(2 if cuda else 1):  # warm-up: allocator, cuDNN's algorithm choice
-        step()
-    if cuda:
-        torch.cuda.synchronize()
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        step()
-    if cuda:
-        torch.cuda.synchronize()
-    seconds = time.perf_counter() - t0
-    return {
-        "device": str(device),
-        "device_name": torch.cuda.get_device_name() if cuda else "cpu",
-        "batch": batch, "size": size, "steps": steps, "bf16": bf16,
-        "channels_last": channels_last, "seconds": seconds,
-        "images_per_second": batch * steps / seconds,
-        "peak_memory_allocated_bytes": torch.cuda.max_memory_allocated() if cuda else None,
-        "peak_memory_reserved_bytes": torch.cuda.max_memory_reserved() if cuda else None,
-        "max_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
-    }  # fmt: skip
-
-
-def _internal_main(argv: list[str] | None = None) -> int:
-    """``python -m alexnet_course.devtools.gpu_check probe ...``: the step gpu-check runs in a process
-    of its own."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    p = argparse.ArgumentParser(prog="python -m alexnet_course.devtools.gpu_check probe")
-    p.add_argument("command", choices=["probe"])
-    p.add_argument("--batch", type=int, required=True)
-    p.add_argument("--size", type=int, required=True)
-    p.add_argument("--steps", type=int, default=5)
-    p.add_argument("--bf16", action="store_true")
-    p.add_argument("--channels-last", action="store_true")
-    p.add_argument("--impl", default="solutions")
-    p.add_argument("--out", type=Path, required=True)
-    a = p.parse_args(argv)
-    res = probe(a.batch, a.size, a.steps, a.bf16, a.channels_last, a.impl)
-    a.out.write_text(json.dumps(res, indent=2))
-    print(json.dumps(res, indent=2))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(_internal_main())

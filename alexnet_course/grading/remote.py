@@ -13,9 +13,9 @@ messages and the same speed as a plain call. The result still goes through the s
 filter as in grading (:func:`normalize`), so a test that passes locally passes graded.
 
 Under ``alexnet-course grade`` the test process never imports learner code (the lazy
-learner modules refuse to load there). :func:`observe` sends ``fn``'s name and its
-arguments to a **worker**: a separate process, in a bubblewrap sandbox, that holds the
-pristine test files and the learner's files. The worker runs ``fn`` and sends back its
+learner modules never load there). :func:`observe` sends ``fn``'s name and its arguments
+to a **worker** (:mod:`.worker`): a separate process, in the run's sandbox tier, that holds
+the views of the test files (:mod:`.views`) and the learner's files. The worker runs ``fn`` and sends back its
 result in a format that cannot execute code: one JSON header and one ``.npz`` archive read
 with ``allow_pickle=False``. The verdict, the points and the test list stay in the
 grader's process.
@@ -23,38 +23,35 @@ grader's process.
 
 from __future__ import annotations
 
-import base64
 import builtins
-import importlib.util
-import io
 import json
 import os
-import select
 import signal
 import struct
 import subprocess
 import sys
 import time
-import traceback
-import types
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-MAX_ARRAY_BYTES = 2 * 2**30  # one observation's arrays
-MAX_HEADER_BYTES = 64 * 2**20
-MAX_DEPTH = 64
-OUTPUT_TAIL = 3000
+from alexnet_course.grading.wire import (  # noqa: F401 - the names the tests import from here
+    ObservationError,
+    normalize,
+    pack,
+    read_frame,
+    unpack,
+    write_all,
+    write_frame,
+)
+from alexnet_course.grading.worker import OUTPUT_TAIL
+
 # learner exceptions re-raised with their own type on the grader's side (messages only)
 REBUILT = (
     "ValueError", "TypeError", "RuntimeError", "KeyError", "IndexError", "AttributeError",
     "NotImplementedError", "ZeroDivisionError", "AssertionError", "ImportError",
     "ModuleNotFoundError", "FileNotFoundError", "OSError", "NameError", "StopIteration",
 )  # fmt: skip
-
-
-class ObservationError(Exception):
-    """An observe function returned something that is not data."""
 
 
 class LearnerError(Exception):
@@ -64,165 +61,6 @@ class LearnerError(Exception):
 
 class WorkerGone(LearnerError):
     """The sandboxed process ended while running the learner's code."""
-
-
-# ---------------------------------------------------------------- the data filter
-def _encode(obj: Any, arrays: list, depth: int = 0) -> Any:
-    if depth > MAX_DEPTH:
-        raise ObservationError("observation nested too deeply")
-    if obj is None or type(obj) in (bool, str):
-        return obj
-    if type(obj) is int or type(obj) is float:
-        return obj
-    if isinstance(obj, bool):
-        return bool(obj)
-    if isinstance(obj, (list, tuple)):
-        items = [_encode(v, arrays, depth + 1) for v in obj]
-        return items if isinstance(obj, list) else {"__t": "tuple", "v": items}
-    if isinstance(obj, dict):
-        keys = list(obj.keys())
-        for k in keys:
-            if type(k) not in (str, int):
-                raise ObservationError(f"observation dict key {k!r} is not a str or int")
-        return {"__t": "dict", "k": keys, "v": [_encode(obj[k], arrays, depth + 1) for k in keys]}
-    if isinstance(obj, (bytes, bytearray)):
-        return {"__t": "bytes", "v": base64.b64encode(bytes(obj)).decode()}
-    mod = type(obj).__module__.split(".")[0]
-    if mod == "numpy":
-        import numpy as np
-
-        if isinstance(obj, np.ndarray):
-            if obj.dtype.hasobject:
-                raise ObservationError("observation holds a numpy array of Python objects")
-            arrays.append(np.array(obj, copy=True))
-            return {"__t": "ndarray", "i": len(arrays) - 1}
-        if isinstance(obj, np.generic):
-            return _encode(obj.item(), arrays, depth + 1)
-    if mod == "torch":
-        import torch
-
-        if isinstance(obj, torch.Tensor):
-            t = obj.detach().cpu().contiguous()
-            dtype = str(t.dtype)
-            if t.dtype == torch.bfloat16:
-                t = t.view(torch.int16)
-            arrays.append(t.numpy().copy())
-            return {"__t": "tensor", "i": len(arrays) - 1, "dtype": dtype}
-        if isinstance(obj, torch.Size):
-            return {"__t": "tuple", "v": [int(v) for v in obj]}
-        if isinstance(obj, torch.dtype):
-            return str(obj)
-    if isinstance(obj, int):
-        return int(obj)
-    if isinstance(obj, float):
-        return _encode(float(obj), arrays, depth)
-    if isinstance(obj, str):
-        return str.__str__(obj)
-    raise ObservationError(f"an observation must be data (numbers, strings, lists, dicts, "
-                           f"arrays, tensors); got a {type(obj).__module__}.{type(obj).__name__}")
-
-
-def _decode(obj: Any, arrays: list, depth: int = 0) -> Any:
-    if depth > MAX_DEPTH:
-        raise ObservationError("observation nested too deeply")
-    if obj is None or type(obj) in (bool, int, float, str):
-        return obj
-    if type(obj) is list:
-        return [_decode(v, arrays, depth + 1) for v in obj]
-    if type(obj) is not dict:
-        raise ObservationError(f"malformed observation: {type(obj).__name__}")
-    tag = obj.get("__t")
-    if tag == "tuple":
-        return tuple(_decode(v, arrays, depth + 1) for v in obj["v"])
-    if tag == "dict":
-        keys, values = obj["k"], obj["v"]
-        if len(keys) != len(values) or any(type(k) not in (str, int) for k in keys):
-            raise ObservationError("malformed observation dict")
-        return {k: _decode(v, arrays, depth + 1) for k, v in zip(keys, values)}
-    if tag == "bytes":
-        return base64.b64decode(str(obj["v"]))
-    if tag in ("ndarray", "tensor"):
-        i = obj["i"]
-        if type(i) is not int or not 0 <= i < len(arrays):
-            raise ObservationError("malformed observation: bad array index")
-        a = arrays[i]
-        if tag == "ndarray":
-            return a
-        import torch
-
-        dtype = str(obj["dtype"])
-        t = torch.from_numpy(a)
-        if dtype == "torch.bfloat16":
-            t = t.view(torch.bfloat16)
-        elif str(t.dtype) != dtype:
-            raise ObservationError(f"malformed observation: tensor dtype {dtype}")
-        return t
-    raise ObservationError(f"malformed observation: tag {tag!r}")
-
-
-def normalize(obj: Any) -> Any:
-    """What a graded run would get back for ``obj``: the same filter, without the wire."""
-    arrays: list = []
-    header = _encode(obj, arrays)
-    return _decode(header, arrays)
-
-
-def pack(obj: Any) -> bytes:
-    """``obj`` as one frame: JSON header + ``.npz`` archive (no pickle anywhere)."""
-    import numpy as np
-
-    arrays: list = []
-    header = json.dumps(_encode(obj, arrays)).encode()
-    buf = io.BytesIO()
-    if arrays:
-        np.savez(buf, *arrays, allow_pickle=False)
-    blob = buf.getvalue()
-    return struct.pack("<QQ", len(header), len(blob)) + header + blob
-
-
-def unpack(header: bytes, blob: bytes) -> Any:
-    import numpy as np
-
-    arrays = []
-    if blob:
-        with np.load(io.BytesIO(blob), allow_pickle=False) as z:
-            arrays = [z[f"arr_{i}"] for i in range(len(z.files))]
-    return _decode(json.loads(header), arrays)
-
-
-def _read_exact(fd: int, n: int, deadline: float | None = None) -> bytes:
-    chunks, got = [], 0
-    while got < n:
-        if deadline is not None:
-            left = deadline - time.monotonic()
-            if left <= 0 or not select.select([fd], [], [], left)[0]:
-                raise TimeoutError("no answer in time")
-        chunk = os.read(fd, min(n - got, 1 << 20))
-        if not chunk:
-            raise EOFError("the other end closed")
-        chunks.append(chunk)
-        got += len(chunk)
-    return b"".join(chunks)
-
-
-def read_frame(fd: int, deadline: float | None = None) -> Any:
-    nh, nb = struct.unpack("<QQ", _read_exact(fd, 16, deadline))
-    if nh > MAX_HEADER_BYTES or nb > MAX_ARRAY_BYTES:
-        raise ObservationError(f"observation too large ({nh + nb} bytes)")
-    header = _read_exact(fd, nh, deadline)
-    blob = _read_exact(fd, nb, deadline)
-    return unpack(header, blob)
-
-
-def write_frame(fd: int, obj: Any) -> None:
-    _write_all(fd, pack(obj))
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    data = memoryview(data)
-    while data:
-        n = os.write(fd, data)
-        data = data[n:]
 
 
 # ---------------------------------------------------------------- observe
@@ -392,7 +230,7 @@ class Worker:
         deadline = time.monotonic() + timeout if timeout else None
         name = str(message.get("name") or f"{message.get('module')}.{message.get('attr')}")
         try:
-            _write_all(self.proc.stdin.fileno(), frame)
+            write_all(self.proc.stdin.fileno(), frame)
             reply = read_frame(self.proc.stdout.fileno(), deadline)
         except BaseException as e:  # a time limit, a dead worker, a malformed reply
             code = self.close()
@@ -455,141 +293,6 @@ def _raise(reply: dict):
             exc.add_note(where)
         raise exc
     raise LearnerError(f"{kind}: {message}" + (f"\n{where}" if where else ""))
-
-
-# ---------------------------------------------------------------- the worker
-def _load_test_module(folder: Path, file: str, cache: dict) -> types.ModuleType:
-    if file in cache:
-        return cache[file]
-    path = folder / file
-    if "/" in file or not file.startswith("test_") or not path.is_file():
-        raise ObservationError(f"no test file {file}")
-    spec = importlib.util.spec_from_file_location(f"_graded_{path.stem}", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    cache[file] = module
-    return module
-
-
-def _learner_where(tb, folder: Path) -> str:
-    """The learner-file frames of a traceback (never the test files' source)."""
-    lines = []
-    for fr in traceback.extract_tb(tb):
-        p = Path(fr.filename)
-        if p.parent == folder and not p.name.startswith("test_"):
-            lines.append(f"  {p.name}, line {fr.lineno}, in {fr.name}: {(fr.line or '').strip()}")
-    return "\n".join(lines[-8:])
-
-
-NOT_DATA_HINT = (
-    "under `alexnet-course grade` a test may call learner code directly only when the call "
-    "takes and returns data (numbers, strings, lists, dicts, arrays, tensors); build "
-    "objects (a model, a loader) inside an observe half and return data from it "
-    "(docs/instructors.md, 'Writing a hidden test')"
-)
-
-
-def _learner_module(folder: Path, name: str, files: list[str]):
-    from alexnet_course.grading import learner
-
-    if f"{name}.py" not in files or not name.isidentifier():
-        raise ObservationError(f"{name} is not a learner module of this lesson "
-                               f"({', '.join(files)})")  # fmt: skip
-    return learner.import_file(folder / f"{name}.py")
-
-
-def _handle(request: dict, folder: Path, files: list[str], cache: dict) -> dict:
-    kind = request.get("kind", "observe")
-    if kind == "observe":
-        module = _load_test_module(folder, str(request["file"]), cache)
-        fn = getattr(module, str(request["name"]))
-        return {"ok": True, "value": fn(*request["args"], **request["kwargs"])}
-    module = _learner_module(folder, str(request["module"]), files)
-    attr = str(request["attr"])
-    if attr.startswith("__"):
-        raise AttributeError(attr)
-    value = getattr(module, attr)
-    what = f"{request['module']}.{attr}"
-    if kind == "attr":
-        if callable(value):
-            return {"ok": True, "callable": True}
-        return {"ok": True, "callable": False, "value": _as_data(value, what)}
-    if kind == "call":
-        result = value(*request["args"], **request["kwargs"])
-        return {"ok": True, "value": _as_data(result, f"{what}(...)")}
-    raise ObservationError(f"unknown request {kind!r}")
-
-
-def _as_data(value: Any, what: str) -> Any:
-    try:
-        pack(value)
-    except ObservationError as e:
-        raise _NotData(f"{what} gave a {type(value).__module__}.{type(value).__name__}, which "
-                       f"cannot leave the sandbox ({e}): {NOT_DATA_HINT}") from None  # fmt: skip
-    return value
-
-
-class _NotData(Exception):
-    pass
-
-
-def serve(folder: str | Path, files: list[str] | tuple = ()) -> None:
-    """The worker's loop: import the learner ``files`` (saying which, so that a file that
-    never finishes importing is named), then read a call, run it, send back data or the
-    error. Its stdin and stdout carry the frames; what the learner's code prints goes to a
-    private file and comes back, truncated, with each answer."""
-    folder = Path(folder).resolve()
-    files = [str(f) for f in files]
-    rfd, wfd = os.dup(0), os.dup(1)
-    devnull = os.open(os.devnull, os.O_RDONLY)
-    os.dup2(devnull, 0)
-    log_path = Path(os.environ.get("TMPDIR", "/tmp")) / f"worker-output-{os.getpid()}.txt"
-    log = os.open(log_path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.dup2(log, 1)
-    os.dup2(log, 2)
-    sys.path.insert(0, str(folder))
-    os.chdir(folder)
-    from alexnet_course.grading import learner
-
-    learner.configure("lessons")
-    cache: dict = {}
-    for test in sorted(folder.glob("test_*.py")):  # first: they import what learner files need
-        try:  # in the order the tests need it (lesson 04's: torch's libraries before TF's)
-            _load_test_module(folder, test.name, cache)
-        except BaseException:  # noqa: BLE001 - raised again, with the test, on first use
-            cache.pop(test.name, None)
-    for name in files:  # a file that fails to import fails every test that uses it, at once
-        _write_all(wfd, pack({"loading": name}))
-        try:
-            learner.import_file(folder / name)
-        except learner.LearnerImportError:
-            pass  # remembered by import_file; raised again, at once, on every use
-    _write_all(wfd, pack({"ready": True}))
-    while True:
-        try:
-            request = read_frame(rfd)
-        except EOFError:
-            return
-        os.ftruncate(log, 0)
-        os.lseek(log, 0, os.SEEK_SET)
-        try:
-            reply = _handle(request, folder, files, cache)
-            frame = pack(reply)  # encode now: a value that is not data is the learner's error
-        except BaseException as e:  # noqa: BLE001 - anything the learner's code raises
-            frame = None
-            kind = "NotData" if isinstance(e, _NotData) else type(e).__name__
-            reply = {"ok": False, "type": kind, "message": str(e)[:4000],
-                     "where": _learner_where(e.__traceback__, folder)}  # fmt: skip
-        sys.stdout.flush()
-        sys.stderr.flush()
-        size = os.lseek(log, 0, os.SEEK_END)
-        os.lseek(log, max(0, size - OUTPUT_TAIL), os.SEEK_SET)
-        output = os.read(log, OUTPUT_TAIL).decode(errors="replace")
-        if frame is None or output:
-            reply["output"] = output
-            frame = pack(reply)
-        _write_all(wfd, frame)
 
 
 # ---------------------------------------------------------------- a graded run, unsandboxed

@@ -1,6 +1,6 @@
 """Where learner code runs when a class is graded: a worker process in a sandbox tier.
 
-The worker (:func:`alexnet_course.grading.remote.serve`) runs the observe halves of the
+The worker (:func:`alexnet_course.grading.worker.serve`) runs the observe halves of the
 graded tests. Every tier keeps the trusted test list and the verdicts out of it; they differ
 in what else learner code can reach (docs/instructors.md has the threat model):
 
@@ -25,7 +25,6 @@ and the written files of the submission's processes.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -36,12 +35,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from alexnet_course import CourseError
+from alexnet_course.grading.confine import kill_uids, launch_command, processes_of
 
 # The course library as the worker sees it: enough to import the graded tests and the
 # learner files (alexnet_course.weights is imported by lesson 02's learner file).
 WORKER_LIBRARY = (
     "__init__.py", "course.py", "device.py", "weights.py", "grading/__init__.py", "grading/learner.py",
-    "grading/checks.py", "grading/remote.py",
+    "grading/checks.py", "grading/remote.py", "grading/wire.py", "grading/worker.py",
 )  # fmt: skip
 TIERS = ("auto", "bwrap", "uid", "none")
 COURSE_MOUNT = "/course"
@@ -51,34 +51,8 @@ POOL_ENV = "ALEXNET_COURSE_UID_POOL"  # another pool, e.g. for graders run side 
 BOOT = (
     "import sys; {nproc}sys.meta_path[:] = [f for f in sys.meta_path if 'editable' not in "
     "getattr(f, '__module__', type(f).__module__)]; sys.path.insert(0, {course!r}); "
-    "from alexnet_course.grading.remote import serve; serve({folder!r}, {files!r})"
+    "from alexnet_course.grading.worker import serve; serve({folder!r}, {files!r})"
 )
-# Runs first in every worker, as the grader's user, before any learner code: joins the
-# submission's cgroups, sets the limits, drops to the pool uid (no_new_privs, dies with the
-# test process), then becomes the worker. Standard library only (python -I -S).
-LAUNCH = r"""
-import ctypes, json, os, resource, sys
-c = json.loads(sys.argv[1]); argv = sys.argv[3:]
-for f in c["cgroups"]:
-    with open(f, "w") as fh:
-        fh.write(str(os.getpid()))
-for name, v in c["rlimits"].items():
-    resource.setrlimit(getattr(resource, name), (v, v))
-libc = ctypes.CDLL(None, use_errno=True)
-if c["uid"] is not None:
-    os.setgroups([])
-    os.setresgid(c["uid"], c["uid"], c["uid"])
-    os.setresuid(c["uid"], c["uid"], c["uid"])
-    if os.getuid() != c["uid"] or os.geteuid() != c["uid"]:
-        sys.exit("could not switch uid")
-if libc.prctl(38, 1, 0, 0, 0) != 0 or libc.prctl(1, 9, 0, 0, 0) != 0:
-    sys.exit("prctl failed")
-os.umask(0o077)
-os.chdir(c["cwd"])
-os.execve(argv[0], argv, c["env"])
-"""
-
-
 class SandboxError(CourseError):
     """The sandbox tier asked for cannot run here; the message says why and what would."""
 
@@ -255,8 +229,6 @@ def _uids_free(uids: tuple[int, ...]) -> None:
                            f"holds {lock}); wait for it, or choose other uids with "
                            "--uid-pool") from None  # fmt: skip
     _HELD[uids] = fd
-    from alexnet_course.grading.confine import kill_uids, processes_of
-
     if processes_of(set(uids)):  # left by a grader that died: nobody else may use the pool
         kill_uids(set(uids))
 
@@ -280,13 +252,6 @@ def readable_by(uid: int, paths: list[Path]) -> list[str]:
 
 
 # ---------------------------------------------------------------- commands
-def launch_command(argv: list[str], *, uid: int | None, cwd: str, env: dict,
-                   rlimits: dict, cgroups: list[str]) -> list[str]:  # fmt: skip
-    """``argv`` behind the launcher (:data:`LAUNCH`)."""
-    conf = {"uid": uid, "cwd": cwd, "env": env, "rlimits": rlimits, "cgroups": cgroups}
-    return [sys.executable, "-I", "-S", "-c", LAUNCH, json.dumps(conf), "--", *argv]
-
-
 def rlimits(limits: Limits) -> dict:
     mem = limits.memory_mb * 2**20
     size = min(limits.file_mb, limits.disk_mb) * 2**20
