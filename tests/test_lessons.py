@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from alexnet_course.grading.load import BUSY_ENV
 from alexnet_course.grading.plugin import read_outcomes
 from tests.alternatives import ALTERNATIVES
 from tests.conftest import ROOT, copy_lesson, run_pytest
@@ -76,7 +77,10 @@ def _survivors(lesson: str, mutants: list, tmp_path: Path) -> list[tuple[str, st
                                   "--outcomes-json", str(outcomes),
                                   results=tmp_path / f"{mutant[0]}.json",
                                   env={"OMP_NUM_THREADS": "1",  # two at a time on 2 cores
-                                       ENV: CAUGHT_BY.get(f"{lesson}/{mutant[0]}", "")},
+                                       ENV: CAUGHT_BY.get(f"{lesson}/{mutant[0]}", ""),
+                                       # judged as the class grader judges: a busy machine
+                                       # excuses nothing (a slow mutant must fail)
+                                       BUSY_ENV: "decide"},
                                   warm=True)  # fmt: skip
         failed = [t["name"] for t in res.get("tests", []) if t.get("status") == "failed"]
         rows = read_outcomes(outcomes)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import textwrap
 
+from alexnet_course.grading.load import SHARE_ENV
 from tests.conftest import run_pytest
 
 TESTS = '''
@@ -71,11 +72,57 @@ def test_import_error_fails_only_the_tests_with_a_clear_message(tmp_path):
     assert "could not import mod.py (line 1): SyntaxError" in res["tests"][0]["output"]
 
 
+QUIET, BUSY = {SHARE_ENV: "1.0"}, {SHARE_ENV: "0.4"}  # what the load probe reads
+
+
 def test_endless_loop_hits_the_time_limit(tmp_path):
     d = lesson(tmp_path, "def one():\n    while True:\n        pass\ndef two():\n    return 2\n")
-    rc, res, out = run_pytest(d, "--task-timeout", "2", results=tmp_path / "r.json", timeout=60)
-    assert res["score"] == 4
-    assert "ran longer than 2 s" in res["tests"][0]["output"]
+    rc, res, out = run_pytest(d, "--task-timeout", "2", results=tmp_path / "r.json", timeout=60,
+                              env=QUIET)  # fmt: skip
+    assert res["score"] == 4 and res["max_score"] == 6
+    assert "ran longer than 2 s on a machine that was not busy" in res["tests"][0]["output"]
+    assert "loop forever" in res["tests"][0]["output"]
+
+
+def test_a_busy_machine_is_not_the_learners_bug(tmp_path):
+    """Locally, a test that runs past its limit on a busy machine is not judged: the limit
+    grew with the load measured at the start (1 s at 40% of a core: 2.5 s), then by one more
+    window; past that, the learner reads that the machine was too busy, and the test is
+    listed without counting, like a GPU test on a machine without one."""
+    d = lesson(tmp_path, "import time\ndef one():\n    time.sleep(60)\n"
+                         "def two():\n    time.sleep(1.8)\n    return 2\n")  # fmt: skip
+    rc, res, out = run_pytest(d, "--task-timeout", "1", results=tmp_path / "r.json", timeout=60,
+                              env=BUSY)  # fmt: skip
+    assert rc == 0, out[-2000:]
+    assert res["score"] == 4 and res["max_score"] == 4  # 1.8 s passes under the grown limit
+    one = next(t for t in res["tests"] if t["name"].endswith("test_one"))
+    assert "status" not in one and one["max_score"] == 0 and "busy" in one["tags"]
+    assert one["output"].startswith("machine too busy to judge speed: rerun when it is quieter")
+    assert "ran past its time limit of 5 s (1 s on a quiet machine" in one["output"]
+    assert "loop forever" not in out
+    assert "9.1        -/1       (2)  not judged: machine too busy (rerun when it is quieter)" in out
+    assert "09_demo: 4/4   (+2 points not judged: the machine was too busy" in out
+
+
+def test_no_busy_excuse_under_the_grader_or_when_asked(tmp_path):
+    """--busy-machine decide (always so under the class grader, which passes
+    --lesson-budget): the limit is as given and a busy verdict fails the test, counted."""
+    tests = TESTS + '''
+@pytest.mark.task("9.3", points=1)
+def test_check_says_busy():
+    from alexnet_course.grading.load import MachineBusy
+    raise MachineBusy("machine too busy to judge speed")
+'''
+    d = lesson(tmp_path, "import time\ndef one():\n    time.sleep(60)\n"
+                         "def two():\n    time.sleep(1.8)\n    return 2\n", tests)  # fmt: skip
+    for args in (["--busy-machine", "decide"], ["--lesson-budget", "100"]):
+        rc, res, out = run_pytest(d, "--task-timeout", "1", *args, results=tmp_path / "r.json",
+                                  timeout=60, env=BUSY)  # fmt: skip
+        assert rc == 1 and res["max_score"] == 7 and res["score"] == 0, (args, out[-2000:])
+        by = {t["name"].split(": ")[-1]: t for t in res["tests"]}
+        assert "ran longer than 1 s; does your code loop forever" in by["test_one"]["output"]
+        assert "not judged: the machine was too busy" in by["test_check_says_busy"]["output"]
+        assert "not judged: machine too busy" not in out
 
 
 def test_learner_skip_scores_zero(tmp_path):

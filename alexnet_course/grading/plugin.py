@@ -7,6 +7,12 @@
 - A stub's ``NotImplementedError`` is reported as "not started", not as a crash.
 - Each graded test has a time limit (``--task-timeout``, default 120 s, or the marker's
   ``timeout=``), so a learner's endless loop fails one test instead of hanging the run.
+  Locally the limit is scaled by how busy the machine is (:mod:`.load`, measured before the
+  first graded test), and a test that runs past it while the machine is busy is reported as
+  "machine too busy to judge: rerun when it is quieter", listed and not counted, like a GPU
+  test on a machine without one; so is a speed ratio the run's timing noise cannot judge.
+  Under the class grader (and with ``--busy-machine decide``) every limit and bar applies
+  as given, the same for every submission.
 - At the end a score table per task and each lesson's total ("03_torch_scratch: 41/50").
 - ``--results-json PATH`` writes Gradescope's results.json.
 - Under ``alexnet-course grade`` (the environment names the workers) the tests run here but
@@ -32,7 +38,7 @@ from pathlib import Path
 import pytest
 
 from alexnet_course.course import LESSON_DIR, task_key
-from alexnet_course.grading import learner, remote
+from alexnet_course.grading import learner, load, remote
 
 DEFAULT_TIMEOUT = 120.0
 MAX_OUTPUT = 4000
@@ -46,7 +52,7 @@ class Outcome:
     task: str
     points: float
     hidden: bool = False
-    status: str = "passed"  # passed | failed | not started
+    status: str = "passed"  # passed | failed | not started | skipped (GPU) | busy
     output: str = ""
 
 
@@ -66,11 +72,12 @@ class Scoreboard:
                 info["hidden"],
             )  # fmt: skip
         if report.skipped and report.when in ("setup", "call") and out.status == "passed":
-            # Only the course's own GPU skips are excused; a skip from anywhere else (a
-            # learner calling pytest.skip, say) scores like a failure.
+            # Only the course's own GPU skips and busy-machine verdicts are excused; a skip
+            # from anywhere else (a learner calling pytest.skip, say) scores like a failure.
             gpu = item.get_closest_marker("gpu") is not None
-            out.status = "skipped" if gpu else "failed"
-            out.output = _text(report) or "skipped"
+            busy = getattr(report, "machine_busy", False)
+            out.status = "busy" if busy else "skipped" if gpu else "failed"
+            out.output = _skip_reason(report) if busy else _text(report) or "skipped"
         elif report.failed and out.status in ("passed", "skipped"):
             out.status = "not started" if getattr(report, "not_started", False) else "failed"
             out.output = _text(report)
@@ -79,14 +86,23 @@ class Scoreboard:
         return outcome.points if outcome.status == "passed" else 0.0
 
     def max_score(self, outcome: Outcome) -> float:
-        """A skipped test (a GPU test on a machine without one) counts for nothing."""
-        return 0.0 if outcome.status == "skipped" else outcome.points
+        """A test not run here (a GPU test on a machine without one) or not judged here (the
+        machine was too busy) counts for nothing."""
+        return 0.0 if outcome.status in NOT_COUNTED else outcome.points
 
     def by_task(self):
         groups: dict[tuple[str, str], list[Outcome]] = {}
         for o in self.outcomes.values():
             groups.setdefault((o.lesson, o.task), []).append(o)
         return dict(sorted(groups.items(), key=lambda kv: (kv[0][0], task_key(kv[0][1]))))
+
+
+NOT_COUNTED = ("skipped", "busy")
+
+
+def _skip_reason(report: pytest.TestReport) -> str:
+    longrepr = report.longrepr
+    return longrepr[2] if isinstance(longrepr, tuple) and len(longrepr) == 3 else str(longrepr)
 
 
 def _text(report: pytest.TestReport) -> str:
@@ -132,6 +148,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--task-timeout", type=float, default=DEFAULT_TIMEOUT, metavar="S",
                 help=f"time limit per graded test in seconds (default {DEFAULT_TIMEOUT:g}; "
                      "0 turns it off)")  # fmt: skip
+    g.addoption("--busy-machine", choices=load.MODES,
+                default=os.environ.get(load.BUSY_ENV) or "excuse",
+                help="when the machine is too busy to judge a time limit or a speed ratio: "
+                     "'excuse' (the default: time limits grow with the load measured at the "
+                     "start, and a test the load leaves undecided is listed, not counted) or "
+                     "'decide' (every limit and bar as given; always so under the class "
+                     f"grader). Default from ${load.BUSY_ENV}")  # fmt: skip
     g.addoption("--no-score", action="store_true", help="do not print the score table")
     g.addoption("--outcomes-json", default=None, metavar="PATH",
                 help="append each graded test's node id, status and output to PATH as a JSON "
@@ -156,6 +179,8 @@ def pytest_configure(config: pytest.Config) -> None:
         learner.configure("solutions", config.getoption("--solutions-dir"))
     config.stash[BOARD] = Scoreboard()
     spec = os.environ.pop(remote.WORKER_ENV, None)
+    graded = spec is not None or bool(config.getoption("--lesson-budget"))
+    load.configure(excuse=config.getoption("--busy-machine") == "excuse" and not graded)
     if spec is not None:  # graded: learner code only in the workers, never here
         remote.configure_remote(json.loads(spec), config.getoption("--load-timeout"),
                                 _cap_check(os.environ.pop(CAPS_ENV, None)))
@@ -274,14 +299,34 @@ def pytest_runtest_call(item: pytest.Item):
               and threading.current_thread() is threading.main_thread())  # fmt: skip
     if not usable:
         return (yield)
+    base = limit
+    start = load.at_start() if load.excused() and not by_budget else None
+    if start is not None:  # locally: the limit grows with the load measured at the start
+        limit = load.scaled(base, start)
+    ran = {"limit": limit, "extended": False}
 
     def on_alarm(signum, frame):
         if by_budget:
             raise BudgetSpent(f"stopped: this submission's time for the lesson ({budget:g} s, "
                               "set by the grader from the reference solution's time) ran out "
                               "during this test")  # fmt: skip
-        raise TaskTimeout(f"Task {info['task']}: this test ran longer than {limit:g} s; does "
-                          "your code loop forever or wait for input?")  # fmt: skip
+        if start is None:
+            raise TaskTimeout(f"Task {info['task']}: this test ran longer than {base:g} s; "
+                              "does your code loop forever or wait for input?")  # fmt: skip
+        now = load.probe()
+        if (now.busy or start.busy) and not ran["extended"]:  # one more window, as busy as now
+            extra = load.scaled(base, now)
+            ran.update(limit=ran["limit"] + extra, extended=True)
+            signal.setitimer(signal.ITIMER_REAL, extra)
+            return
+        if now.busy or start.busy:
+            raise load.MachineBusy(load.busy_message(
+                f"Task {info['task']}: this test ran past its time limit of {ran['limit']:.0f} s "
+                f"({base:g} s on a quiet machine, grown for the load) while the machine was "
+                f"busy (at the start {start.describe()}; at the limit {now.describe()})."))  # fmt: skip
+        raise TaskTimeout(f"Task {info['task']}: this test ran longer than {ran['limit']:g} s on "
+                          f"a machine that was not busy ({now.describe()}); does your code "
+                          "loop forever or wait for input?")  # fmt: skip
 
     previous = signal.signal(signal.SIGALRM, on_alarm)
     signal.setitimer(signal.ITIMER_REAL, limit)
@@ -296,6 +341,15 @@ def pytest_runtest_call(item: pytest.Item):
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     report = yield
     exc = call.excinfo
+    if exc is not None and exc.errisinstance(load.MachineBusy):
+        if load.excused():
+            report.machine_busy = True
+            where = report.longrepr if isinstance(report.longrepr, tuple) else (item.path, 0)
+            report.longrepr = (str(where[0]), where[1], exc.value.msg)
+        else:  # the class grader decides every test: no test is excused there
+            report.outcome = "failed"
+            report.longrepr = ("not judged: the machine was too busy, and this run judges "
+                               f"every test as measured ({exc.value.msg})")  # fmt: skip
     if exc is not None and report.failed and exc.errisinstance(NotImplementedError):
         report.not_started = True
         info, msg = task_info(item), str(exc.value)
@@ -323,6 +377,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
 def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config):
     if getattr(report, "not_started", False):
         return "failed", "N", ("NOT STARTED", {"yellow": True})
+    if getattr(report, "machine_busy", False):
+        return "skipped", "B", ("MACHINE BUSY", {"yellow": True})
     return None
 
 
@@ -336,8 +392,8 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     tr.write_line(f"{'lesson':<22}{'task':<7}{'tests':>7}{'points':>10}  status")
     totals: dict[str, list[float]] = {}
     for (lesson, task), outs in board.by_task().items():
-        t = totals.setdefault(lesson, [0.0, 0.0, 0.0])
-        counted = [o for o in outs if o.status != "skipped"]
+        t = totals.setdefault(lesson, [0.0, 0.0, 0.0, 0.0])
+        counted = [o for o in outs if o.status not in NOT_COUNTED]
         if counted:
             got = sum(board.score(o) for o in counted)
             top = sum(board.max_score(o) for o in counted)
@@ -355,10 +411,22 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
             tr.write_line(f"{lesson:<22}{task:<7}{f'-/{len(skipped)}':>7}{f'({pts:g})':>10}  "
                           "not run here (needs CUDA)")  # fmt: skip
             t[2] += pts
-    for lesson, (got, top, not_run) in totals.items():
+        busy = [o for o in outs if o.status == "busy"]
+        if busy:  # too busy to judge: listed, not counted, with what to do
+            pts = sum(o.points for o in busy)
+            tr.write_line(f"{lesson:<22}{task:<7}{f'-/{len(busy)}':>7}{f'({pts:g})':>10}  "
+                          "not judged: machine too busy (rerun when it is quieter)")  # fmt: skip
+            t[3] += pts
+    for lesson, (got, top, not_run, busy_pts) in totals.items():
         extra = (f"   (+{not_run:g} points in GPU tests not run here: needs CUDA)"
                  if not_run else "")  # fmt: skip
+        if busy_pts:
+            extra += (f"   (+{busy_pts:g} points not judged: the machine was too busy; rerun "
+                      "those tests when it is quieter)")  # fmt: skip
         tr.write_line(f"{lesson}: {got:g}/{top:g}{extra}", bold=True)
+    for o in board.outcomes.values():
+        if o.status == "busy":
+            tr.write_line(f"{o.name} (task {o.task}): {o.output}", yellow=True)
 
 
 @pytest.hookimpl(wrapper=True)
@@ -413,8 +481,8 @@ def write_results_json(board: Scoreboard, path: Path) -> dict:
             "number": o.task,
             "score": board.score(o),
             "max_score": board.max_score(o),
-            **({} if o.status == "skipped" else {"status": "passed" if o.status == "passed"
-                                                  else "failed"}),  # fmt: skip
+            **({} if o.status in NOT_COUNTED else {"status": "passed" if o.status == "passed"
+                                                     else "failed"}),  # fmt: skip
             "output": o.output if o.status != "passed" else "",
             "visibility": "after_published" if o.hidden else "visible",
             "tags": [o.lesson, o.status],

@@ -10,7 +10,9 @@ started from the same weights. Every call, the untimed one too, gets a NEW batch
 (images and labels), the same for both sides: the losses and weights of EVERY call must
 agree with the reference's (that is the proof the steps ran, then and there: a batch nobody
 has seen before cannot be worked out in advance); the ratio is the reference's time over
-yours.
+yours. A ratio under the bar by no more than the run's own timing noise, on a busy machine,
+is reported as "machine too busy to judge speed: rerun when it is quieter" (listed, not
+counted); the class grader decides every ratio as measured.
 """
 
 import statistics
@@ -173,19 +175,25 @@ def measure(size: int, n: int, k: int, rounds: int, benchmark, rtol: float = 1e-
     def ours_recorded(batch):  # the first timed call also makes pytest-benchmark's record
         return benchmark.pedantic(ours, args=(batch,), rounds=1, iterations=1, warmup_rounds=0)
 
-    ratio, t_ours, t_ref = 0.0, 1.0, 1.0
+    ratio, t_ours, t_ref, noise = 0.0, 1.0, 1.0, 1.0
     for attempt in range(2):  # one re-measure absorbs a noisy neighbour
         times = [one_round(ours_recorded if attempt == r == 0 else ours) for r in range(rounds)]
         t_ours = statistics.median(t for t, _ in times) / k
         t_ref = statistics.median(t for _, t in times) / k
         ratio = t_ref / t_ours
+        # the timing noise: each side's median time over its best
+        noise = max(statistics.median(side) / min(side) for side in zip(*times))
         if ratio >= MIN_RATIO:
             break
     benchmark.extra_info.update(images_per_s=n / t_ours, reference_images_per_s=n / t_ref,
-                                ratio=ratio)  # fmt: skip
+                                ratio=ratio, timing_noise=noise)  # fmt: skip
+    from alexnet_course.grading import load  # the check's side only (not in the worker)
+
+    if why := load.too_busy_to_judge(ratio, MIN_RATIO, noise):
+        raise load.MachineBusy(load.busy_message(why))
     expect(ratio >= MIN_RATIO, f"Keras training throughput, {what}, relative to the "
            "reference in the same run", f">= {MIN_RATIO}x ({n / t_ref:.1f} images/s)",
-           f"{ratio:.2f}x ({n / t_ours:.1f} images/s)",
+           f"{ratio:.2f}x ({n / t_ours:.1f} images/s; timing noise {noise:.2f}x)",
            hint="wrap the step in tf.function; avoid Python work per sample", docs=DOCS)  # fmt: skip
 
 
