@@ -49,10 +49,22 @@ def expect_close(got: Any, expected: Any, what: str, *, atol: float, rtol: float
     err = np.where(np.isfinite(err), err, np.inf)
     if bad.any():
         i = np.unravel_index(np.argmax(err), err.shape)
+        want, have = distinct(float(e[i]), float(g[i]))
         _fail(f"{what}: {int(bad.sum())} of {bad.size} values differ beyond tolerance "
               f"(atol {atol:g}, rtol {rtol:g}); max |difference| {err.max():.3g} at index "
-              f"{tuple(int(j) for j in i)}", f"{e[i]:.6g}", f"{g[i]:.6g}",
+              f"{tuple(int(j) for j in i)}", want,
+              f"{have} (difference {float(g[i]) - float(e[i]):+.3g})" if np.isfinite(err[i]) else have,
               kw.get("hint"), kw.get("docs"))  # fmt: skip
+
+
+def distinct(a: float, b: float) -> tuple[str, str]:
+    """``a`` and ``b`` written with the fewest significant digits (at least 6) that show they
+    differ: 0.145293 and 0.145293 become 0.1452934 and 0.1452929."""
+    for digits in range(6, 18):
+        sa, sb = f"{a:.{digits}g}", f"{b:.{digits}g}"
+        if sa != sb:
+            return sa, sb
+    return repr(a), repr(b)
 
 
 def expect_raises(exc_type: type[BaseException] | tuple, call, what: str, *,
