@@ -21,6 +21,19 @@ FUNCTIONAL_HEAD = '''
 '''
 
 ALTERNATIVES = {
+    "02_torch_pretrained": [
+        # 2.4: parameters told apart by identity with `is` instead of id()
+        ("head_told_apart_with_is", "pretrained.py",
+         [("p.requires_grad and id(p) not in head_ids", "p.requires_grad and not any(p is h for h in head)")],
+         "test_pretrained.py"),
+        # 2.5: the samples counted from each batch's images, gradients cleared after the step
+        ("finetune_counts_images_clears_after_step", "pretrained.py",
+         [("            optimizer.zero_grad(set_to_none=True)\n", ""),
+          ("            optimizer.step()\n            total += loss.item() * len(y)\n            seen += len(y)\n",
+           "            optimizer.step()\n            optimizer.zero_grad()\n"
+           "            total += float(loss) * x.shape[0]\n            seen += x.shape[0]\n")],
+         "test_pretrained.py"),
+    ],
     "03_torch_scratch": [
         # 3.10: the checkpoint's epoch counted from 1 (the page allows either)
         ("fit_epoch_one_based", "train.py",

@@ -152,6 +152,12 @@ MUTANTS_02 = [
      "            total += loss.item()\n            seen += 1\n"),
     ("size_is_the_resize_not_the_crop", "pretrained.py", '"size": int(t.crop_size[0])',
      '"size": int(t.resize_size[0])'),
+    # the page's trap of 2.4: `in` on a list of tensors compares values (a RuntimeError)
+    ("head_told_apart_by_value", "pretrained.py", "p.requires_grad and id(p) not in head_ids",
+     "p.requires_grad and p not in head"),
+    # the page's trap of 2.5: a plain list of batches has no dataset
+    ("epoch_loss_over_len_dataset", "pretrained.py", "losses.append(total / max(seen, 1))",
+     "losses.append(total / len(loader.dataset))"),
 ]
 
 MUTANTS_04 = [
@@ -283,6 +289,8 @@ CAUGHT_BY: dict[str, str] = {
     "02_torch_pretrained/finetune_in_eval_mode": "test_finetune_trains_the_head_and_keeps_frozen_features",
     "02_torch_pretrained/finetune_mode_does_not_unfreeze": "test_feature_extraction_and_finetune_modes",
     "02_torch_pretrained/finetune_no_zero_grad": "test_finetune_matches_a_reference_loop",
+    "02_torch_pretrained/head_told_apart_by_value": "test_two_parameter_groups",
+    "02_torch_pretrained/epoch_loss_over_len_dataset": "test_finetune_trains_the_head_and_keeps_frozen_features",
     "02_torch_pretrained/frozen_parameters_in_optimizer": "test_two_parameter_groups",
     "02_torch_pretrained/head_left_at_1000": "test_build_model_loads_the_weights_and_replaces_the_head",
     "02_torch_pretrained/one_parameter_group": "test_two_parameter_groups",

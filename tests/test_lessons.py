@@ -145,6 +145,14 @@ def test_correct_alternatives_get_full_marks(lesson, tmp_path):
     ("01_data", "data.py", "return x.mean(axis=0), x.std(axis=0)",
      "return x.mean(axis=0), x.std(axis=0, ddof=1)", "test_data.py",
      ["ddof=0", "population", "docs/lessons/01_data.md#task-1-2"]),
+    # 2.4: the page's trap (`in` on tensors compares values) is named, not a raw RuntimeError
+    ("02_torch_pretrained", "pretrained.py", "p.requires_grad and id(p) not in head_ids",
+     "p.requires_grad and p not in head", "test_pretrained.py",
+     ["compares VALUES elementwise", "identity", "docs/lessons/02_torch_pretrained.md#task-2-4"]),
+    # 2.5: len(loader.dataset) on the test's list of batches: named, and no model printed
+    ("02_torch_pretrained", "pretrained.py", "losses.append(total / max(seen, 1))",
+     "losses.append(total / len(loader.dataset))", "test_pretrained.py",
+     ["any iterable of (images, labels) batches", "docs/lessons/02_torch_pretrained.md#task-2-5"]),
     # a missing ValueError teaches like every other check (no raw "DID NOT RAISE")
     ("03_torch_scratch", "alexnet.py",
      '    raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")',
@@ -163,3 +171,4 @@ def test_failures_name_the_convention_and_the_docs(lesson, file, old, new, test_
     outputs = "\n".join(t.get("output", "") for t in res["tests"] if t.get("status") == "failed")
     missing = [m for m in must_say if m not in outputs]
     assert not missing and "DID NOT RAISE" not in outputs, (missing, outputs[-2000:])
+    assert "(features): Sequential(" not in outputs  # no model's repr in a learner's failure

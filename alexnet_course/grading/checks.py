@@ -86,10 +86,15 @@ def expect_raises(exc_type: type[BaseException] | tuple, call, what: str, *,
           hint, docs)  # fmt: skip
 
 
-def observed(fn, *args, what: str, hint: str | None = None, docs: str | None = None):
+def observed(fn, *args, what: str, hint: str | None = None, docs: str | None = None,
+             traps: tuple[tuple[str, str], ...] = ()):  # fmt: skip
     """``observe(fn, *args)``, where an error the learner's code (or the framework inside
     it) raised becomes a teaching failure; a stub's NotImplementedError still reports
-    "not started"."""
+    "not started". ``traps`` pairs a regular expression with the hint to give when the
+    error's message matches it: a mistake the page warns about, named as such (the first
+    match wins; ``hint`` otherwise)."""
+    import re
+
     from alexnet_course.grading.remote import observe
 
     try:
@@ -98,4 +103,5 @@ def observed(fn, *args, what: str, hint: str | None = None, docs: str | None = N
         raise
     except (ValueError, TypeError, KeyError, IndexError, AttributeError, RuntimeError) as e:
         error = f"{type(e).__name__}: {str(e)[:600]}"
+    hint = next((h for pattern, h in traps if re.search(pattern, error)), hint)
     expect(False, what, "runs without an error", error, hint=hint, docs=docs)

@@ -25,7 +25,13 @@ import torch
 from torch import nn
 
 from alexnet_course.grading import learner
-from alexnet_course.grading.checks import expect, expect_close, expect_equal, expect_raises
+from alexnet_course.grading.checks import (
+    expect,
+    expect_close,
+    expect_equal,
+    expect_raises,
+    observed,
+)
 from alexnet_course.grading.remote import observe
 
 pretrained = learner.load(__file__, "pretrained")
@@ -33,6 +39,17 @@ DOCS = "docs/lessons/02_torch_pretrained.md"
 FILE = "alexnet-owt-7be5be79.pth"  # AlexNet_Weights.IMAGENET1K_V1's file name
 SEED = 123  # the fake ImageNet weights
 HEAD = ("classifier.6.weight", "classifier.6.bias")
+# the page's trap of task 2.4: `in` / `==` on tensors compare values elementwise
+TENSOR_COMPARED = (r"must match the size of tensor|Boolean value of Tensor with more than one",
+                   "`in` on a list of tensors (and `==`) compares VALUES elementwise: two "
+                   "parameters of different shapes cannot be compared, and equal values are "
+                   "not the same parameter; tell parameters apart by identity (the page's "
+                   "trap)")  # fmt: skip
+# the page's trap of task 2.5: the loader is any iterable of batches
+LOADER_ONLY_ITERATED = (r"has no attribute 'dataset'|has no attribute 'batch_size'|has no len",
+                        "`loader` is any iterable of (images, labels) batches (this test passes "
+                        "a plain list): iterate over it, and count the samples as the batches "
+                        "go by (a DataLoader's dataset can hold more than an epoch sees)")  # fmt: skip
 
 
 def docs(task: str) -> str:
@@ -159,15 +176,16 @@ def test_build_model_loads_the_weights_and_replaces_the_head():
     head = _head(5, 10)
     o = observe(_observe_build, SEED, head, x)
     deprecated = [w for w in o["warnings"] if "pretrained" in w]
-    expect(not deprecated, "deprecation warnings", "none (use weights=AlexNet_Weights...)",
-           deprecated[:1], hint="pass the WEIGHTS enum as weights=; pretrained=True is the "
-           "deprecated API", docs=docs("2.1"))  # fmt: skip
+    expect(not deprecated, "deprecation warnings", "none", deprecated[:1],
+           hint="pretrained=True is torchvision's deprecated API: its model builders now take "
+           "a weights enum (the page's Look up)", docs=docs("2.1"))  # fmt: skip
     params = o["params"]
     shape = tuple(params["classifier.6.weight"].shape) if "classifier.6.weight" in params else None
     expect(o["head"]["linear"] and shape == (10, 4096) and "classifier.6.bias" in params,
            "model.classifier[6]", "Linear(4096, 10)", o["head"]["repr"],
-           hint="after loading, replace classifier[6] by a new Linear from 4096 features to "
-           "num_classes", docs=docs("2.1"))  # fmt: skip
+           hint="the last layer must map the 4096 features to num_classes outputs: ImageNet's "
+           "has 1000, and asking torchvision for 10 classes cannot load the weights (the "
+           "page's Traps)", docs=docs("2.1"))  # fmt: skip
     expect_equal(sum(p.numel() for p in params.values()), 57_044_810, "total parameters with a "
                  "10-class head", hint="torchvision's 61,100,840, less the 1000-class head "
                  "(4,097,000), plus a 10-class one (40,970)", docs=docs("2.1"))  # fmt: skip
@@ -179,8 +197,9 @@ def test_build_model_loads_the_weights_and_replaces_the_head():
         if name not in HEAD:
             expect(torch.equal(params[name], value), f"{name} after loading",
                    "the cached pretrained values", "different values: were the weights loaded?",
-                   hint="ensure_weights(WEIGHTS), then alexnet(weights=WEIGHTS): alexnet() "
-                   "without weights starts from random values", docs=docs("2.1"))  # fmt: skip
+                   hint="a model built without weights starts from random values; the "
+                   "ImageNet values come with the weights enum (the page's Traps)",
+                   docs=docs("2.1"))  # fmt: skip
     expect_equal(tuple(o["out"].shape), (2, 10), "output shape on (2, 3, 224, 224)",
                  hint="one logit per class: the new head's out_features is num_classes",
                  docs=docs("2.1"))  # fmt: skip
@@ -221,7 +240,8 @@ def test_build_model_without_cached_weights_and_network():
     got = "returned a model" if o["raised"] is None else f"{o['raised']}: {o['message'][:300]}"
     expect(o["raised"] is not None and o["course_error"], "build_model without cached weights "
            "and without a network", "the course's WeightsError (a CourseError)", got,
-           hint="call ensure_weights(WEIGHTS) before alexnet(weights=...)",
+           hint="torchvision's own loader raises a download error here; the course's "
+           "ensure_weights makes the one-line WeightsError, before anything is loaded",
            docs=docs("2.1"))  # fmt: skip
     msg = o["message"]
     expect(FILE in msg and o["home"] in msg and "\n" not in msg, "the error without "
@@ -318,7 +338,9 @@ def test_two_parameter_groups():
     shapes = {k: tuple(v.shape) for k, v in _fake_state(SEED).items()}
     shapes.update({"classifier.6.weight": (10, 4096), "classifier.6.bias": (10,)})
     modes = ["feature_extraction", "finetune"]
-    o = observe(_observe_optimizer, modes, 1e-2, 1e-3)
+    o = observed(_observe_optimizer, modes, 1e-2, 1e-3, what="make_optimizer(model, lr=0.01, "
+                 "backbone_lr=0.001) on a torchvision AlexNet", traps=(TENSOR_COMPARED,),
+                 docs=docs("2.4"))  # fmt: skip
     for mode in modes:
         groups = o[mode]["groups"]
         lrs = [g["lr"] for g in groups]
@@ -343,11 +365,17 @@ def test_two_parameter_groups():
 
 
 # ---------------------------------------------------------------- task 2.5
+STEP_HINT = ("one SGD step per batch, each from that batch's own gradient: gradients left from "
+             "the previous batch add up with the new ones (the page's Traps)")
 def _observe_finetune_trains(seed, head, x, y, epochs):
     m = _start(seed, head)
     _freeze_features(m)
     m.eval()
-    opt = pretrained.make_optimizer(m, lr=1e-2, backbone_lr=1e-3)
+    # the test's own two groups (task 2.4's shape), so a mistake there does not fail 2.5
+    head_params = list(m.classifier[6].parameters())
+    rest = [p for n, p in m.named_parameters() if p.requires_grad and not n.startswith("classifier.6.")]
+    opt = torch.optim.SGD([{"params": head_params, "lr": 1e-2}, {"params": rest, "lr": 1e-3}],
+                          lr=1e-2, momentum=0.9)  # fmt: skip
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)  # the dropout masks
         losses = pretrained.finetune(m, [(x, y)], epochs=epochs, optimizer=opt, device="cpu")
@@ -361,12 +389,15 @@ def test_finetune_trains_the_head_and_keeps_frozen_features():
     g = torch.Generator().manual_seed(0)
     x, y = torch.randn(8, 3, 64, 64, generator=g), torch.arange(8) % 4
     head = _head(1, 4)
-    o = observe(_observe_finetune_trains, SEED, head, x, y, 4)
+    o = observed(_observe_finetune_trains, SEED, head, x, y, 4, what="finetune(model, [one "
+                 "batch of 8], epochs=4, optimizer, device='cpu')", traps=(LOADER_ONLY_ITERATED,),
+                 docs=docs("2.5"))  # fmt: skip
     losses = [float(v) for v in o["losses"]]
     expect_equal(len(losses), 4, "finetune returns one loss per epoch",
                  hint="append the epoch's mean loss once per epoch", docs=docs("2.5"))  # fmt: skip
     expect(losses[-1] < losses[0], "training loss", "falling", [round(v, 3) for v in losses],
-           hint="each step: zero_grad, forward, loss, backward, step", docs=docs("2.5"))  # fmt: skip
+           hint="every batch makes one update with the optimizer you are given, from the "
+           "gradient of that batch's loss (the page's idea)", docs=docs("2.5"))  # fmt: skip
     fake = _fake_state(SEED)
     feats = o["features"]
     expect(set(feats) == {k for k in fake if k.startswith("features.")}
@@ -375,7 +406,8 @@ def test_finetune_trains_the_head_and_keeps_frozen_features():
            hint="train with the optimizer you are given; leave requires_grad as it is",
            docs=docs("2.5"))  # fmt: skip
     expect(not torch.equal(head["classifier.6.weight"], o["head"]), "the new head after "
-           "finetune", "trained", "unchanged", hint="optimizer.step() after loss.backward()",
+           "finetune", "trained", "unchanged", hint="the optimizer moves the parameters only "
+           "when it is told to, using the gradients already computed (the page's idea)",
            docs=docs("2.5"))  # fmt: skip
     expect(o["training"], "model mode during finetune", "training", "eval",
            hint="the test hands the model over in eval mode: switch it to training mode",
@@ -401,7 +433,9 @@ def test_finetune_matches_a_reference_loop():
     # two batches of different sizes, as a loader's last batch often is
     batches = [(torch.randn(n, 3, 64, 64, generator=g), torch.arange(n)) for n in (4, 3)]
     head = _head(2, 4)
-    o = observe(_observe_finetune_loop, SEED, head, batches, 0.05, 0.9, 2)
+    o = observed(_observe_finetune_loop, SEED, head, batches, 0.05, 0.9, 2, what="finetune(model, "
+                 "[batches of 4 and 3], epochs=2, optimizer, device='cpu')",
+                 traps=(LOADER_ONLY_ITERATED,), docs=docs("2.5"))  # fmt: skip
     ref = _start(SEED, head)
     for layer in ref.classifier:
         if isinstance(layer, nn.Dropout):
@@ -427,10 +461,10 @@ def test_finetune_matches_a_reference_loop():
                  docs=docs("2.5"))  # fmt: skip
     expect_close(o["weight"], ref.classifier[6].weight, "finetune: head weights after 2 "
                  "epochs against the reference loop", atol=1e-5, rtol=1e-4,
-                 hint="each step: zero_grad, forward, loss, backward, step", docs=docs("2.5"))  # fmt: skip
+                 hint=STEP_HINT, docs=docs("2.5"))  # fmt: skip
     expect_close(o["bias"], ref.classifier[6].bias, "finetune: head bias after 2 epochs "
                  "against the reference loop", atol=1e-5, rtol=1e-4,
-                 hint="each step: zero_grad, forward, loss, backward, step", docs=docs("2.5"))  # fmt: skip
+                 hint=STEP_HINT, docs=docs("2.5"))  # fmt: skip
 
 
 def _observe_finetune_device(seed, head, x, y, device):

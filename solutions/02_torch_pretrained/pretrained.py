@@ -9,7 +9,7 @@ keeps its feature extractor and replaces the last layer, ``classifier[6]``
   trains: 57,044,810 parameters, 54,575,114 trainable;
 * fine-tuning: everything trains, the pretrained layers with a smaller learning rate.
 
-Use the weights API, ``alexnet(weights=AlexNet_Weights.IMAGENET1K_V1)``: ``pretrained=True``
+Load them through torchvision's weights API (the ``AlexNet_Weights`` enum): ``pretrained=True``
 is deprecated. The weights come with their own preprocessing (ImageNet's mean and std, 224 px
 crops): use it, not 0.5 / 0.5 as the seed notebook did.
 """
@@ -45,12 +45,10 @@ def set_mode(model: nn.Module, mode: str) -> nn.Module:
 
 
 def build_model(num_classes: int = 10, mode: str = "feature_extraction") -> nn.Module:
-    """Task 2.1: torchvision's AlexNet with ImageNet weights and a new ``num_classes`` head.
-
-    First call ``ensure_weights(WEIGHTS)`` (the course's helper: it finds the cached file,
-    downloads it, or stops with one clear line saying where to put it). Then load the model
-    through the weights API (``alexnet(weights=WEIGHTS)``), replace ``model.classifier[6]`` by
-    ``nn.Linear(4096, num_classes)``, and :func:`set_mode`.
+    """Task 2.1: torchvision's AlexNet holding the ImageNet weights of ``WEIGHTS``, its last
+    layer (``classifier[6]``) a new 4096 -> ``num_classes`` linear layer, ``mode`` set with
+    :func:`set_mode`. Without the weights file and a network: the course's one-line
+    ``WeightsError`` (``ensure_weights`` makes it), before anything is loaded.
     """
     ### BEGIN SOLUTION 2.1
     ensure_weights(WEIGHTS)  # cached, or downloaded, or one clear error
@@ -93,13 +91,12 @@ def make_optimizer(model: nn.Module, lr: float = 1e-3, backbone_lr: float = 1e-4
 
 def finetune(model: nn.Module, loader: Iterable, epochs: int, optimizer: torch.optim.Optimizer,
              device: torch.device | str = "cpu") -> list[float]:  # fmt: skip
-    """Task 2.5: train ``model`` on ``device`` for ``epochs`` epochs with cross-entropy.
-
-    Move the model to ``device`` and each batch with it; training mode; zero_grad, forward,
-    loss, backward, step.
+    """Task 2.5: train ``model`` on ``device`` for ``epochs`` passes over ``loader`` (any
+    iterable of ``(images, labels)`` batches) in training mode, one update per batch with the
+    given ``optimizer``, from that batch's cross-entropy loss alone.
 
     Returns:
-        The mean training loss of each epoch.
+        The mean loss over each epoch's samples (a batch weighs as many samples as it holds).
     """
     ### BEGIN SOLUTION 2.5
     model.to(device)
