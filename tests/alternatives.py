@@ -62,6 +62,27 @@ ALTERNATIVES = {
            "    layers += [m for m in model.modules() if isinstance(m, nn.Linear)]\n")],
          "test_model.py"),
     ],
+    "05_analysis": [
+        # 5.3: both lines in one plot call, named by the legend's texts (no label=)
+        ("curves_named_by_the_legend", "analysis.py",
+         [('    ax_loss.plot(epochs, h["train_loss"], label="train")\n'
+           '    ax_loss.plot(epochs, h["val_loss"], label="val")\n'
+           '    ax_acc.plot(epochs, h["train_accuracy"], label="train")\n'
+           '    ax_acc.plot(epochs, h["val_accuracy"], label="val")\n',
+           '    ax_loss.plot(epochs, h["train_loss"], epochs, h["val_loss"])\n'
+           '    ax_acc.plot(epochs, h["train_accuracy"], epochs, h["val_accuracy"])\n'),
+          ("        ax.legend()", '        ax.legend(["train", "val"])')],
+         "test_analysis.py"),
+        # 5.5: the arms checked before the gain is asked for, instead of catching its error
+        ("analysis_checks_the_arms_first", "analysis.py",
+         [("    try:\n        gain = (", "    ran = {r['arm'] for r in ok}\n"
+           "    if {'torch-pretrained', 'torch-tv-scratch'} <= ran:\n        gain = ("),
+          ("    except ValueError as e:  # an arm did not run: no number to report\n"
+           "        gain = (f\"What pretraining buys was not measured in this comparison ({e}): it needs \"",
+           "    else:\n        missing = sorted({'torch-pretrained', 'torch-tv-scratch'} - ran)\n"
+           "        gain = (f\"What pretraining buys was not measured: {', '.join(missing)} did not run; it needs \"")],
+         "test_analysis.py"),
+    ],
     "04_keras_scratch": [
         # 4.2: pooling layers named maxpool{i} (no page names them)
         ("pools_named_maxpool", "keras_alexnet.py",

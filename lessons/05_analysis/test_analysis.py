@@ -16,7 +16,13 @@ import numpy as np
 import pytest
 
 from alexnet_course.grading import learner
-from alexnet_course.grading.checks import expect, expect_close, expect_equal, expect_raises
+from alexnet_course.grading.checks import (
+    expect,
+    expect_close,
+    expect_equal,
+    expect_raises,
+    observed,
+)
 from alexnet_course.grading.remote import observe
 
 an = learner.load(__file__, "analysis")
@@ -119,6 +125,22 @@ def _values(seq):
         return [repr(v)[:40] for v in seq]
 
 
+def _line_names(ax) -> list[str]:
+    """The name each line of a panel shows: the texts of the panel's legend, paired in order
+    with the lines it covers (those with a label of their own, else every line, as
+    ``ax.legend(["train", "val"])`` pairs them), or each line's own label without a legend."""
+    lines = ax.get_lines()
+    names = [str(line.get_label()) for line in lines]
+    legend = ax.get_legend()
+    if legend is None:
+        return names
+    texts = [t.get_text() for t in legend.get_texts()]
+    covered = [i for i, n in enumerate(names) if not n.startswith("_")] or list(range(len(lines)))
+    for i, text in zip(covered, texts):
+        names[i] = text
+    return names
+
+
 def _observe_curves(res):
     import matplotlib
 
@@ -131,8 +153,8 @@ def _observe_curves(res):
     try:
         fig = an.plot_learning_curves(res, path)
         axes = fig.get_axes() if hasattr(fig, "get_axes") else []
-        lines = [[{"label": str(line.get_label()), "x": _values(line.get_xdata()),
-                   "y": _values(line.get_ydata())} for line in ax.get_lines()]
+        lines = [[{"label": name, "x": _values(line.get_xdata()), "y": _values(line.get_ydata())}
+                  for line, name in zip(ax.get_lines(), _line_names(ax))]
                  for ax in axes]  # fmt: skip
         png = path.read_bytes() if path.is_file() else None
         pixels = None
@@ -158,7 +180,8 @@ def test_learning_curves_plot():
     expect(png is not None, "the figure file", "written to the path given", "missing",
            hint="save the figure to path before returning it", docs=docs("5.3"))  # fmt: skip
     expect(png[:8] == PNG_SIGNATURE and len(png) > 24, "the figure file", "a PNG image",
-           f"{len(png)} bytes starting {png[:8]!r}", hint="fig.savefig(path) with a .png path",
+           f"{len(png)} bytes starting {png[:8]!r}", hint="save the figure at the path given "
+           "(a .png path: matplotlib picks the format from it)",
            docs=docs("5.3"))  # fmt: skip
     pixels = o["pixels"]
     expect(pixels is not None and pixels.ndim == 3 and pixels.shape[:2] == _png_size(png),
@@ -177,8 +200,8 @@ def test_learning_curves_plot():
     h = RESULTS[0]["history"]
     want = {(0, "train"): h["train_loss"], (0, "val"): h["val_loss"],
             (1, "train"): h["train_accuracy"], (1, "val"): h["val_accuracy"]}  # fmt: skip
-    expect_equal(data, want, "plotted lines (panel, label) -> values",
-                 hint="two lines per panel, labelled 'train' and 'val', and nothing else",
+    expect_equal(data, want, "plotted lines (panel, name: its label or its legend text) -> values",
+                 hint="two lines per panel, named 'train' and 'val', and nothing else",
                  docs=docs("5.3"))  # fmt: skip
     xs = lines[0][0]["x"]
     expect_equal(xs, [1, 2, 3], "epochs on the x axis (from 1)",
@@ -217,23 +240,58 @@ def test_overfitting_gap_and_pretraining_gain():
 
 
 # ---------------------------------------------------------------- task 5.5
+# a comparison whose pretrained arm did not run (no ImageNet weights): no gain to report
+NO_PRETRAINED = [
+    result("torch-scratch", 0.6123, 12.46, [0.3, 0.5, 0.71], [0.35, 0.52, 0.6]),
+    result("torch-pretrained", 0.0, 0, [], [], status="skipped"),
+    result("torch-tv-scratch", 0.5811, 11.0, [0.3, 0.45, 0.62], [0.33, 0.5, 0.57]),
+]
+
+
 def _observe_analysis(results):
     return an.analysis(results)
 
 
+def _analysis_text(results, what: str) -> str:
+    text = observed(_observe_analysis, results, what=what, hint="when the gain cannot be "
+                    "computed, say so and name the arm that did not run: never raise",
+                    docs=docs("5.5"))  # fmt: skip
+    expect(isinstance(text, str) and len(text) >= 300, f"{what}: length", ">= 300 characters",
+           len(text) if isinstance(text, str) else type(text),
+           hint="a few sentences, returned as one str", docs=docs("5.5"))  # fmt: skip
+    return text
+
+
 @pytest.mark.task("5.5", points=2)
 def test_written_analysis_uses_the_numbers():
-    for results, gain, worst in ((RESULTS, "24.9", "torch-scratch, 11.0"),
-                                 (OTHER, "22.3", "keras-scratch, 23.0")):  # fmt: skip
-        text = observe(_observe_analysis, results)
-        expect(isinstance(text, str) and len(text) >= 300, "analysis length",
-               ">= 300 characters", len(text) if isinstance(text, str) else type(text),
-               hint="a few sentences, returned as one str", docs=docs("5.5"))  # fmt: skip
+    for results, gain, (arm, gap) in ((RESULTS, "24.9", ("torch-scratch", "11.0")),
+                                      (OTHER, "22.3", ("keras-scratch", "23.0"))):  # fmt: skip
+        text = _analysis_text(results, "analysis(results)")
         expect(f"{gain} percentage points" in text, "analysis: the pretraining gain of these "
-               "results", f"'{gain} percentage points'", text[:200],
+               "results", f"'{gain} percentage points'", text[:300],
                hint="compute it from the results given (pretraining_gain), never copy a number",
                docs=docs("5.5"))  # fmt: skip
-        arm = worst.split(",")[0]
-        expect(arm in text, f"analysis: the arm that overfits most ({worst} points)", "named",
-               text[:200], hint="the largest overfitting_gap among the arms that ran",
-               docs=docs("5.5"))  # fmt: skip
+        expect(arm in text, f"analysis: the arm that overfits most ({arm}, gap {gap} "
+               "percentage points)", "named", text[:300],
+               hint="the largest overfitting_gap among the arms that ran", docs=docs("5.5"))  # fmt: skip
+        expect(f"{gap} percentage points" in text, f"analysis: {arm}'s overfitting gap, in "
+               "percentage points with one decimal", f"'{gap} percentage points'", text[:300],
+               hint="100 times overfitting_gap: a difference of two accuracies is in "
+               "percentage points, not %", docs=docs("5.5"))  # fmt: skip
+
+
+@pytest.mark.task("5.5", points=1)
+def test_written_analysis_without_the_pretrained_arm():
+    text = _analysis_text(NO_PRETRAINED, "analysis(results) when torch-pretrained did not run")
+    expect("torch-pretrained" in text, "analysis without a torch-pretrained result: the arm "
+           "that did not run", "named ('torch-pretrained')", text[:300],
+           hint="say that the gain was not measured, and why", docs=docs("5.5"))  # fmt: skip
+    counted_as_zero = [n for n in ("58.1", "-58.1") if f"{n} percentage points" in text]
+    expect(not counted_as_zero, "analysis without a torch-pretrained result: the gain",
+           "no number (not measured)", f"'{(counted_as_zero or [''])[0]} percentage points'",
+           hint="an arm that did not run has no accuracy: never count it as 0%",
+           docs=docs("5.5"))  # fmt: skip
+    expect("11.0 percentage points" in text and "torch-scratch" in text, "analysis without a "
+           "torch-pretrained result: the arm that overfits most and its gap",
+           "'torch-scratch' and '11.0 percentage points'", text[:300],
+           hint="the rest of the analysis does not need the pretrained arm", docs=docs("5.5"))  # fmt: skip
