@@ -24,10 +24,8 @@ import torch.nn.functional as F
 
 
 def read_batch(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
-    """Task 1.1: read one batch file.
-
-    Open it with ``pickle.load(f, encoding="bytes")`` (the files were written by Python 2, so
-    the keys are bytes: ``b"data"``, ``b"labels"``).
+    """Task 1.1: read one batch file: a pickle written by Python 2, whose keys are bytes
+    (``b"data"``, ``b"labels"``); the page says which ``pickle.load`` argument reads it.
 
     Returns:
         ``(images, labels)``: uint8 (N, 32, 32, 3), channels LAST, and int64 (N,).
@@ -72,8 +70,8 @@ def augment(images: torch.Tensor, generator: torch.Generator, pad: int = 4) -> t
     """Task 1.5: training augmentation of uint8 (N, H, W, C) images, one draw per image.
 
     Pad each side with ``pad`` zero pixels, crop a random HxW window (offsets uniform in
-    [0, 2 * pad]), then flip left-right with probability 0.5. Draw every random number from
-    ``generator`` (``torch.randint(..., generator=generator)``) so a seed reproduces it.
+    [0, 2 * pad]), then flip left-right with probability 0.5. Every random number comes from
+    ``generator``, so a seed reproduces the output.
     """
     # TODO: Task 1.5 -- see docs/lessons/01_data.md#task-1-5
     raise NotImplementedError("Task 1.5 not started (docs/lessons/01_data.md#task-1-5)")
@@ -104,11 +102,9 @@ def stratified_split(labels: np.ndarray, val_size: int, seed: int = 0):
 
 
 def keras_preprocess(images: np.ndarray, mean, std, size: int | None = None):
-    """Task 1.7: the same preprocessing (no augmentation) with TensorFlow, channels LAST.
-
-    ``tf.cast`` to float32, divide by 255, normalise, ``tf.image.resize(x, (size, size),
-    method="bilinear", antialias=False)``. The result equals :func:`preprocess`'s output
-    permuted from NCHW to NHWC.
+    """Task 1.7: the same preprocessing (no augmentation) with TensorFlow, channels LAST: a
+    float32 (N, S, S, 3) tensor equal to :func:`preprocess`'s output permuted from NCHW to
+    NHWC (the same resize: bilinear, half-pixel centres, no antialiasing).
     """
     import tensorflow as tf
 
@@ -120,9 +116,8 @@ def show_batch(images: torch.Tensor, labels, classes, path: str | Path, mean, st
                ncols: int = 8) -> np.ndarray:  # fmt: skip
     """Task 1.8: save a labelled grid of normalised (N, 3, H, W) images to ``path`` (PNG).
 
-    Undo the normalisation (:func:`denormalize`), clip to [0, 1], move channels last, and draw
-    each image in a grid of ``ncols`` columns with its class name as title; one inch per
-    image at 100 dpi (``figsize=(ncols, nrows)``).
+    A grid of ``ncols`` columns, each image titled with its class name, one inch per image at
+    100 dpi; the images as they were before normalisation, clipped to [0, 1].
 
     Returns:
         The (N, H, W, 3) float array in [0, 1] that was drawn.

@@ -169,7 +169,7 @@ def test_read_batch_layout():
     expect_equal(np.asarray(y).tolist(), [3, 1, 4], "read_batch labels",
                  hint='the b"labels" list of the file, in order', docs=docs("1.1"))  # fmt: skip
     expect_equal(str(np.asarray(y).dtype), "int64", "read_batch labels dtype",
-                 hint="np.asarray(..., dtype=np.int64)", docs=docs("1.1"))  # fmt: skip
+                 hint="an int64 numpy array, not a Python list (the page's Traps)", docs=docs("1.1"))  # fmt: skip
 
 
 @pytest.mark.task("1.2", points=2)
@@ -354,14 +354,15 @@ def test_show_batch_writes_the_grid():
     classes = [f"c{i}" for i in range(10)]
     o = observe(_observe_show_batch, x, np.arange(10), classes, MEAN, STD, 5)
     expect(o["png"] is not None, "show_batch output file", "a PNG at the path given",
-           "missing", hint="fig.savefig(path, dpi=100)", docs=docs("1.8"))  # fmt: skip
+           "missing", hint="save the figure as a PNG at the path you are given", docs=docs("1.8"))  # fmt: skip
     try:
         size = Image.open(io.BytesIO(o["png"])).size
     except Exception as e:  # noqa: BLE001 - any unreadable file is the learner's mistake
         size = f"not a readable image ({type(e).__name__})"
     expect_equal(size, (500, 200), "grid image size for 10 images in 5 columns (one inch per "
-                 "image at 100 dpi)", hint="figsize=(ncols, nrows) at dpi=100; "
-                 'bbox_inches="tight" would crop it', docs=docs("1.8"))  # fmt: skip
+                 "image at 100 dpi)", hint="a figure ncols inches wide and nrows inches high, saved at "
+                 "100 dpi; a tight bounding box would crop it (the page's Traps)",
+                 docs=docs("1.8"))  # fmt: skip
     want = np.clip(images(10, seed=5) / 255.0, 0, 1)
     expect_close(np.asarray(o["shown"]), want, "the images drawn: un-normalised into [0, 1], "
                  "channels last", atol=1e-5, hint="denormalize (Task 1.3), clip to [0, 1], "

@@ -481,4 +481,5 @@ def test_finetune_moves_the_model_to_the_device():
     x, y = torch.randn(4, 3, 64, 64, generator=g), torch.arange(4)
     o = observe(_observe_finetune_device, SEED, _head(3, 4), x, y, "cuda")
     expect_equal(o, ["cuda"], "device of the model's parameters after finetune",
-                 hint="model.to(device), and each batch with it", docs=docs("2.5"))  # fmt: skip
+                 hint="the model's parameters must end on device, and every batch must be "
+                 "there too when the model sees it", docs=docs("2.5"))  # fmt: skip

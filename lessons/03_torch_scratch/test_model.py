@@ -483,8 +483,8 @@ def test_alexnet_forward_matches_reference():
         ref = reference_alexnet(x, layers)
     expect_close(o["out"], ref, "AlexNet forward (eval mode) with this test's weights against "
                  "the paper's network with the same weights", **tolerance(ref, 1e-4),
-                 hint="features -> avgpool -> torch.flatten(x, 1) -> classifier; logits, no "
-                      "softmax", docs=docs("3.6"))  # fmt: skip
+                 hint="features -> avgpool -> each sample flattened in (C, H, W) order -> "
+                      "classifier; logits, no softmax", docs=docs("3.6"))  # fmt: skip
 
 
 def _observe_channels_last(layers, x):
@@ -509,15 +509,15 @@ def test_alexnet_accepts_channels_last_input():
     with torch.no_grad():
         ref = reference_alexnet(x, layers)
     what = "AlexNet forward (eval mode) on channels_last input (the GPU's fast memory layout)"
-    hint = ("flatten with an operation that copies when it must (torch.flatten(x, 1) or "
-            "reshape): view() needs each sample's values stored in (C, H, W) order, and in "
-            "channels_last memory they are not")  # fmt: skip
+    hint = ("flatten with an operation that copies when it must: view() needs each "
+            "sample's values stored in (C, H, W) order, and in channels_last memory they are "
+            "not (the page's trap)")  # fmt: skip
     expect("error" not in o, what, "the same logits as for ordinary input", o.get("error"),
            hint=hint, docs=docs("3.6"))  # fmt: skip
     expect_close(o["plain"], ref, "AlexNet forward (eval mode) on ordinary input, 67 px, with "
                  "this test's weights, against the paper's network", **tolerance(ref, 1e-4),
-                 hint="features -> avgpool (adaptive, to 6x6) -> torch.flatten(x, 1) -> "
-                      "classifier", docs=docs("3.6"))  # fmt: skip
+                 hint="features -> avgpool (adaptive, to 6x6) -> each sample flattened in "
+                      "(C, H, W) order -> classifier", docs=docs("3.6"))  # fmt: skip
     expect_close(o["channels_last"], ref, f"{what}, against the paper's network on the same "
                  "input", **tolerance(ref, 1e-4), hint=hint, docs=docs("3.6"))  # fmt: skip
 

@@ -129,12 +129,13 @@ def test_train_one_epoch_matches_reference_loop():
                 "loss only (never around the whole epoch, and never the backward)")  # fmt: skip
     expect_close(np.array(o["got"], dtype=float), np.array(want), "train_one_epoch (mean loss "
                  f"per sample, accuracy) against the reference loop{amp}", **tol,
-                 hint="loss_fn(logits, labels) on the raw logits; weight each batch's loss "
-                      "by its size" + amp_hint, docs=docs("3.8"))  # fmt: skip
+                 hint="the loss of the raw logits (no softmax first); each batch's loss "
+                      "weighs as many samples as it holds" + amp_hint, docs=docs("3.8"))  # fmt: skip
     for (name, p), q in zip(o["params"].items(), ref.parameters()):
         expect_close(p, q, f"weights '{name}' after one epoch, against the reference loop{amp}",
-                     **tol, hint="each step: zero_grad, forward (training mode), loss, "
-                     "backward, step" + amp_hint, docs=docs("3.8"))  # fmt: skip
+                     **tol, hint="one step per batch, in training mode, from that batch's "
+                     "own gradient: gradients left from the previous batch add up with the "
+                     "new ones" + amp_hint, docs=docs("3.8"))  # fmt: skip
     expect(o["training"], "the model's mode after train_one_epoch", "training", "eval",
            docs=docs("3.8"))  # fmt: skip
 
@@ -332,8 +333,8 @@ def test_fit_steps_the_schedule_once_per_epoch():
     tr, va = _fit_fixture()
     h = observe(_observe_fit_schedule, start, tr, va)
     expect_close(h["lr"], [0.1, 0.05, 0.025], "learning rate used in each epoch (StepLR, "
-                 "gamma 0.5)", atol=1e-12, hint="call scheduler.step() once per epoch, after "
-                 "the epoch", docs=docs("3.10"))  # fmt: skip
+                 "gamma 0.5)", atol=1e-12, hint="the scheduler steps once per epoch, after the "
+                 "epoch's training (not per batch, not before)", docs=docs("3.10"))  # fmt: skip
     for name in ("train_loss", "train_accuracy", "val_loss"):
         expect_equal(len(h[name]), 3, f"history.{name}: one entry per epoch",
                      docs=docs("3.10"))  # fmt: skip

@@ -10,9 +10,9 @@ logits on the same input. Two conventions differ and are the lesson's traps:
   (N, 6, 6, 256) and (N, 256, 6, 6) orders the 9216 features differently, so fc6's weights
   must be permuted when ported.
 * LRN. ``tf.nn.local_response_normalization(x, depth_radius, bias, alpha, beta)`` sums over
-  ``2 * depth_radius + 1`` channels and does NOT divide alpha by that size: the paper's layer
-  (n = 5, k = 2, alpha = 1e-4, beta = 0.75) is depth_radius 2, bias 2, alpha 1e-4, beta 0.75.
-  PyTorch's LocalResponseNorm divides alpha by ``size``, so there it is alpha 5e-4.
+  ``2 * depth_radius + 1`` channels and does NOT divide alpha by that size, while PyTorch's
+  LocalResponseNorm divides alpha by its ``size``: the same paper layer (n = 5, k = 2,
+  alpha = 1e-4, beta = 0.75) takes different arguments in the two frameworks.
 
 Shapes for a (N, 227, 227, 3) input: conv1 block (N, 27, 27, 96), conv2 block
 (N, 13, 13, 256), conv3-5 (N, 6, 6, 256), flatten (N, 9216), classifier (N, num_classes).
@@ -104,9 +104,9 @@ def classifier_layers(num_classes: int = 10, dropout: float = 0.5) -> list[layer
 
 def build_alexnet(num_classes: int = 10, norm: str = "lrn", input_size: int = 227,
                   dropout: float = 0.5) -> keras.Model:  # fmt: skip
-    """Task 4.4: the whole network as a ``keras.Sequential`` named "alexnet":
-    ``keras.Input((input_size, input_size, 3))``, :func:`conv_blocks`,
-    ``AdaptiveAvgPool2D(6)`` (named "avgpool"), :func:`classifier_layers`."""
+    """Task 4.4: the whole network as a ``keras.Sequential`` named "alexnet": an input of
+    ``input_size`` x ``input_size`` x 3, :func:`conv_blocks`, the given
+    :class:`AdaptiveAvgPool2D` to 6x6, :func:`classifier_layers`."""
     if norm not in NORMS:
         raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
     # TODO: Task 4.4 -- see docs/lessons/04_keras_scratch.md#task-4-4
@@ -135,11 +135,10 @@ def port_torch_weights(torch_model, keras_model: keras.Model) -> keras.Model:
     matching Keras model.
 
     Take the torch Conv2d / Linear layers in order and the Keras Conv2D / Dense layers in
-    order. Convolution kernels go OIHW -> HWIO (``transpose(2, 3, 1, 0)``); dense kernels
-    (out, in) -> (in, out). The first dense layer reads the flattened features: torch
-    flattens (C, H, W), Keras (H, W, C), so its input axis must be reordered from
-    (C, H, W) to (H, W, C). BatchNorm: gamma, beta, moving mean, moving variance from
-    weight, bias, running_mean, running_var.
+    order. Convolution kernels go OIHW -> HWIO; dense kernels (out, in) -> (in, out). The
+    first dense layer reads the flattened features: torch flattens (C, H, W), Keras
+    (H, W, C), so its input axis must be reordered from (C, H, W) to (H, W, C). BatchNorm:
+    gamma, beta, moving mean, moving variance from weight, bias, running_mean, running_var.
     """
     import torch
 

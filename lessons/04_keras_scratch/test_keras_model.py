@@ -433,7 +433,7 @@ def test_paper_initialisation():
     stds = [round(float(np.std(values_of(layer["weights"][0]))), 4) for layer in weighted]
     expect(len(stds) == 8 and all(abs(s - 0.01) < 0.0015 for s in stds),
            "kernel std per Conv2D/Dense layer", [0.01] * 8, stds,
-           hint="keras.initializers.RandomNormal(0.0, 0.01)", docs=docs("4.4"))  # fmt: skip
+           hint="kernels drawn from N(0, 0.01): the given paper_init", docs=docs("4.4"))  # fmt: skip
     biases = []
     for layer in weighted:
         b = layer["weights"][1]

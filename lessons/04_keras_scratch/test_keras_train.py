@@ -85,8 +85,8 @@ def test_train_step_matches_a_reference_tape():
         opt.apply_gradients(zip(grads, ref.trainable_variables))
         want.append(float(loss))
     expect_close(o["losses"], want, "loss of 3 training steps against a reference GradientTape "
-                 "step", atol=1e-5, hint="training=True, loss on logits (from_logits=True), "
-                 "step(x, y) returns the batch's loss", docs=docs("4.6"))  # fmt: skip
+                 "step", atol=1e-5, hint="the model in training mode, the loss on logits, one "
+                 "update per call; step(x, y) returns the batch's loss", docs=docs("4.6"))  # fmt: skip
     expect_equal(len(o["weights"]), len(ref.get_weights()), "number of weight arrays after "
                  "3 steps", docs=docs("4.6"))  # fmt: skip
     for a, b in zip(o["weights"], ref.get_weights()):
@@ -123,7 +123,8 @@ def test_train_step_updates_batch_norm_in_training_mode():
     (gamma, _, moving, _), (gamma2, _, moving2, _) = o["before"], o["after"]
     expect(not np.allclose(moving, moving2), "BatchNorm moving mean after a training step",
            "updated (BatchNorm in training mode)", "unchanged",
-           hint="call the model with training=True; do not freeze BatchNorm",
+           hint="the model must run in training mode inside the step (BatchNorm then "
+                "updates its moving statistics); do not freeze BatchNorm",
            docs=docs("4.6"))  # fmt: skip
     expect(not np.allclose(gamma, gamma2), "BatchNorm gamma after a training step", "trained",
            "unchanged", hint="BatchNorm's gamma and beta are trainable weights: keep them in "
@@ -221,21 +222,22 @@ def test_fit_checkpoints_the_best_validation_epoch(tmp_path):
     h = o["history"]
     for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
         expect(key in h and len(h[key]) == 5, f"history[{key!r}]", "5 values", h.get(key),
-               hint="return history.history; compile with metrics=['accuracy']",
+               hint="return the per-epoch history dict that fit records; compile with the "
+                    "accuracy metric",
                docs=docs("4.7"))  # fmt: skip
     probe = o["probe"]
     moment = round(-(probe[1] - probe[0]) / 0.1 - 1, 4)
     expect_close(probe, [-0.1, -0.1 * (2 + SGD_MOMENTUM)], "the optimizer fit_keras compiled, "
                  "rebuilt from its config at lr 0.1: a weight's position after two steps of "
                  f"gradient 1 (measured momentum {moment})", atol=1e-6,
-                 hint="keras.optimizers.SGD with momentum=0.9 (not Nesterov); Keras's "
-                      "default momentum is 0", docs=docs("4.7"))  # fmt: skip
+                 hint="SGD with momentum 0.9 (not Nesterov); Keras's default momentum is 0",
+                 docs=docs("4.7"))  # fmt: skip
     best = int(np.argmax(h["val_accuracy"]))
     assert best != int(np.argmax(h["accuracy"])), "fixture failed to separate train and val"
     assert best != 4, "fixture failed to put the best validation epoch before the last"
     expect(o["checkpoint"] is not None, "checkpoint file", "written to checkpoint_path",
-           "not written", hint="ModelCheckpoint(checkpoint_path, save_weights_only=True, ...)",
-           docs=docs("4.7"))  # fmt: skip
+           "not written", hint="a checkpoint callback that writes the weights only to "
+           "checkpoint_path", docs=docs("4.7"))  # fmt: skip
     ckpt = tmp_path / "best.weights.h5"
     ckpt.write_bytes(o["checkpoint"])
     check = small_net(seed=4)
@@ -245,24 +247,25 @@ def test_fit_checkpoints_the_best_validation_epoch(tmp_path):
     expect_close(acc, max(h["val_accuracy"]), "validation accuracy of the checkpointed "
                  f"weights (history: val {np.round(h['val_accuracy'], 3).tolist()}, train "
                  f"{np.round(h['accuracy'], 3).tolist()})", atol=1e-6,
-                 hint="ModelCheckpoint(monitor='val_accuracy', mode='max', "
-                      "save_best_only=True)", docs=docs("4.7"))  # fmt: skip
+                 hint="the checkpoint must hold the epoch with the best VALIDATION accuracy "
+                      "(what does the callback monitor, and does it keep only the best?)",
+                 docs=docs("4.7"))  # fmt: skip
     ok = len(o["final"]) == len(check.get_weights()) and all(
         np.allclose(a, b, atol=1e-7) for a, b in zip(o["final"], check.get_weights()))  # fmt: skip
     expect(ok, "the model's weights when fit_keras returns", f"the best validation epoch's "
            f"(epoch {best + 1}, as checkpointed)", "other weights (the last epoch's?)",
-           hint="EarlyStopping(monitor='val_accuracy', mode='max', patience=patience, "
-                "restore_best_weights=True)", docs=docs("4.7"))  # fmt: skip
+           hint="early stopping on validation accuracy can put the best epoch's weights back "
+                "when it ends (the page's Look up)", docs=docs("4.7"))  # fmt: skip
     expect_close(h.get("learning_rate", []), [0.05] * 5, "learning rate per epoch (drop every "
-                 "10)", atol=1e-7, hint="LearningRateScheduler(lr_schedule(lr, "
-                 "every=drop_every)) records history['learning_rate']",
+                 "10)", atol=1e-7, hint="a learning-rate scheduler callback with your "
+                 "lr_schedule (every drop_every epochs) records history['learning_rate']",
                  docs=docs("4.7"))  # fmt: skip
     want, _ = reference_fit(start, x, y, y_val, 5, 0.05, tmp_path / "reference.weights.h5")
     for key in ("loss", "val_accuracy"):
         expect_close(h[key], want[key], f"history[{key!r}] against a reference fit from the "
-                     "same weights", atol=1e-4, hint="compile with SGD(lr, momentum=0.9), "
-                     "SparseCategoricalCrossentropy(from_logits=True), metrics=['accuracy']; "
-                     "fit on train_ds with validation_data=val_ds", docs=docs("4.7"))  # fmt: skip
+                     "same weights", atol=1e-4, hint="SGD at lr with momentum 0.9, cross-entropy "
+                     "on logits, the accuracy metric; train on train_ds, validate on val_ds "
+                     "every epoch", docs=docs("4.7"))  # fmt: skip
 
 
 # ---------------------------------------------------------------- 4.8

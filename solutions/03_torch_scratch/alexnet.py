@@ -51,8 +51,8 @@ def paper_lrn() -> nn.LocalResponseNorm:
     """Task 3.1: the paper's local response normalisation (section 3.3).
 
     The paper computes ``b = a / (k + alpha * sum(a_j ** 2)) ** beta`` over n = 5 adjacent
-    channels with k = 2, alpha = 1e-4, beta = 0.75. ``torch.nn.LocalResponseNorm`` divides
-    its ``alpha`` by ``size`` first, so the paper's layer needs ``alpha = 5 * 1e-4``.
+    channels with k = 2, alpha = 1e-4, beta = 0.75. ``torch.nn.LocalResponseNorm`` does not
+    put ``alpha`` where the paper does: compare the two formulas (the page's trap).
     """
     ### BEGIN SOLUTION 3.1
     return nn.LocalResponseNorm(size=5, alpha=5 * 1e-4, beta=0.75, k=2.0)
@@ -63,8 +63,8 @@ def norm_layer(norm: str, channels: int) -> nn.Module:
     """Task 3.1: the layer the ``norm`` switch puts after a convolution's ReLU.
 
     Args:
-        norm: 'lrn' for :func:`paper_lrn`, 'batch' for ``BatchNorm2d(channels)``, 'none' for
-            ``nn.Identity()``.
+        norm: 'lrn' for :func:`paper_lrn`, 'batch' for a new BatchNorm over ``channels``,
+            'none' for a layer that returns its input unchanged; anything else: ValueError.
         channels: the number of channels it normalises.
     """
     ### BEGIN SOLUTION 3.1
@@ -147,11 +147,12 @@ def classifier(num_classes: int = 10, dropout: float = 0.5) -> nn.Sequential:
 
 class AlexNet(nn.Module):
     """Task 3.6: the whole network, torchvision's naming: ``features``, ``avgpool``,
-    ``classifier``, joined by ``torch.flatten(x, 1)``.
+    ``classifier``, with each sample flattened to 9216 values in (C, H, W) order between
+    the last two (also for channels_last input: the page's trap).
 
-    ``avgpool`` is ``nn.AdaptiveAvgPool2d((6, 6))``: at 227 px it changes nothing; it lets
-    smaller inputs (67 px is the smallest the layer stack accepts) reach the 9216-input
-    classifier, which the ``cpu`` profile of the comparison uses.
+    ``avgpool`` pools adaptively to 6x6: at 227 px it changes nothing; it lets smaller
+    inputs (67 px is the smallest the layer stack accepts) reach the 9216-input classifier,
+    which the ``cpu`` profile of the comparison uses.
     """
 
     def __init__(self, config: AlexNetConfig | None = None, **overrides) -> None:

@@ -51,10 +51,8 @@ def train_one_epoch(
     optimizer: torch.optim.Optimizer,
     loss_fn: Callable | None = None,
 ) -> tuple[float, float]:
-    """Task 3.8: one pass over ``loader`` in training mode.
-
-    For each batch: move it to the model's device, zero the gradients, forward, loss,
-    backward, optimizer step.
+    """Task 3.8: one pass over ``loader`` in training mode: every batch, on the model's
+    device, makes one optimizer step from the gradient of its own loss.
 
     Args:
         model: the network; it returns logits.
@@ -135,11 +133,11 @@ def fit(
 ) -> History:
     """Task 3.10: train for ``epochs`` epochs and keep the best model by VALIDATION accuracy.
 
-    Each epoch: :func:`train_one_epoch`, :func:`evaluate` on ``val_loader``, record the
-    learning rate the epoch used, step the scheduler once. When validation accuracy beats
-    the best so far, save ``{"epoch", "val_accuracy", "model"}`` (the state dict) to
-    ``checkpoint_path``. After the last epoch the best weights are loaded back into
-    ``model``.
+    Each epoch trains (:func:`train_one_epoch`) and evaluates on ``val_loader``
+    (:func:`evaluate`); the history records the learning rate each epoch trained with; the
+    scheduler steps once per epoch. When validation accuracy beats the best so far, the
+    checkpoint ``{"epoch", "val_accuracy", "model"}`` (the state dict) goes to
+    ``checkpoint_path``. After the last epoch ``model`` holds the best weights.
 
     Returns:
         The :class:`History` of losses, accuracies and learning rates per epoch.

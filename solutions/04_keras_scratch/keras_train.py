@@ -18,12 +18,10 @@ import tensorflow as tf
 
 def make_train_step(model: keras.Model, optimizer: keras.optimizers.Optimizer,
                     loss_fn: keras.losses.Loss | None = None) -> Callable:  # fmt: skip
-    """Task 4.6: a compiled training step ``step(x, y) -> loss``.
-
-    Inside a ``tf.GradientTape``: run the model in TRAINING mode (``training=True``: dropout
-    on, BatchNorm on batch statistics), compute the loss on the logits
-    (``SparseCategoricalCrossentropy(from_logits=True)`` by default), then take the gradients
-    of the loss with respect to ``model.trainable_variables`` and apply them.
+    """Task 4.6: a compiled training step ``step(x, y) -> loss``: one update of the model's
+    trainable variables with ``optimizer``, from the gradient of the batch's loss (on the
+    logits; sparse categorical cross-entropy by default), the model in TRAINING mode
+    (dropout on, BatchNorm on batch statistics).
     """
     loss_fn = loss_fn or keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
@@ -55,11 +53,11 @@ def lr_schedule(initial_lr: float, drop: float = 0.5, every: int = 10) -> Callab
 
 def fit_keras(model: keras.Model, train_ds, val_ds, *, epochs: int, lr: float,
               checkpoint_path: str, patience: int = 5, drop_every: int = 10) -> dict:  # fmt: skip
-    """Task 4.7: ``compile`` (SGD momentum 0.9, cross-entropy on logits, accuracy) and ``fit``
-    with three callbacks: ``LearningRateScheduler(lr_schedule(lr, every=drop_every))``,
-    ``ModelCheckpoint(checkpoint_path, monitor="val_accuracy", mode="max",
-    save_best_only=True, save_weights_only=True)`` and ``EarlyStopping(monitor=
-    "val_accuracy", patience=patience, restore_best_weights=True)``.
+    """Task 4.7: compile (SGD with momentum 0.9, cross-entropy on logits, accuracy) and fit,
+    with callbacks for the learning-rate schedule (:func:`lr_schedule`, every ``drop_every``
+    epochs), a weights-only checkpoint at ``checkpoint_path`` whenever VALIDATION accuracy
+    improves, and early stopping on validation accuracy after ``patience`` epochs that
+    leaves the best epoch's weights in ``model``.
 
     Returns:
         ``history.history`` (per-epoch "loss", "accuracy", "val_loss", "val_accuracy",
