@@ -175,6 +175,8 @@ def pytest_configure(config: pytest.Config) -> None:
         "task(id, points=1, timeout=None, hidden=False): a graded test of task ID worth POINTS",
     )
     config.addinivalue_line("markers", "gpu: needs a CUDA GPU; skipped with a reason without one")
+    for line in NOT_THE_LEARNERS:
+        config.addinivalue_line("filterwarnings", line)
     if config.getoption("--solutions"):
         learner.configure("solutions", config.getoption("--solutions-dir"))
     config.stash[BOARD] = Scoreboard()
@@ -188,6 +190,13 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 CAPS_ENV = "ALEXNET_COURSE_CAPS"
+# Warnings a graded run shows although the learner's code did nothing wrong: silenced, so a
+# green run is quiet and a warning always means something to the learner.
+NOT_THE_LEARNERS = (
+    # Keras's model.fit defaults to shuffle=True and says it ignores it for a tf.data
+    # Dataset (lesson 04's fit_keras: the datasets are the test's)
+    "ignore:`shuffle=True` was passed, but will be ignored:UserWarning",
+)
 
 
 def _cap_check(spec: str | None):
