@@ -1,6 +1,7 @@
 """The learner's release: ``alexnet-course release OUT [--classroom]`` writes the course
 without its solutions, its project tests or its development tooling, with every lesson's
-learner files regenerated as stubs."""
+learner files regenerated as stubs, and a start page, Makefile and pytest settings of the
+learner's own (:mod:`.learner_copy`): every command the copy's README names works there."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import re
 import shutil
 from pathlib import Path
 
+from alexnet_course.authoring import learner_copy
 from alexnet_course.course import RELEASE_EXCLUDED, RELEASE_ITEMS
 from alexnet_course.grading.grader import GradeError
 
@@ -16,7 +18,8 @@ DEVTOOLS_BLOCK = re.compile(r"<!-- devtools -->.*?<!-- /devtools -->\n?", re.S)
 def release(course: Path, out: Path) -> list[str]:
     """Write the learner's copy of the course to ``out``: everything but the solutions, the
     project's own tests and its development tooling (``alexnet_course.devtools``), with every
-    lesson's learner files regenerated as stubs.
+    lesson's learner files regenerated as stubs and the learner's own README.md, Makefile
+    and pytest settings.
 
     Returns:
         The lesson files written as stubs.
@@ -38,6 +41,7 @@ def release(course: Path, out: Path) -> list[str]:
         elif src.is_file():
             shutil.copy2(src, out / name)
     generate(course / "solutions", out / "lessons")
+    learner_copy.write(course, out)  # the learner's README, Makefile and pytest settings
     reference = out / "docs" / "reference.md"
     if reference.is_file():  # the development tooling's part of the library reference
         reference.write_text(DEVTOOLS_BLOCK.sub("", reference.read_text()))

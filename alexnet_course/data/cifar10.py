@@ -133,9 +133,9 @@ def read_classes(folder: Path) -> tuple[str, ...]:
     return tuple(n.decode() if isinstance(n, bytes) else str(n) for n in names)
 
 
-NO_DATA_HINT = ("Without it: `make compare PROFILE=smoke` runs the whole comparison on "
-                "generated data, and `alexnet-course data synth DIR` writes a small synthetic "
-                "CIFAR-10 in the same layout.")
+NO_DATA_HINT = ("Without it: `alexnet-course compare --profile smoke` runs the whole comparison "
+                "on generated data, and `alexnet-course data synth DIR` writes a small "
+                "synthetic CIFAR-10 in the same layout.")
 
 
 def write_batches(folder: Path, train: tuple, test: tuple, *, label: str = "") -> None:
@@ -216,7 +216,8 @@ def locate(root: str | os.PathLike | None = None, download_missing: bool = False
 def _hold_out(labels: np.ndarray, val_size: int, seed: int, split: Callable | None):
     n = len(labels)
     if not 0 <= val_size < n:
-        raise ValueError(f"val_size must lie in [0, {n - 1}], got {val_size}")
+        raise DataError(f"a validation split of {val_size} images needs more than the {n} "
+                        f"training images found: ask for fewer (--val-size)")  # fmt: skip
     if val_size == 0:
         return np.arange(n), np.empty(0, dtype=np.int64)
     if split is None:

@@ -196,6 +196,8 @@ NOT_THE_LEARNERS = (
     # Keras's model.fit defaults to shuffle=True and says it ignores it for a tf.data
     # Dataset (lesson 04's fit_keras: the datasets are the test's)
     "ignore:`shuffle=True` was passed, but will be ignored:UserWarning",
+    # pytest-benchmark, when a speed test stops before timing anything (a stub, a failure)
+    "ignore:Benchmark fixture was not used at all",
 )
 
 
@@ -391,6 +393,7 @@ def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config):
     return None
 
 
+@pytest.hookimpl(trylast=True)  # after pytest-benchmark's table: the score ends the run
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
     board = config.stash.get(BOARD, None)
     if board is None or not board.outcomes or config.getoption("--no-score"):
