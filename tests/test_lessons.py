@@ -149,6 +149,10 @@ def test_correct_alternatives_get_full_marks(lesson, tmp_path):
     ("01_data", "data.py", "return x.mean(axis=0), x.std(axis=0)",
      "return x.mean(axis=0), x.std(axis=0, ddof=1)", "test_data.py",
      ["ddof=0", "population", "docs/lessons/01_data.md#task-1-2"]),
+    # 1.6: a split whose training indices keep the validation ones is named as such (the
+    # hint once said to read all five batch files)
+    ("01_data", "data.py", "train_idx = np.setdiff1d(np.arange(n), val_idx)", "train_idx = np.arange(n)",
+     "test_data.py", ["never both", "docs/lessons/01_data.md#task-1-6"]),
     # 2.4: the page's trap (`in` on tensors compares values) is named, not a raw RuntimeError
     ("02_torch_pretrained", "pretrained.py", "p.requires_grad and id(p) not in head_ids",
      "p.requires_grad and p not in head", "test_pretrained.py",

@@ -216,8 +216,10 @@ def test_evaluate_counts_every_sample():
     expect_close(o["per_class"], [3 / 4, 3 / 4, 2 / 4], "per-class accuracy", atol=1e-9,
                  docs=docs("3.9"))  # fmt: skip
     expect_close(o["accuracy"], 8 / 12, "accuracy", atol=1e-9, docs=docs("3.9"))
-    expect_close(o["loss"], F.cross_entropy(logits, labels).item(), "mean loss per sample",
-                 atol=1e-5, docs=docs("3.9"))  # fmt: skip
+    expect_close(o["loss"], F.cross_entropy(logits, labels).item(), "mean loss per sample "
+                 "(12 samples in batches of 5, 5 and 2)", atol=1e-5, hint="each batch's loss "
+                 "weighs as many samples as it holds: the mean of the batch means gives the "
+                 "batch of 2 the weight of 5", docs=docs("3.9"))  # fmt: skip
     expect(len(o["grad_enabled"]) > 0 and not any(o["grad_enabled"]),
            "gradients during evaluate", "disabled (no_grad)", "enabled", docs=docs("3.9"))  # fmt: skip
 
