@@ -166,3 +166,27 @@ def test_three_uses_one():
     assert three["output"].startswith("needs Task 9.1 (not started)")
     one = next(t for t in res["tests"] if t["name"].endswith("test_one"))
     assert one["output"].startswith("not started")
+
+
+def test_a_speed_ratio_is_excused_only_when_the_noise_could_explain_it(monkeypatch):
+    """Lessons 03's and 04's speed checks: a ratio under the bar is "too busy to judge" only
+    when the run's own timing noise could account for the shortfall and the machine is busy;
+    never under the class grader's rule."""
+    from alexnet_course.grading import load
+
+    def verdict(ratio, noise, share, excuse=True):
+        monkeypatch.setenv(SHARE_ENV, str(share))
+        load.configure(excuse=excuse)
+        return load.too_busy_to_judge(ratio, 0.8, noise)
+
+    try:
+        assert verdict(0.85, 1.0, 0.3) is None  # over the bar: passes, busy or not
+        assert verdict(0.3, 1.5, 0.3) is None  # far under it: slow code, busy or not
+        assert verdict(0.78, 1.05, 1.0) is None  # a quiet machine, steady timings: it stands
+        why = verdict(0.7, 1.3, 1.0)  # quiet now, but the timings were disturbed
+        assert why and "0.70x" in why and "1.30x" in why
+        assert verdict(0.78, 1.05, 0.4)  # steady timings, but a busy machine
+        assert verdict(0.7, 1.05, 0.4) is None  # more than the noise explains: it fails
+        assert verdict(0.7, 1.3, 0.4, excuse=False) is None  # the grader decides as measured
+    finally:
+        load.configure(excuse=True)
