@@ -112,6 +112,9 @@ def test_the_copy_has_a_learners_readme_makefile_and_settings(copies):
     assert (copy / "docs" / "setup.md").read_text().startswith("# Set-up\n")
     assert 'testpaths = ["lessons"]' in (copy / "pyproject.toml").read_text()
     makefile = (copy / "Makefile").read_text()
+    # the instructor's --solutions says at once that the copy has none (it failed every test)
+    rc, out = run(copy, ".venv/bin/pytest lessons/05_analysis --solutions")
+    assert rc == 4 and "this copy of the course has no solutions/" in out, out[-2000:]
     targets = set(re.findall(r"^([a-z-]+):", makefile, re.M))
     assert targets == {"install", "test", "serve", "clean"}, targets  # no project-only target
     assert " -n " not in makefile  # one pytest process: the score table sees every test

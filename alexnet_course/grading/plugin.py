@@ -178,6 +178,10 @@ def pytest_configure(config: pytest.Config) -> None:
     for line in NOT_THE_LEARNERS:
         config.addinivalue_line("filterwarnings", line)
     if config.getoption("--solutions"):
+        if not config.getoption("--solutions-dir") and not _has_solutions(config):
+            raise pytest.UsageError("--solutions: this copy of the course has no solutions/ "
+                                    "(a learner's release): run the tests on your own files, "
+                                    "without --solutions")  # fmt: skip
         learner.configure("solutions", config.getoption("--solutions-dir"))
     config.stash[BOARD] = Scoreboard()
     spec = os.environ.pop(remote.WORKER_ENV, None)
@@ -187,6 +191,18 @@ def pytest_configure(config: pytest.Config) -> None:
         remote.configure_remote(json.loads(spec), config.getoption("--load-timeout"),
                                 _cap_check(os.environ.pop(CAPS_ENV, None)))
         learner.seal()
+
+
+def _has_solutions(config: pytest.Config) -> bool:
+    """Whether a ``solutions/`` folder is where ``--solutions`` looks: beside the lessons
+    named on the command line, at the rootdir, or at the course root."""
+    from alexnet_course.course import course_root
+
+    places = [config.rootpath, course_root()]
+    for arg in config.args:
+        path = Path(str(arg).split("::")[0]).resolve()
+        places += list(path.parents)[:3]
+    return any((p / "solutions").is_dir() for p in places)
 
 
 CAPS_ENV = "ALEXNET_COURSE_CAPS"
