@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import os
 import sys
 from pathlib import Path
 
@@ -102,7 +103,16 @@ def cmd_compare(args: argparse.Namespace, argv: list[str] | None = None) -> int:
 
     if args.nproc is not None and not under_torchrun():  # this command again, under torchrun
         return launch(args.nproc, list(sys.argv[1:] if argv is None else argv))
-    return run_compare(args)
+    return run_compare(args, argv)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from alexnet_course.compare.runner import rewrite_report
+    from alexnet_course.provenance import public_path
+
+    rewrite_report(args.folder, impl=args.impl, data_dir=args.data_dir)
+    print(f"report: {public_path(args.folder / 'report.md')} (figures beside it)")
+    return 0
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -239,6 +249,16 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_dir(cmp_)
     cmp_.set_defaults(func=cmd_compare)
 
+    rep = sub.add_parser("report", help="draw a run folder's figures and report.md again from its "
+                         "results.json files")  # fmt: skip
+    rep.add_argument("folder", type=Path, help="a compare --out folder")
+    rep.add_argument("--impl", choices=("solutions", "lessons"), default=None,
+                     help="whose lesson 05 analyses the results (default: solutions where they "
+                          "exist)")  # fmt: skip
+    rep.add_argument("--data-dir", type=Path, default=None,
+                     help="also draw the sample grid from this CIFAR-10 folder's test images")
+    rep.set_defaults(func=cmd_report)
+
     gr = sub.add_parser("grade", help="grade submissions into results.json files and a gradebook")
     gr.add_argument("submissions", nargs="+", type=Path, metavar="SUBMISSION",
                     help="a folder or .zip holding a learner's copy of lessons/")
@@ -367,6 +387,9 @@ def _add_devtools(sub) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)  # never changed after this line
+    # TensorFlow's start-up lines (its CPU features, a failed cuInit on a machine without a
+    # GPU) say nothing to a user of these commands: only its fatal errors are shown
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     try:
         if args.func is cmd_compare:
             return int(cmd_compare(args, argv) or 0)

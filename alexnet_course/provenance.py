@@ -109,10 +109,10 @@ def common_record(device=None, argv: list[str] | None = None, root: Path | None 
 
 def _public_bases(root: Path | None = None) -> list[tuple[str, str]]:
     """Machine folders and how published results show them, most specific first."""
-    import tempfile
-
-    bases = [(root or Path.cwd(), "."), (Path(tempfile.gettempdir()), "$TMPDIR"),
-             (Path.home(), "~")]  # fmt: skip
+    bases = [(root or Path.cwd(), ".")]
+    if os.environ.get("TMPDIR"):  # only a variable that is set: the reader can expand it
+        bases.append((Path(os.environ["TMPDIR"]), "$TMPDIR"))
+    bases.append((Path.home(), "~"))
     out = []
     for base, shown in bases:
         b = str(base.resolve())
@@ -122,9 +122,9 @@ def _public_bases(root: Path | None = None) -> list[tuple[str, str]]:
 
 
 def public_path(path, root: Path | None = None) -> str:
-    """A path as results may publish it: relative to the working folder (or ``root``) when
-    inside it, else under the temp folder as ``$TMPDIR`` or the home folder as ``~``; no
-    machine's absolute paths in published results."""
+    """A path as results and messages show it: relative to the working folder (or ``root``)
+    when inside it, else under ``$TMPDIR`` (where that variable is set) or the home folder as
+    ``~``, else as it is: never a variable the reader's shell does not have."""
     p = Path(path).resolve()
     for base, shown in _public_bases(root):
         if p.is_relative_to(base):
@@ -136,8 +136,8 @@ def public_path(path, root: Path | None = None) -> str:
 
 
 def public_text(text: str, root: Path | None = None) -> str:
-    """``text`` with the working folder (or ``root``), the temp folder and the home folder
-    written as ``.``, ``$TMPDIR`` and ``~``, and this Python's path as ``python3``."""
+    """``text`` with the working folder (or ``root``), ``$TMPDIR`` (where set) and the home
+    folder written as ``.``, ``$TMPDIR`` and ``~``, and this Python's path as ``python3``."""
     import re
 
     if os.path.isabs(sys.executable):

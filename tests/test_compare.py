@@ -627,7 +627,7 @@ def test_budget_plan_is_made_again_when_the_first_arm_runs_slower(tmp_path, monk
     monkeypatch.setattr(settings, "measure_settings", _measured(0.001, 0.002))
     monkeypatch.setattr(timing, "keras_step", lambda *a: 0.001)
     monkeypatch.setattr(callbacks, "REPLAN_STEPS", (1, 3))  # the smoke profile's epoch: 6 steps
-    clock = itertools.count(0.0, 4.0)  # steps 2-3 take 2 s each on this clock
+    clock = itertools.count(0.0, 2.0)  # steps 2-3 take 2 s each on this clock
     monkeypatch.setattr(callbacks, "clock", lambda: next(clock))
     _, plans, ran = _budget_run(tmp_path / "run", "torch-scratch,keras-scratch", "1.2")
     assert "the plan is made again" in capsys.readouterr().out
@@ -648,7 +648,7 @@ def test_budget_plan_stands_when_the_first_arm_runs_as_planned(tmp_path, monkeyp
     monkeypatch.setattr(settings, "measure_settings", _measured(1.0, 1.1))
     monkeypatch.setattr(timing, "batch_seconds", lambda *a: 0.0)
     monkeypatch.setattr(callbacks, "REPLAN_STEPS", (1, 3))
-    clock = iter([0.0, 2.08])  # 1.04 s a step: within the tolerance
+    clock = iter([0.0, 1.04, 2.08])  # 1.04 s a step: within the tolerance
     monkeypatch.setattr(callbacks, "clock", lambda: next(clock))
     (res,), _, _ = _budget_run(tmp_path / "run", "torch-scratch", "10")
     assert res["plan"]["check"]["ratio"] == 1.04 and "before" not in res["plan"]["check"]
@@ -676,6 +676,9 @@ def test_published_results_carry_no_machine_paths(tmp_path, monkeypatch):
 
     tmp = Path(tempfile.gettempdir()).resolve()
     monkeypatch.chdir("/")  # the temp and home folders outside the working folder
+    monkeypatch.delenv("TMPDIR", raising=False)  # unset: the path as it is, never "$TMPDIR"
+    assert public_path(tmp / "data") == str(tmp / "data")
+    monkeypatch.setenv("TMPDIR", str(tmp))
     assert public_path(tmp / "data") == "$TMPDIR/data"
     assert public_text(f"{sys.executable} -m pytest --out {tmp}/x") == "python3 -m pytest --out $TMPDIR/x"
     # a whole folder name only
@@ -743,3 +746,85 @@ def test_hardware_names_the_cpu_kernels_and_any_limit_on_them(monkeypatch):
     assert torch.backends.cpu.get_cpu_capability() in plain
     monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
     assert "(limited by ONEDNN_MAX_CPU_ISA=AVX2)" in hardware_text(torch.device("cpu"))
+
+
+def test_budget_plan_goes_back_up_when_the_first_arm_runs_faster(tmp_path, monkeypatch):
+    """A plan the budget cut, from a measurement that flattered the machine's load the other
+    way: the first arm's steps run much faster, so the plan is made again upwards before any
+    arm has finished, and the report says what the budget did."""
+    import itertools
+
+    from alexnet_course.compare import callbacks, settings, timing
+
+    monkeypatch.setattr(settings, "measure_settings", _measured(2.0, 2.5))
+    monkeypatch.setattr(timing, "batch_seconds", lambda *a: 0.0)
+    monkeypatch.setattr(callbacks, "REPLAN_STEPS", (1, 3))
+    clock = itertools.count(0.0, 0.001)
+    monkeypatch.setattr(callbacks, "clock", lambda: next(clock))
+    (res,), _, ran = _budget_run(tmp_path / "run", "torch-scratch", "1.2")
+    check = res["plan"]["check"]
+    assert check["direction"] == "up" and check["ratio"] < 0.01
+    assert check["before"]["epochs"] == 1 and check["before"]["train_images"] < 192
+    assert ran[0] == (res["plan"]["epochs"], res["plan"]["train_images"]) == (2, 192)
+    report = (tmp_path / "run" / "report.md").read_text()
+    assert "--budget-minutes 1.2" in report and "made again" in report
+
+
+
+def test_budget_plans_only_the_arms_that_will_run(tmp_path, monkeypatch):
+    """Offline, no ImageNet weights cached (the download is allowed and fails): the plan
+    counts only the three arms that run, records the two skipped with their reasons, and
+    the report says so; a second run reuses the measurement (and says so)."""
+    import torch
+
+    from alexnet_course.compare import settings, timing
+
+    def no_network(*a, **k):
+        raise OSError("network unreachable")
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", no_network)
+    calls = []
+    measured = _measured(0.01, 0.02)
+    monkeypatch.setattr(settings, "measure_settings", lambda *a, **k: calls.append(1) or measured(*a, **k))
+    monkeypatch.setattr(timing, "keras_step", lambda *a: 0.01)
+    out = tmp_path / "run"
+    args = ["compare", "--profile", "smoke", "--out", str(out), "--budget-minutes", "30",
+            "--epochs", "1"]  # fmt: skip
+    assert main(args) == 0
+    results = {r: json.loads((out / r / "results.json").read_text()) for r in
+               ("torch-scratch", "torch-tv-scratch", "keras-scratch", "torch-pretrained",
+                "keras-pretrained")}  # fmt: skip
+    plan = results["torch-scratch"]["plan"]
+    assert set(plan["estimated_seconds"]) == {"torch-scratch", "torch-tv-scratch", "keras-scratch"}
+    assert set(plan["skipped"]) == {"torch-pretrained", "keras-pretrained"}
+    assert all("could not be downloaded" in why for why in plan["skipped"].values())
+    assert results["torch-pretrained"]["status"] == "skipped"
+    assert "planned for no time" in (out / "report.md").read_text()
+    assert len(calls) == 1
+    assert main([*args[:4], str(tmp_path / "again"), *args[5:]]) == 0  # the same machine
+    assert len(calls) == 1  # measured once
+    again = json.loads((tmp_path / "again" / "torch-scratch" / "results.json").read_text())
+    assert again["settings"]["cached"]
+
+
+def test_a_budget_too_small_is_refused_with_what_would_fit(tmp_path, monkeypatch, capsys):
+    """Refused right after measuring, with the smallest budget for these arms, and nothing
+    left behind; the suggestion names the arms that fit the budget given."""
+    from alexnet_course.compare import plan, settings, timing
+
+    monkeypatch.setattr(settings, "measure_settings", _measured(2.0, 2.5))
+    monkeypatch.setattr(timing, "keras_step", lambda *a: 2.5)
+    out = tmp_path / "new" / "run"
+    assert main(["compare", "--profile", "smoke", "--out", str(out), "--no-download",
+                 "--arms", "torch-scratch,keras-scratch", "--budget-minutes", "0.2"]) == 2  # fmt: skip
+    err = capsys.readouterr().err
+    assert "too small" in err and "Give --budget-minutes" in err, err
+    assert not (tmp_path / "new").exists()  # a refused run leaves nothing behind
+    costs = plan.arm_costs(["torch-scratch", "keras-scratch"], {"torch-scratch": 1.0,
+                           "keras-scratch": 30.0}, n_train=45000, n_val=5000, n_test=10000,
+                           batch_size=128, keras_train_eval=5000)  # fmt: skip
+    alone = plan.minimum_minutes(costs[:1], 45000)
+    text = plan.too_small(costs, epochs=3, n_train=45000, budget_minutes=alone + 1)
+    assert f"Give --budget-minutes {int(plan.minimum_minutes(costs, 45000)) + 1}" in text
+    assert "--arms torch-scratch (" in text

@@ -10,11 +10,11 @@ def add_arguments(parser) -> None:
     add(parser)
 
 
-def run_compare(args) -> int:
+def run_compare(args, argv: list[str] | None = None) -> int:
     """``compare`` itself (:func:`.runner.run_compare`)."""
     from alexnet_course.compare.runner import run_compare as run
 
-    return run(args)
+    return run(args, argv)
 
 
 __all__ = ["ARMS", "PROFILES", "Profile", "add_arguments", "run_compare"]

@@ -60,11 +60,12 @@ class CheckpointSaver:
 
     # ------------------------------------------------------------ Keras
     def save_keras(self, model: Any, epoch: int, history: dict, best: float, is_best: bool) -> None:
-        """The last epoch's weights and state, and the best epoch's weights when ``is_best``."""
+        """The best epoch's weights when ``is_best`` (always: on disk, not a second copy in
+        memory), and with checkpoints the last epoch's weights and state."""
+        if is_best and self.writer:
+            self._keras_weights(model, "best")
         if not self._write():
             return
-        if is_best:
-            self._keras_weights(model, "best")
         self._keras_weights(model, "checkpoint")
         state = self.folder / "checkpoint.json"
         state.with_suffix(".json.tmp").write_text(json.dumps({"epoch": epoch, "history": history,

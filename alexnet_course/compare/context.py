@@ -37,16 +37,19 @@ class Options:
     no_bf16: bool
     no_compile: bool
     no_nnpack: bool
+    remeasure: bool = False
+    argv: tuple[str, ...] = ()  # the command line, for the provenance
 
     @classmethod
-    def from_args(cls, args: argparse.Namespace) -> Options:
+    def from_args(cls, args: argparse.Namespace, argv: list[str] | None = None) -> Options:
         arms = tuple(a.strip() for a in args.arms.split(",") if a.strip())
         return cls(profile=args.profile, arms=arms, out=args.out, impl=args.impl,
                    seed=args.seed, epochs=args.epochs, no_download=args.no_download,
                    data_label=args.data_label, data_dir=getattr(args, "data_dir", None),
                    budget_minutes=args.budget_minutes, resume=args.resume,
                    no_bf16=args.no_bf16, no_compile=args.no_compile,
-                   no_nnpack=args.no_nnpack)  # fmt: skip
+                   no_nnpack=args.no_nnpack, remeasure=args.remeasure,
+                   argv=tuple(argv or ()))  # fmt: skip
 
 
 @dataclass(frozen=True)

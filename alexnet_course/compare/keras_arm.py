@@ -75,7 +75,6 @@ def run_keras_arm(arm: str, ctx, folder: Path,
     tr_batches = kd.distribute(strategy, tr)
     history = new_history()
     start, best = 0, -math.inf
-    best_weights = None
     saver = CheckpointSaver(folder, enabled=profile.checkpoints)
     state = saver.load_keras(model) if ctx.options.resume else None
     if state is not None:
@@ -115,12 +114,8 @@ def run_keras_arm(arm: str, ctx, folder: Path,
         is_best = ev["accuracy"] > best
         if is_best:
             best = ev["accuracy"]
-            best_weights = model.get_weights()
         saver.save_keras(model, epoch, history, best, is_best)
-    if best_weights is not None:
-        model.set_weights(best_weights)
-    else:  # resumed after the last epoch: the best is on disk
-        saver.load_keras_best(model)
+    saver.load_keras_best(model)  # the best epoch's weights, kept on disk
     ev = kt.evaluate_keras(model, te, k)
     test_loss = float(np.mean([float(loss_fn(y, model(x, training=False))) for x, y in te]))
     n_train = int(sum(np.prod(v.shape) for v in model.trainable_weights))

@@ -75,7 +75,7 @@ def arm_costs(arms: list[str], step_seconds: dict[str, float], *, n_train: int, 
 
 
 def make_plan(costs: list[ArmCost], *, epochs: int, n_train: int, budget_minutes: float | None,
-              spent_seconds: float = 0.0) -> Plan:  # fmt: skip
+              spent_seconds: float = 0.0, explain: bool = True) -> Plan:  # fmt: skip
     """The epochs and training images every arm gets (the same for all), and the estimate."""
     unscaled = {c.arm: c.seconds(epochs) for c in costs}
     total = sum(unscaled.values())
@@ -97,10 +97,11 @@ def make_plan(costs: list[ArmCost], *, epochs: int, n_train: int, budget_minutes
         fraction = (available - fixed) / per_image_epoch
         min_images = 2 * math.ceil(n_train / max(1, costs[0].train_steps))  # two batches
         if fraction * n_train < min_images:
-            need = sum(c.seconds(1, min_images / n_train) for c in costs) / 60 / SAFETY
-            raise ValueError(f"--budget-minutes {budget_minutes:g} is too small on this machine: "
-                             f"even two batches of every arm need about "
-                             f"{need + spent_seconds / 60:.1f} minutes")  # fmt: skip
+            if not explain:
+                raise ValueError("too small")
+            raise ValueError(too_small(costs, epochs=epochs, n_train=n_train,
+                                       budget_minutes=budget_minutes,
+                                       spent_seconds=spent_seconds))  # fmt: skip
         plan.epochs = 1  # whole batches: the estimate rounds partial ones up
         b = costs[0].batch_size
         plan.train_images = min(n_train, max(b, math.floor(n_train * fraction / b) * b))
@@ -110,6 +111,39 @@ def make_plan(costs: list[ArmCost], *, epochs: int, n_train: int, budget_minutes
     plan.estimated_seconds = {c.arm: c.seconds(plan.epochs, frac) for c in costs}
     plan.estimated_total_seconds = sum(plan.estimated_seconds.values())
     return plan
+
+
+def minimum_minutes(costs: list[ArmCost], n_train: int, spent_seconds: float = 0.0) -> float:
+    """The smallest budget ``costs``' arms fit: two batches of each, then the evaluations."""
+    if not costs:
+        return spent_seconds / 60
+    min_images = 2 * math.ceil(n_train / max(1, costs[0].train_steps))
+    need = sum(c.seconds(1, min_images / n_train) for c in costs) + REPORT_SECONDS
+    return (need / SAFETY + spent_seconds) / 60
+
+
+def too_small(costs: list[ArmCost], *, epochs: int, n_train: int, budget_minutes: float,
+              spent_seconds: float = 0.0) -> str:  # fmt: skip
+    """Why ``budget_minutes`` is refused, with what would fit: the smallest budget for these
+    arms, and the largest set of arms (cheapest first) that fits this one."""
+    need = minimum_minutes(costs, n_train, spent_seconds)
+    text = (f"--budget-minutes {budget_minutes:g} is too small on this machine: even two "
+            f"batches of every arm need about {need:.1f} minutes (measured steps: "
+            + ", ".join(f"{c.arm} {c.step_seconds:.2f} s" for c in costs) + ")")  # fmt: skip
+    fits = []
+    for c in sorted(costs, key=lambda c: c.seconds(1)):
+        if minimum_minutes([*fits, c], n_train, spent_seconds) <= budget_minutes:
+            fits.append(c)
+    text += f". Give --budget-minutes {math.ceil(need)} or more for these arms"
+    if fits:
+        try:
+            p = make_plan(fits, epochs=epochs, n_train=n_train, budget_minutes=budget_minutes,
+                          spent_seconds=spent_seconds, explain=False)  # fmt: skip
+            text += (f", or keep {budget_minutes:g} with --arms {','.join(c.arm for c in fits)} "
+                     f"({p.epochs} epoch(s) of {p.train_images} training images)")
+        except ValueError:
+            pass
+    return text
 
 
 def describe(plan: Plan) -> str:

@@ -38,7 +38,7 @@ from alexnet_course.compare.keras_arm import run_keras_arm
 from alexnet_course.compare.lesson_code import LessonCode
 from alexnet_course.compare.models import ArmSkipped, require_weights
 from alexnet_course.compare.profiles import ARMS, PROFILES
-from alexnet_course.compare.settings import COMPILE_LIMIT_S
+from alexnet_course.compare.settings import COMPILE_LIMIT_S, release_memory
 from alexnet_course.compare.torch_arm import Restart, run_torch_arm
 from alexnet_course.course import resolve_impl
 from alexnet_course.provenance import common_record, public_path, public_text
@@ -79,6 +79,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="never use NNPACK's convolutions (by default a tuned profile on a CPU "
                         "measures them layer by layer and uses them where the step trains 5%% "
                         "faster)")  # fmt: skip
+    p.add_argument("--remeasure", action="store_true",
+                   help="measure the training settings again instead of reusing this machine's "
+                        "earlier measurement (kept in ~/.cache/alexnet-course/settings)")
     p.add_argument("--nproc", type=int, default=None, metavar="N",
                    help="train the torch arms on N processes of this machine (one per GPU; "
                         "DistributedDataParallel): runs this command under torchrun "
@@ -169,7 +172,7 @@ def provenance(ctx: RunContext) -> dict:
 
     opts, data = ctx.options, ctx.data
     return {
-        **common_record(ctx.device),
+        **common_record(ctx.device, argv=list(opts.argv)),
         "device": str(ctx.device),
         "allocator": ctx.allocator,
         "precision": (f"{describe(ctx.torch_settings)} (torch arms)"
@@ -202,13 +205,41 @@ def _digest(split) -> str:
 
 def sample_grid(ctx: RunContext, path: Path) -> None:
     """A labelled grid of test images, drawn by lesson 01's ``show_batch``."""
-    data, norm = ctx.data, ctx.normalisation["cifar10"]
+    norm = ctx.normalisation["cifar10"]
+    draw_samples(ctx.code, ctx.data.test, ctx.data.classes, norm["mean"], norm["std"], path)
+
+
+def draw_samples(code: LessonCode, test, classes, mean, std, path: Path) -> None:
+    """24 test images in four columns by lesson 01's ``show_batch``, its smallest text
+    recorded in the PNG (the site shows it wide enough to read)."""
+    from alexnet_course.compare.report import record_text_sizes
+
     try:
-        x = ctx.code.data.preprocess(data.test.images[:32], norm["mean"], norm["std"])
-        ctx.code.data.show_batch(x, data.test.labels[:32], data.classes, path, norm["mean"],
-                                 norm["std"])  # fmt: skip
+        x = code.data.preprocess(test.images[:24], mean, std)
+        with record_text_sizes():
+            code.data.show_batch(x, test.labels[:24], classes, path, mean, std, ncols=4)
     except (NotImplementedError, CourseError) as e:
         print(f"sample grid skipped: {e}")
+
+
+def rewrite_report(folder: Path, impl: str | None = None, data_dir: Path | None = None) -> str:
+    """``alexnet-course report FOLDER``: the figures and report.md of a run folder, drawn
+    again from its results.json files by this version of the code (lesson 05's analysis from
+    ``impl``); with ``data_dir``, the sample grid too (its test images)."""
+    from alexnet_course.compare.report import load_results, write_report
+    from alexnet_course.data import CLASSES, load_cifar10
+
+    results = load_results(folder)
+    if not results:
+        raise CourseError(f"{folder}: no <arm>/results.json in it")
+    code = LessonCode(resolve_impl(impl))
+    if data_dir is not None:
+        data = load_cifar10(data_dir, val_size=0)
+        norm = next((r["provenance"].get("normalisation", {}).get("cifar10") for r in results
+                     if r.get("provenance")), None)  # fmt: skip
+        mean, std = (norm["mean"], norm["std"]) if norm else _stats(code, data.train.images)
+        draw_samples(code, data.test, data.classes, mean, std, folder / "samples.png")
+    return write_report(results, folder, list(CLASSES), code.analysis, code.impl)
 
 
 def finished(folder: Path, ctx: RunContext) -> dict | None:
@@ -231,12 +262,15 @@ def finished(folder: Path, ctx: RunContext) -> dict | None:
 
 
 # ---------------------------------------------------------------- the command
-def run_compare(args: argparse.Namespace) -> int:
-    """The command; under torchrun every rank runs it, and rank 0 alone prints and writes."""
+def run_compare(args: argparse.Namespace, argv: list[str] | None = None) -> int:
+    """The command (``argv``: its arguments, as recorded in the provenance; default the
+    process's); under torchrun every rank runs it, and rank 0 alone prints and writes."""
+    import sys
+
     from alexnet_course.compare import distributed as dd
     from alexnet_course.device import pick_device
 
-    options = Options.from_args(args)
+    options = Options.from_args(args, list(sys.argv[1:] if argv is None else argv))
     device = pick_device()
     dist = dd.setup(device.type)
     if dist.on and device.type == "cuda":
@@ -269,28 +303,47 @@ def _setup(options: Options, device, dist) -> RunContext:
 
 
 def run(options: Options, device, dist) -> int:
-    from alexnet_course.compare import distributed as dd
-    from alexnet_course.compare.report import load_results, write_report
-    from alexnet_course.compare.settings import keep_freed_memory
-    from alexnet_course.compare.timing import keras_settings, plan_arms, torch_settings
-    from alexnet_course.data.cifar10 import remove_empty
-    from alexnet_course.device import seed_everything
-
     ctx = _setup(options, device, dist)
     out = options.out
     made = [p for p in (out, *out.parents) if not p.exists()]
+    try:
+        ctx, skipped, replanner, prov = _prepare(ctx, dist)
+    except (CourseError, KeyboardInterrupt):
+        if dist.main:  # a refused run leaves nothing behind: what it made is removed
+            _remove_made(out, made)
+        raise
+    return _train_and_report(ctx, skipped, replanner, prov)
+
+
+def _remove_made(out: Path, made: list[Path]) -> None:
+    """Remove what a refused run made: ``out`` and its parents where it created them, else
+    the generated data and the sample grid it wrote into an existing ``out``."""
+    import shutil
+
+    if made:
+        shutil.rmtree(made[-1], ignore_errors=True)
+        return
+    shutil.rmtree(out / "synthetic-data", ignore_errors=True)
+
+
+def _prepare(ctx: RunContext, dist):
+    """Everything before the first arm: data, skips, measurements, the plan. Returns the
+    context, the skipped arms with why, the replanner (or None) and the provenance."""
+    from alexnet_course.compare import distributed as dd
+    from alexnet_course.compare.settings import keep_freed_memory
+    from alexnet_course.compare.timing import measure, plan_arms
+    from alexnet_course.device import seed_everything
+
+    options, out = ctx.options, ctx.options.out
     # 1.04x to 1.19x per training step on glibc (`bench`'s +heap); it cannot be undone in a
     # process, so it is not measured here against the default, as the other settings are
-    ctx = ctx.but(allocator=keep_freed_memory() or "the C library's defaults")
+    if ctx.profile.tune:  # a tuned profile's training runs (not the smoke profile's seconds)
+        ctx = ctx.but(allocator=keep_freed_memory() or "the C library's defaults")
     seed_everything(options.seed)
     with dd.main_first(dist):  # rank 0 writes generated data or downloads; then the others read
         if dist.main:
             out.mkdir(parents=True, exist_ok=True)
-        try:
-            ctx = load_data(ctx)
-        except CourseError:
-            remove_empty(made)  # leave nothing behind
-            raise
+        ctx = load_data(ctx)
         skipped = {a: why for a in options.arms if (why := skip_reason(a, ctx)) is not None}
     arms = list(options.arms)
     runnable = [a for a in arms if a not in skipped]
@@ -307,11 +360,10 @@ def run(options: Options, device, dist) -> int:
         if any(not a.startswith("torch") for a in arms):
             print("under torchrun the torch arms train on every rank; the Keras arms run on "
                   "rank 0 afterwards, with tf.distribute over its visible GPUs")  # fmt: skip
-    if any(a.startswith("torch") for a in runnable):  # measured on each rank, rank 0's used
-        ctx = ctx.but(torch_settings=dd.broadcast(dist, torch_settings(ctx)))
-    if dist.main and any(a.startswith("keras") for a in runnable):
-        ctx = ctx.but(keras_settings=keras_settings(ctx))
-    plan, costs = plan_arms(ctx, runnable) if dist.main else (None, ())
+    torch_s, keras_s, k_step = measure(ctx, runnable if dist.main else
+                                       [a for a in runnable if a.startswith("torch")])  # fmt: skip
+    ctx = ctx.but(torch_settings=dd.broadcast(dist, torch_s), keras_settings=keras_s)
+    plan, costs = plan_arms(ctx, runnable, k_step) if dist.main else (None, ())
     ctx = with_plan(ctx, *dd.broadcast(dist, (plan, costs)))
     if ctx.plan is not None:
         ctx.plan.skipped = dict(skipped)
@@ -319,7 +371,15 @@ def run(options: Options, device, dist) -> int:
     replanner = (cb.Replanner(ctx.plan, ctx.costs, ctx.started)
                  if ctx.plan is not None and options.budget_minutes is not None and not dist.on
                  else None)  # fmt: skip
-    prov = provenance(ctx)
+    return ctx, skipped, replanner, provenance(ctx)
+
+
+def _train_and_report(ctx: RunContext, skipped: dict, replanner, prov: dict) -> int:
+    """Every arm in turn (or its result kept, with --resume), then the report."""
+    from alexnet_course.compare.report import load_results, write_report
+
+    options, dist, out, device = ctx.options, ctx.dist, ctx.options.out, ctx.device
+    arms = list(options.arms)
     print(f"alexnet-course compare: profile {ctx.profile.name}, device {device}, "
           f"{prov['data_source']} ({len(ctx.data.train)} train / {len(ctx.data.val)} val / "
           f"{len(ctx.data.test)} test), implementation: {ctx.code.impl}")  # fmt: skip
@@ -356,6 +416,7 @@ def run(options: Options, device, dist) -> int:
         tmp.replace(folder / "results.json")
         if res["status"] == "ok":  # a finished arm's checkpoints serve no --resume: prune
             CheckpointSaver(folder).prune()
+        release_memory()
     if not dist.main:
         return 0
     # every arm's results.json in the folder: this run's, and those of arms run earlier into

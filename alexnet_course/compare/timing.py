@@ -3,12 +3,104 @@ time plan (:mod:`.plan`) made from them."""
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
+import os
 import time
+from pathlib import Path
 
 from alexnet_course import CourseError
 from alexnet_course.compare import plan as plan_mod
 from alexnet_course.compare.keras_arm import keras_fixed_settings
 from alexnet_course.compare.models import TRAIN_EVAL_IMAGES, scratch_torch_alexnet
+
+CACHE_ENV = "XDG_CACHE_HOME"
+COMPILE_BUDGET_MINUTES = 30  # under this budget torch.compile is not measured (20+ s on a CPU)
+
+
+def cache_path(ctx) -> tuple[Path, dict]:
+    """Where this machine's measurement for this run is kept, and what it is keyed by: the
+    CPU and GPU, the torch threads, the library versions, the profile, the flags that change
+    what is measured, and the lesson code measured (a learner's model is measured afresh)."""
+    from alexnet_course import __version__
+    from alexnet_course.provenance import hardware_text, kernel_limits, versions
+
+    code_hash = hashlib.sha256()
+    for lesson, name in (("03_torch_scratch", "alexnet"), ("04_keras_scratch", "keras_alexnet"),
+                         ("04_keras_scratch", "keras_train")):  # fmt: skip
+        f = ctx.code.root / ctx.code.impl / lesson / f"{name}.py"
+        code_hash.update(f.read_bytes() if f.is_file() else b"")
+    p, o = ctx.profile, ctx.options
+    key = {"hardware": hardware_text(ctx.device), "kernel_environment": kernel_limits(),
+           "versions": versions(), "alexnet_course": __version__,
+           "profile": {k: getattr(p, k) for k in ("name", "input_size", "batch_size", "norm",
+                                                   "bf16", "tune", "try_compile", "scratch_init")},
+           "flags": {"no_bf16": o.no_bf16, "no_compile": o.no_compile, "no_nnpack": o.no_nnpack,
+                     "budget": o.budget_minutes is not None},
+           "lesson_code": code_hash.hexdigest()[:16]}  # fmt: skip
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+    base = Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache")
+    return base / "alexnet-course" / "settings" / f"{digest}.json", key
+
+
+def cached_measurements(ctx) -> dict | None:
+    """This machine's earlier measurement for the same key, unless ``--remeasure``."""
+    if ctx.options.remeasure:
+        return None
+    path, key = cache_path(ctx)
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if data.get("key") == key else None
+
+
+def save_measurements(ctx, measured: dict) -> Path | None:
+    path, key = cache_path(ctx)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"key": key, "measured": time.strftime("%Y-%m-%d %H:%M %Z"),
+                                   **measured}, indent=1))  # fmt: skip
+        tmp.replace(path)
+    except OSError:  # a read-only home: measured again next time
+        return None
+    return path
+
+
+def measure(ctx, arms: list[str]):
+    """The torch and Keras settings for ``arms`` (and the Keras step, where a plan needs
+    it): measured here once per machine and kept in the user's cache folder; a later run
+    with the same key reuses them, says so, and measures in seconds."""
+    from alexnet_course.provenance import public_path
+
+    want_torch = any(a.startswith("torch") for a in arms)
+    want_keras = any(a.startswith("keras") for a in arms)
+    cached = cached_measurements(ctx)
+    if cached is not None and (not want_torch or cached.get("torch")) and (
+            not want_keras or cached.get("keras")):  # fmt: skip
+        print(f"reusing the settings measured on this machine on {cached['measured']} "
+              f"({public_path(cache_path(ctx)[0])}; --remeasure measures again)", flush=True)
+        torch_s = dict(cached["torch"], cached=cached["measured"]) if want_torch else None
+        keras_s = dict(cached["keras"], cached=cached["measured"]) if want_keras else None
+        return torch_s, keras_s, cached.get("keras_step")
+    t0 = time.perf_counter()
+    torch_s = torch_settings(ctx) if want_torch else None
+    keras_s = keras_settings(ctx) if want_keras else None
+    k_step = None
+    if want_keras and keras_s.get("chosen_step_seconds") is None and ctx.options.budget_minutes:
+        print("measuring a Keras training step ...", flush=True)
+        k_step = keras_step(ctx)
+    print(f"measured in {time.perf_counter() - t0:.0f} s", flush=True)
+    if ctx.profile.tune or ctx.options.budget_minutes is not None:
+        old = cached_measurements(ctx.but(options=dataclasses.replace(ctx.options, remeasure=False))) or {}
+        saved = save_measurements(ctx, {"torch": torch_s or old.get("torch"),
+                                        "keras": keras_s or old.get("keras"),
+                                        "keras_step": k_step or old.get("keras_step")})  # fmt: skip
+        if saved is not None:
+            print(f"  kept for the next run in {public_path(saved)}", flush=True)
+    return torch_s, keras_s, k_step
 
 
 def torch_settings(ctx) -> dict:
@@ -38,14 +130,18 @@ def torch_settings(ctx) -> dict:
                                  size=profile.input_size,
                                  allow_bf16=profile.bf16 and not opts.no_bf16,
                                  allow_nnpack=not opts.no_nnpack)  # fmt: skip
-    if profile.try_compile and not opts.no_compile:
+    small = opts.budget_minutes is not None and opts.budget_minutes < COMPILE_BUDGET_MINUTES
+    if profile.try_compile and not opts.no_compile and not small:
         print(f"  {st.describe(chosen)}; measuring torch.compile on top of it (compiling "
               f"takes a while on a CPU) ...", flush=True)  # fmt: skip
         chosen = st.measure_compile(make, device, chosen, batch_size=profile.batch_size,
                                     size=profile.input_size)  # fmt: skip
     else:
         chosen.update(compile=None, compile_seconds=None)
-        chosen["reason"] += "; torch.compile not measured (--no-compile, or the profile)"
+        chosen["reason"] += ("; torch.compile not measured (a budget under "
+                             f"{COMPILE_BUDGET_MINUTES} min: compiling would take a large share "
+                             "of it)" if small else "; torch.compile not measured (--no-compile, "
+                             "or the profile)")  # fmt: skip
     print(f"  {chosen['reason']}")
     key = st.describe_key(chosen) + ("+compile" if chosen["compile"] else "")
     chosen["chosen_step_seconds"] = chosen["step_seconds"][key]
@@ -108,7 +204,7 @@ def batch_seconds(ctx, batches: int = 3) -> float:
     return (time.perf_counter() - t0) / max(1, n)
 
 
-def plan_arms(ctx, arms: list[str]):
+def plan_arms(ctx, arms: list[str], keras_step_s: float | None = None):
     """Estimate every arm's time from measured steps; with ``--budget-minutes``, scale the
     epochs (then the training images) of every arm alike to fit it. Returns ``(plan,
     costs)``, or ``(None, ())`` when nothing was measured."""
@@ -123,7 +219,7 @@ def plan_arms(ctx, arms: list[str]):
     setup = {a: ts["compile_seconds"] for a in steps} if ts.get("compile") else {}
     keras_arms = [a for a in arms if a.startswith("keras")]
     if keras_arms:
-        k = (ctx.keras_settings or {}).get("chosen_step_seconds")
+        k = (ctx.keras_settings or {}).get("chosen_step_seconds") or keras_step_s
         if k is None:
             print("measuring a Keras training step ...")
             k = keras_step(ctx)
