@@ -168,7 +168,7 @@ def test_the_notebooks_are_committed_executed_and_current():
     notebooks` executes it; a code cell edited since, a code cell without output or an
     error in an output fails here (re-execute: alexnet-course site notebooks)."""
     pytest.importorskip("nbformat", reason="the docs extra is not installed (pip install -e .[docs])")
-    from alexnet_course.devtools.site import NOTEBOOKS, notebook_problems
+    from alexnet_course.devtools.notebooks import NOTEBOOKS, notebook_problems
 
     problems = [p for name in NOTEBOOKS for p in notebook_problems(ROOT / "docs" / name)]
     assert not problems, "\n".join(problems)
@@ -176,7 +176,7 @@ def test_the_notebooks_are_committed_executed_and_current():
 
 def test_the_notebook_check_sees_an_edited_cell_and_a_missing_output(tmp_path):
     nbformat = pytest.importorskip("nbformat", reason="the docs extra is not installed")
-    from alexnet_course.devtools.site import NO_OUTPUT_MARKER, notebook_problems
+    from alexnet_course.devtools.notebooks import NO_OUTPUT_MARKER, notebook_problems
 
     path = tmp_path / "nb.ipynb"
     shutil.copy(ROOT / "docs" / "lessons" / "03_torch_scratch_notebook.ipynb", path)
@@ -193,3 +193,44 @@ def test_the_notebook_check_sees_an_edited_cell_and_a_missing_output(tmp_path):
     nbformat.write(nb, path)
     text = "\n".join(notebook_problems(path))
     assert "never executed" in text and "has no output" not in text, text
+
+
+@pytest.mark.slow
+def test_the_check_fails_small_figure_text_and_a_tall_results_page(tmp_path):
+    """A figure is judged by its smallest text at the width the page shows it: the same
+    figure passes at its own width and fails squeezed to a third; a comparison figure that
+    records no text size fails; a results page over the height limit fails."""
+    _needs_browser()
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from alexnet_course.compare.report import save_figure
+    from alexnet_course.devtools.site import MAX_RESULTS_PX, check_site
+
+    fig, ax = plt.subplots(figsize=(4, 2))
+    ax.plot([1, 2], [1, 2], label="a line")
+    ax.set_title("a title", fontsize=9)
+    ax.tick_params(labelsize=8)
+    save_figure(fig, tmp_path / "fig.png", dpi=100)  # 8 points at 100 dpi: 11.1 px
+    fig.savefig(tmp_path / "plain.png", dpi=100)
+    plt.close(fig)
+    for name in ("ok", "small", "results"):
+        (tmp_path / name).mkdir()
+    shutil.copy(tmp_path / "fig.png", tmp_path / "ok" / "fig.png")
+    shutil.copy(tmp_path / "fig.png", tmp_path / "small" / "fig.png")
+    shutil.copy(tmp_path / "plain.png", tmp_path / "results" / "plain.png")
+    (tmp_path / "ok" / "index.html").write_text(PAGE.format('<p><img src="fig.png"></p>'))
+    (tmp_path / "small" / "index.html").write_text(
+        PAGE.format('<p><img src="fig.png" width="133"></p>'))
+    tall = f'<div style="height: {MAX_RESULTS_PX + 500}px"></div>'
+    (tmp_path / "results" / "index.html").write_text(PAGE.format(
+        '<table><tbody><tr><td>torch-scratch</td></tr></tbody></table>'
+        f'<p><img src="plain.png"></p>{tall}'))
+    # (the first page opened also asks for /favicon.ico: a 404 the results page may carry)
+    results, ok, small = check_site(tmp_path, pages=["results/", "ok/", "small/"])
+    assert not ok.problems and any("at least 10px" in c for c in ok.checks), ok.problems
+    assert any("smallest text is 3.7px" in p for p in small.problems), small.problems
+    text = "\n".join(results.problems)
+    assert "records no text size" in text and f"over {MAX_RESULTS_PX}px" in text, text

@@ -18,6 +18,9 @@ checked on load and again with each content tab shown:
   (``pre``/``code``) may scroll sideways, except in a notebook's code cells, whose long code
   and output lines wrap (docs/stylesheets/extra.css);
 - every ``img`` must load (``naturalWidth > 0``) and be no wider than the column;
+- every figure that records its smallest text (the comparison's figures do, in their PNG)
+  shows it at least 10 px tall at the width the page shows it, in every tab; a figure under
+  ``results/`` that records none fails, and the results page may be at most 15,000 px tall;
 - on a notebook page (NOTEBOOK_PAGES, or any page with mkdocs-jupyter's ``.jp-Notebook``)
   every code cell (``.jp-CodeCell``) must show at least one output
   (``.jp-OutputArea-output``), unless its source holds the marker ``# no output`` (for a
@@ -42,7 +45,6 @@ from __future__ import annotations
 import functools
 import http.server
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -54,6 +56,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from alexnet_course import CourseError
+from alexnet_course.devtools.notebooks import NO_OUTPUT_MARKER, execute_notebooks, notebook_problems  # noqa: F401
 
 BROWSER_NAMES = ("chromium", "chromium-browser", "google-chrome", "chrome")
 # Chromium's flags for a closed network (no background calls to Google) as root in a container
@@ -341,6 +344,63 @@ def _check_layout(page, report: PageReport, notebook: bool, quiet: bool = False)
         report.checks.append(text)
 
 
+# The figures shown now (tabs as they are): their address, natural and displayed widths
+SHOWN_FIGURES = """() => [...document.querySelectorAll('article img')]
+    .filter(i => i.getClientRects().length && i.getBoundingClientRect().width > 0)
+    .map(i => [i.currentSrc, i.naturalWidth, i.getBoundingClientRect().width])"""
+MIN_TEXT_PX = 10  # the smallest text of a figure, at the width the page shows it
+MAX_RESULTS_PX = 15000  # the results page's height, one run's tab open
+
+
+def _check_figure_text(page, report: PageReport, site: Path) -> None:
+    """Every figure that records its smallest text (alexnet_course.compare.report) shows it
+    at least MIN_TEXT_PX tall at its displayed width, in every tab of the page's first tab
+    set; a comparison figure under results/ that records none is a problem too."""
+    from PIL import Image
+
+    from alexnet_course.compare.report import MIN_TEXT_KEY
+
+    seen: dict[str, tuple[int, float]] = {}
+
+    def collect() -> None:
+        for src, natural, shown in page.evaluate(SHOWN_FIGURES):
+            seen.setdefault(src, (natural, shown))
+
+    collect()
+    labels = page.locator(".tabbed-set").first.locator(":scope > .tabbed-labels > label")
+    for i in range(labels.count() if page.locator(".tabbed-set").count() else 0):
+        labels.nth(i).click()
+        collect()
+    checked = 0
+    for src, (natural, shown) in sorted(seen.items()):
+        rel = urlparse(src).path.lstrip("/")
+        path = site / rel
+        if path.suffix.lower() != ".png" or not path.is_file():
+            continue
+        with Image.open(path) as im:
+            recorded = im.text.get(MIN_TEXT_KEY)
+        if recorded is None:
+            if rel.startswith("results/"):
+                _add(report, f"figure {rel} records no text size (draw it with "
+                             "alexnet_course.compare.report, or `alexnet-course report`)")  # fmt: skip
+            continue
+        px = float(recorded) * shown / max(natural, 1)
+        checked += 1
+        if px < MIN_TEXT_PX:
+            _add(report, f"figure {rel}: its smallest text is {px:.1f}px at the {shown:.0f}px it "
+                         f"is shown (drawn {natural}px wide); at least {MIN_TEXT_PX}px")  # fmt: skip
+    if checked:
+        report.checks.append(f"{checked} figure(s) with text of at least {MIN_TEXT_PX}px as shown")
+
+
+def _check_height(page, report: PageReport, limit: int) -> None:
+    height = page.evaluate("() => document.documentElement.scrollHeight")
+    if height > limit:
+        _add(report, f"the page is {height}px tall, over {limit}px: put runs in tabs or collapse them")
+    else:
+        report.checks.append(f"{height}px tall (at most {limit}px)")
+
+
 def _check_tabs_across_pages(b, base: str, first: str, second: str, tab: str) -> PageReport:
     """With ``content.tabs.link`` a tab picked on one page is the one shown on the next."""
     report = PageReport(f"{first} -> {second} (linked tabs)")
@@ -386,6 +446,8 @@ def check_site(site: Path, executable: str | None = None, pages: list[str] | Non
             _check_tabs(page, report, notebook)
             if path == "results/":
                 _check_results(page, report)
+                _check_height(page, report, MAX_RESULTS_PX)
+            _check_figure_text(page, report, site)
             page.close()
             reports.append(report)
         if pages == everything:
@@ -406,154 +468,6 @@ def screenshots(site: Path, out: Path, executable: str | None = None,
     pages = SCREENSHOT_PAGES if pages is None else pages
     check_site(site, executable, pages, shots=out)
     return [shot_path(out, p) for p in pages if shot_path(out, p).is_file()]
-
-
-# --- the notebooks of the site, committed executed -----------------------------------------
-
-# Under docs/; each is executed from its cwd (the lessons' from the course folder, the
-# comparison notebook from docs/, where its default run folder results/cpu lies).
-NOTEBOOKS = [f"lessons/{p.rstrip('/').split('/')[-1]}.ipynb" for p in NOTEBOOK_PAGES[:-1]] + [
-    "comparison.ipynb"]  # fmt: skip
-NO_OUTPUT_MARKER = "# no output"
-META_KEY = "alexnet_course"
-
-
-def code_hash(nb) -> str:
-    """sha256 of a notebook's code cells' sources (markdown edits do not count)."""
-    import hashlib
-
-    code = [c.source for c in nb.cells if c.cell_type == "code"]
-    return hashlib.sha256("\n\0\n".join(code).encode()).hexdigest()
-
-
-def notebook_problems(path: Path) -> list[str]:
-    """Why a committed notebook's outputs are not current, one line each (empty: they are)."""
-    import nbformat
-
-    nb = nbformat.read(path, as_version=4)
-    name = path.name
-    recorded = nb.metadata.get(META_KEY, {}).get("code_sha256")
-    problems = []
-    if recorded is None:
-        problems.append(f"{name}: never executed by `alexnet-course site notebooks`")
-    elif recorded != code_hash(nb):
-        problems.append(f"{name}: a code cell changed since the notebook was executed; "
-                        "re-run `alexnet-course site notebooks`")  # fmt: skip
-    for i, cell in enumerate(nb.cells):
-        if cell.cell_type != "code":
-            continue
-        outputs = cell.get("outputs", [])
-        first = cell.source.strip().splitlines()[0][:60] if cell.source.strip() else ""
-        if not outputs and NO_OUTPUT_MARKER not in cell.source:
-            problems.append(f"{name}: cell {i} ({first!r}) has no output (execute the notebook, "
-                            f"or mark a cell that prints nothing with {NO_OUTPUT_MARKER!r})")  # fmt: skip
-        for o in outputs:
-            if o.get("output_type") == "error":
-                problems.append(f"{name}: cell {i} ({first!r}) raised {o.get('ename')}: "
-                                f"{o.get('evalue', '')[:120]}")  # fmt: skip
-    return problems
-
-
-@contextmanager
-def _environ(**values: str | None) -> Iterator[None]:
-    """``os.environ`` with ``values`` set (None: removed) for the block; the kernel inherits it."""
-    old = {k: os.environ.get(k) for k in values}
-    try:
-        for k, v in values.items():
-            os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
-        yield
-    finally:
-        for k, v in old.items():
-            os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
-
-
-def _random_alexnet_weights(torch_home: Path) -> None:
-    """A torch hub cache holding a seeded random AlexNet under the ImageNet weights' file name:
-    lesson 02's notebook runs offline with the right shapes (its page says so)."""
-    import torch
-    import torchvision
-
-    (torch_home / "hub" / "checkpoints").mkdir(parents=True)
-    torch.manual_seed(0)
-    torch.save(
-        torchvision.models.alexnet().state_dict(),
-        torch_home / "hub" / "checkpoints" / "alexnet-owt-7be5be79.pth",
-    )
-
-
-# TensorFlow's C++ start-up log (oneDNN, "Could not find cuda drivers"), written to the
-# kernel's stderr: about the machine that executed the notebook, not about the lesson
-TF_LOG_LINE = re.compile(
-    r"^(WARNING: All log messages before absl::InitializeLog\(\)|"
-    r"[IWEF]\d{4} [\d:.]+ +\d+ \S+:\d+\]).*\n?",
-    re.M,
-)
-
-
-def _tidy_outputs(nb) -> None:
-    """Drop TensorFlow's start-up log from stderr and join consecutive pieces of one stream
-    (as Jupyter shows them: one block, not one per flush)."""
-    for cell in nb.cells:
-        if cell.cell_type != "code":
-            continue
-        kept = []
-        for o in cell.get("outputs", []):
-            if o.get("output_type") == "stream":
-                if o.get("name") == "stderr":
-                    o["text"] = TF_LOG_LINE.sub("", o["text"])
-                    if not o["text"].strip():
-                        continue
-                last = kept[-1] if kept else {}
-                if last.get("output_type") == "stream" and last.get("name") == o.get("name"):
-                    last["text"] += o["text"]
-                    continue
-            kept.append(o)
-        cell["outputs"] = kept
-
-
-def execute_notebooks(root: Path | None = None, names: list[str] | None = None,
-                      timeout: int = 600) -> list[Path]:  # fmt: skip
-    """Execute the site's notebooks in place with a fresh kernel each, and record the hash of
-    their code cells in their metadata (``notebook_problems`` compares it).
-
-    They run against the reference solutions (``ALEXNET_COURSE_IMPL=solutions``), on data
-    they generate themselves or on the run committed under docs/results/cpu, with a random
-    AlexNet in place of the ImageNet weights file: nothing is downloaded. Seconds each."""
-    import tempfile
-
-    import nbclient
-    import nbformat
-
-    from alexnet_course.course import course_root
-
-    root = (root or course_root()).resolve()
-    written = []
-    with tempfile.TemporaryDirectory() as tmp:
-        _random_alexnet_weights(Path(tmp) / "torch_home")
-        env = dict(ALEXNET_COURSE_IMPL="solutions", ALEXNET_COURSE_ROOT=str(root),
-                   ALEXNET_COURSE_RUN=None, TORCH_HOME=str(Path(tmp) / "torch_home"),
-                   MPLBACKEND=None, CUDA_VISIBLE_DEVICES="", TF_CPP_MIN_LOG_LEVEL="3",
-                   PYTHONHASHSEED="0")  # fmt: skip
-        with _environ(**env):
-            for name in names or NOTEBOOKS:
-                path = root / "docs" / name
-                nb = nbformat.read(path, as_version=4)
-                cwd = root / "docs" if name == "comparison.ipynb" else root
-                nbclient.NotebookClient(
-                    nb,
-                    timeout=timeout,
-                    kernel_name="python3",
-                    record_timing=False,
-                    resources={"metadata": {"path": str(cwd)}},
-                ).execute()
-                _tidy_outputs(nb)
-                nb.metadata[META_KEY] = {
-                    "code_sha256": code_hash(nb),
-                    "executed_with": "ALEXNET_COURSE_IMPL=solutions",
-                }
-                nbformat.write(nb, path)
-                written.append(path)
-    return written
 
 
 def main(args) -> int:

@@ -15,7 +15,11 @@ from pathlib import Path
 
 from alexnet_course.compare.report import commit_text, load_results, markdown_table
 
-PLACEHOLDER = re.compile(r"<!-- (comparison|headline|gpu-check|bench): (\S+) -->")
+PLACEHOLDER = re.compile(r"^(?P<indent>[ \t]*)<!-- (comparison|headline|gpu-check|bench): (\S+) -->",
+                         re.M)  # indented: inside a content tab, the filling is indented alike
+MIN_TEXT_PX = 10.5  # a figure is shown at least this wide: its smallest text this size (px)
+COLUMN_PX = 700  # the content column at a 1280 px window (alexnet-course site check)
+TMP_ARG = re.compile(r"(--[\w-]+ )?\$TMPDIR/\S+")
 # Each figure of a run folder, with what it shows (its alt text and caption)
 FIGURES = {
     "learning_curves.png": (
@@ -30,6 +34,36 @@ FIGURES = {
 }
 
 
+def reproducible(command: str) -> str:
+    """A committed command with its temporary folders named for the reader: ``--data-dir
+    $TMPDIR/...`` becomes ``--data-dir DATA`` (the folder holding cifar-10-batches-py),
+    ``--out $TMPDIR/...`` the default ``runs/compare``."""
+
+    def name(m: re.Match) -> str:
+        flag = (m.group(1) or "").strip()
+        return {"--data-dir": "--data-dir DATA", "--out": "--out runs/compare"}.get(
+            flag, f"{flag} PATH".strip())
+
+    return TMP_ARG.sub(name, command)
+
+
+def figure_width(path: Path) -> str:
+    """The width a figure is shown at: its own, or wider (up to the column) where its
+    smallest text, recorded in the PNG, would be under MIN_TEXT_PX at its own width."""
+    from PIL import Image
+
+    from alexnet_course.compare.report import MIN_TEXT_KEY
+
+    try:
+        with Image.open(path) as im:
+            px, width = float(im.text.get(MIN_TEXT_KEY, 0)), im.size[0]
+    except (OSError, ValueError):
+        return ""
+    if not px or px >= MIN_TEXT_PX or width >= COLUMN_PX:
+        return ""
+    return f'{{ width="{min(COLUMN_PX, round(width * MIN_TEXT_PX / px))}" }}'
+
+
 def _comparison(folder: Path, rel: str, page_dir: str) -> str:
     results = load_results(folder)
     if not results:
@@ -37,7 +71,7 @@ def _comparison(folder: Path, rel: str, page_dir: str) -> str:
     prov = results[0]["provenance"]
     prefix = "../" * page_dir.count("/") if page_dir else ""
     lines = [markdown_table(results), "",
-             f"- command: `{prov['command']}` (profile `{prov['profile']['name']}`: "
+             f"- command: `{reproducible(prov['command'])}` (profile `{prov['profile']['name']}`: "
              f"{prov['profile']['input_size']} px, {prov['profile']['epochs']} epochs, batch "
              f"{prov['profile']['batch_size']}, norm `{prov['profile']['norm']}`, peak "
              f"learning rate {prov['profile']['lr']}, scratch init "
@@ -48,9 +82,13 @@ def _comparison(folder: Path, rel: str, page_dir: str) -> str:
              f"{prov['split']}",
              f"- versions: {prov['versions']}; commit `{commit_text(prov)}`; "
              f"{prov['date']}", ""]  # fmt: skip
+    if "DATA" in reproducible(prov["command"]):
+        lines += ["DATA: the folder holding `cifar-10-batches-py/` (its path on the machine that "
+                  "ran is not reproducible).", ""]  # fmt: skip
     for fig, caption in FIGURES.items():
         if (folder / fig).exists():
-            lines += [f"![{caption}]({prefix}{rel}/{fig})", "", f"*{caption}*", ""]
+            lines += [f"![{caption}]({prefix}{rel}/{fig}){figure_width(folder / fig)}", "",
+                      f"*{caption}*", ""]  # fmt: skip
     return "\n".join(lines)
 
 
@@ -81,7 +119,8 @@ def _gpu_check(folder: Path, rel: str) -> str:
     r = json.loads(path.read_text())
     prov, flops = r["provenance"], r["flops_per_image"]
     steps = ", ".join(f"{s['name']} {s['status']} ({s.get('seconds', 0):.0f} s)" for s in r["steps"])
-    lines = [f"- command: `{prov['command']}`; {r['total_seconds']:.0f} s in all: {steps}",
+    lines = [f"- command: `{reproducible(prov['command'])}`; {r['total_seconds']:.0f} s in all: "
+             f"{steps}",
              f"- hardware: {prov['device_name']} (compute capability {prov['capability']}); "
              f"torch {prov['torch']}, torchvision {prov['torchvision']}, CUDA {prov['cuda']}, "
              f"Python {prov['python']}; commit `{commit_text(prov)}`; {prov['date']}",
@@ -129,7 +168,7 @@ def _bench(path: Path, rel: str) -> str:
            f"at {r['size']} px, each variant's median step" if "statistic" in r else
            f"{r['steps']} steps of batch {r['batch_size']} at {r['size']} px, best of "
            f"{r['rounds']} interleaved rounds")  # files written before bench took medians
-    lines += ["", f"- command: `{prov['command']}` ({how})",
+    lines += ["", f"- command: `{reproducible(prov['command'])}` ({how})",
               f"- hardware: {prov['hardware']}; device `{r['device']}`; bf16 units: "
               f"{'yes' if r['bf16_supported'] else 'no'}"
               + ("" if "+bf16" in ips or not r["bf16_supported"] else " (left out: fp32 only)")
@@ -163,12 +202,16 @@ def on_page_markdown(markdown: str, page, config, files) -> str:
     page_dir = str(Path(page.file.src_uri).parent).replace(".", "")
 
     def fill(m: re.Match) -> str:
-        kind, rel = m.group(1), m.group(2)
+        indent, kind, rel = m.group("indent"), m.group(2), m.group(3)
         folder = docs / rel
         if kind == "gpu-check":
-            return _gpu_check(folder, rel)
-        if kind == "bench":
-            return _bench(folder, rel)
-        return _comparison(folder, rel, page_dir) if kind == "comparison" else _headline(folder, rel)
+            text = _gpu_check(folder, rel)
+        elif kind == "bench":
+            text = _bench(folder, rel)
+        elif kind == "comparison":
+            text = _comparison(folder, rel, page_dir)
+        else:
+            text = _headline(folder, rel)
+        return "\n".join(indent + line if line else line for line in text.splitlines())
 
     return PLACEHOLDER.sub(fill, markdown)
