@@ -170,7 +170,8 @@ def cmd_grade(args: argparse.Namespace) -> int:
                         processes=args.processes,
                         sandbox_tier="none" if args.no_sandbox else args.sandbox,
                         uid_pool=args.uid_pool, lesson_budget=args.lesson_budget,
-                        budget_factor=args.budget_factor, tasks=tasks)  # fmt: skip
+                        budget_factor=args.budget_factor, tasks=tasks,
+                        draw_seed=args.draw_seed)  # fmt: skip
     except GradeInterrupted as e:
         print(f"alexnet-course: {e}", file=sys.stderr)
         return 130
@@ -293,6 +294,10 @@ def build_parser() -> argparse.ArgumentParser:
                          "plus 60 s)")  # fmt: skip
     gr.add_argument("--budget-factor", type=float, default=5.0,
                     help="see --lesson-budget (default 5)")
+    gr.add_argument("--draw-seed", type=int, default=None, metavar="N",
+                    help="seed of the drawn (Hypothesis) fixtures, the same for every "
+                         "submission (default: a fresh random one, printed; give it to "
+                         "repeat a run's draws)")  # fmt: skip
     gr.add_argument("--tasks", default=None, metavar="3.2,3.11",
                     help="grade only these tasks (default: all)")
     gr.add_argument("--course", type=Path, default=None,

@@ -12,6 +12,7 @@ bundle can be tested outside a container.
 from __future__ import annotations
 
 import json
+import secrets
 import shutil
 import stat
 import tempfile
@@ -115,7 +116,10 @@ def build_autograder(course: Path, lessons: list[str], out: Path, hidden: Path |
         (root / "constraints.txt").write_text(constraints())
         (root / "autograder.json").write_text(json.dumps(
             {"lessons": [s.name for s in specs], "timeout": timeout,
-             "lesson_budget": lesson_budget, "hidden": hidden is not None}, indent=2))  # fmt: skip
+             "lesson_budget": lesson_budget, "hidden": hidden is not None,
+             # one seed for the drawn fixtures, chosen now: every submission gets the same
+             # draws, and no learner can read them (the file is made root's alone)
+             "draw_seed": secrets.randbelow(2**31)}, indent=2))  # fmt: skip
         (root / "setup.sh").write_text(SETUP_SH.format(base_image=BASE_IMAGE,
                                                        cpu_index=CPU_TORCH_INDEX))  # fmt: skip
         (root / "run_autograder").write_text(RUN_AUTOGRADER)

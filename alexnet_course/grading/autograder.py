@@ -78,7 +78,7 @@ def run(root: Path, echo=print) -> dict:
     results_dir.mkdir(parents=True, exist_ok=True)
     package = Path(alexnet_course.__file__).resolve().parent
     installed = [package] if package.is_relative_to(root.resolve()) else []
-    _private([src / "hidden", results_dir, *installed])
+    _private([src / "hidden", src / "autograder.json", results_dir, *installed])
     notes = []
     try:
         course = src / "course"
@@ -91,6 +91,7 @@ def run(root: Path, echo=print) -> dict:
                         hidden=hidden, timeout=float(conf.get("timeout", 120)), jobs=1,
                         sandbox_tier=os.environ.get("ALEXNET_COURSE_SANDBOX", "auto"),
                         lesson_budget=conf.get("lesson_budget"), calibrate=False,
+                        draw_seed=conf.get("draw_seed", 0),
                         echo=echo)[0]  # fmt: skip
             data = json.loads((Path(tmp) / "out" / res.name / "results.json").read_text())
             notes.append(f"graded in the {res.sandbox} sandbox tier")

@@ -30,6 +30,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import secrets
 import shutil
 import signal
 import subprocess
@@ -272,7 +273,8 @@ def grade(submissions: list[Path], out: Path, *, course: Path, lessons: list[str
           sandbox_tier: str = "auto", uid_pool: str | None = None,
           lesson_budget: float | None = None, budget_factor: float = BUDGET_FACTOR,
           load_timeout: float | None = None, tasks: list[str] | None = None,
-          calibrate: bool = True, echo=print) -> list[SubmissionResult]:  # fmt: skip
+          calibrate: bool = True, draw_seed: int | None = None,
+          echo=print) -> list[SubmissionResult]:  # fmt: skip
     """Grade every submission; see the module docstring.
 
     Args:
@@ -285,6 +287,8 @@ def grade(submissions: list[Path], out: Path, *, course: Path, lessons: list[str
             course has its solutions, else no budget beyond the per-test limits.
         tasks: grade only these task ids (``["3.11"]``).
         calibrate: grade the reference solution first (where it exists).
+        draw_seed: the seed of the drawn (Hypothesis) fixtures, the same for every
+            submission (and the reference) of this run; ``None``: a fresh random one, printed.
     """
     if hidden is not None and not hidden.is_dir():
         raise GradeError(f"--hidden {hidden}: no such folder")
@@ -313,19 +317,22 @@ def grade(submissions: list[Path], out: Path, *, course: Path, lessons: list[str
                                                   processes=processes),
                             lesson_budget=lesson_budget, budget_factor=budget_factor,
                             load_timeout=load_timeout, tasks=tasks, calibrate=calibrate,
+                            draw_seed=secrets.randbelow(2**31) if draw_seed is None else draw_seed,
                             echo=echo)  # fmt: skip
     finally:
         sandbox.release(tier.uids)
 
 
 def _grade_class(submissions, names, out, specs, tier, *, course, timeout, jobs, limits,
-                 lesson_budget, budget_factor, load_timeout, tasks, calibrate, echo):  # fmt: skip
+                 lesson_budget, budget_factor, load_timeout, tasks, calibrate, draw_seed,
+                 echo):  # fmt: skip
     scratch = Path(tempfile.mkdtemp(prefix="alexnet-course-grade-"))
     os.chmod(scratch, 0o711)  # pool uids may pass through to their own folders, never list
     ctx = RunContext(tier=tier, limits=limits, timeout=timeout,
                      load_timeout=load_timeout or min(60.0, 0.8 * timeout),
                      library=sandbox.worker_library(scratch / "library"),
-                     private=scratch / "private", work=scratch / "work")  # fmt: skip
+                     private=scratch / "private", work=scratch / "work",
+                     draw_seed=draw_seed)  # fmt: skip
     ctx.private.mkdir(mode=0o700)
     ctx.work.mkdir(mode=0o711)
     slots = [Slot(i, (tier.uids[2 * i], tier.uids[2 * i + 1]) if tier.uids else (None, None))
@@ -342,6 +349,8 @@ def _grade_class(submissions, names, out, specs, tier, *, course, timeout, jobs,
         if not specs:
             raise GradeError(f"no graded test of task(s) {', '.join(tasks or [])} in the lessons")
         echo(f"sandbox: {tier.name} ({tier.why})")
+        echo(f"drawn fixtures: seed {draw_seed}, the same for every submission "
+             f"(--draw-seed {draw_seed} repeats them)")
         ref = _reference(course, specs, ctx.private / "reference") if calibrate else None
         if ref is not None:
             _calibrate(ref, specs, ctx, slots[-1], jobs, budget_factor, echo)

@@ -52,6 +52,7 @@ class RunContext:
     work: Path  # the workers' folders (0711; each one 0700, its uid's)
     stop: threading.Event = field(default_factory=threading.Event)
     budgets: dict[str, float] = field(default_factory=dict)  # lesson -> seconds, 0: none
+    draw_seed: int = 0  # the drawn fixtures' seed: the same for every submission of the run
 
 
 @dataclass
@@ -182,6 +183,7 @@ def grade_lesson(spec: LessonSpec, lessons_root: Path | None, ctx: RunContext, s
     cmd = pytest_cmd(workdir, workdir / "tests", "-q", "--no-header", "--task-timeout",
                      str(ctx.timeout), "--load-timeout", str(ctx.load_timeout),
                      "--lesson-budget", str(budget), "--outcomes-json", str(outcomes_file),
+                     "--draw-seed", str(ctx.draw_seed),
                      "--benchmark-disable-gc", "--tb=short", *selected)  # fmt: skip
     wall = (budget + max(ctx.timeout, 60) if budget
             else ctx.timeout * (len(spec.graded) + 2) + ctx.load_timeout + 120)  # fmt: skip

@@ -38,7 +38,7 @@ from pathlib import Path
 import pytest
 
 from alexnet_course.course import LESSON_DIR, task_key
-from alexnet_course.grading import learner, load, remote
+from alexnet_course.grading import draws, learner, load, remote
 
 DEFAULT_TIMEOUT = 120.0
 MAX_OUTPUT = 4000
@@ -164,6 +164,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--load-timeout", type=float, default=60.0, metavar="S",
                 help="graded by the class grader: seconds the learner files may take to "
                      "import in the worker (default 60)")  # fmt: skip
+    g.addoption("--draw-seed", type=int, default=None, metavar="N",
+                help="seed of the drawn (Hypothesis) fixtures; the class grader picks one per "
+                     "run, the same for every submission (default: a fixed local seed)")  # fmt: skip
     g.addoption("--lesson-budget", type=float, default=0.0, metavar="S",
                 help="graded by the class grader: seconds for all of the run's tests; a test "
                      "that would start later fails with the reason (default: no budget)")  # fmt: skip
@@ -187,6 +190,7 @@ def pytest_configure(config: pytest.Config) -> None:
     spec = os.environ.pop(remote.WORKER_ENV, None)
     graded = spec is not None or bool(config.getoption("--lesson-budget"))
     load.configure(excuse=config.getoption("--busy-machine") == "excuse" and not graded)
+    draws.configure(config.getoption("--draw-seed"), graded=graded)
     if spec is not None:  # graded: learner code only in the workers, never here
         remote.configure_remote(json.loads(spec), config.getoption("--load-timeout"),
                                 _cap_check(os.environ.pop(CAPS_ENV, None)))
