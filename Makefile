@@ -4,6 +4,8 @@
 # Overrides: PYTHON=python3.11, TORCH_PKGS="torch torchvision" (e.g. on a Mac),
 #            PROFILE=smoke|cpu|gpu, ARGS="--arms torch-scratch", PYTEST_ARGS="-x -k data",
 #            TEST_JOBS=4 (pytest-xdist workers; 0 runs the suite in one process).
+#   make mutants LESSON=05_analysis   # mutation testing of solutions/ (mutmut), reports in
+#                                     # docs/results/mutants/ (LESSON: one or more; default all)
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -12,7 +14,7 @@ EXTRAS ?= dev,docs
 TEST_JOBS ?= 2
 STAMP := $(VENV)/.installed-$(EXTRAS)
 
-.PHONY: install compare test stubs docs serve site-check screenshots notebooks clean
+.PHONY: install compare test mutants stubs docs serve site-check screenshots notebooks clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +30,9 @@ compare: $(STAMP)
 
 test: $(STAMP)  # on TEST_JOBS processes (pytest-xdist; TEST_JOBS=0: one process)
 	$(BIN)/python -m pytest -n $(TEST_JOBS) --maxschedchunk 1 $(PYTEST_ARGS)
+
+mutants: $(STAMP)  # mutmut on solutions/ against each lesson's graded suite (slow; not in CI)
+	OMP_NUM_THREADS=1 $(BIN)/alexnet-course mutants $(LESSON) $(ARGS)
 
 stubs: $(STAMP)
 	$(BIN)/alexnet-course stubs

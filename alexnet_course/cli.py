@@ -215,6 +215,12 @@ def cmd_site(args: argparse.Namespace) -> int:
     return site_main(args)
 
 
+def cmd_mutants(args: argparse.Namespace) -> int:
+    from alexnet_course.devtools.mutants import main as mutants_main
+
+    return mutants_main(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="alexnet-course",
@@ -387,6 +393,13 @@ def _add_devtools(sub) -> None:
         sp.add_argument("--chromium", default=None,
                         help="the Chromium binary (default: $CHROMIUM, else chromium on PATH)")
         sp.set_defaults(func=cmd_site)
+
+    mut = sub.add_parser("mutants", help="mutation testing of solutions/ (mutmut) against each "
+                         "lesson's graded suite; reports in docs/results/mutants/")  # fmt: skip
+    from alexnet_course.devtools.mutants import add_arguments as add_mutants_arguments
+
+    add_mutants_arguments(mut)
+    mut.set_defaults(func=cmd_mutants)
 
 
 def main(argv: list[str] | None = None) -> int:
