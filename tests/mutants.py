@@ -158,6 +158,14 @@ MUTANTS_02 = [
     # the page's trap of 2.5: a plain list of batches has no dataset
     ("epoch_loss_over_len_dataset", "pretrained.py", "losses.append(total / max(seen, 1))",
      "losses.append(total / len(loader.dataset))"),
+    # #32: parameters away from their defaults
+    ("head_hard_coded_10", "pretrained.py", "model.classifier[6] = nn.Linear(4096, num_classes)",
+     "model.classifier[6] = nn.Linear(4096, 10)"),
+    ("build_model_ignores_mode", "pretrained.py", "    return set_mode(model, mode)\n",
+     '    return set_mode(model, "feature_extraction")\n'),
+    ("optimizer_momentum_ignored", "pretrained.py",
+     "return torch.optim.SGD(groups, lr=lr, momentum=momentum)",
+     "return torch.optim.SGD(groups, lr=lr, momentum=0.9)"),
 ]
 
 MUTANTS_04 = [

@@ -60,7 +60,7 @@ def preprocessing() -> dict:
 
 def make_optimizer(model: nn.Module, lr: float = 1e-3, backbone_lr: float = 1e-4,
                    momentum: float = 0.9) -> torch.optim.Optimizer:  # fmt: skip
-    """Task 2.4: SGD with two parameter groups.
+    """Task 2.4: SGD with momentum ``momentum`` and two parameter groups.
 
     Group 0, the new head (``model.classifier[6]``), learns at ``lr``; group 1, every other
     TRAINABLE parameter (pretrained, so it needs smaller steps), at ``backbone_lr``. Frozen

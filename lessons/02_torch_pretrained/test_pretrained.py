@@ -22,6 +22,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from hypothesis import given
+from hypothesis import strategies as st
 from torch import nn
 
 from alexnet_course.grading import learner
@@ -32,6 +34,7 @@ from alexnet_course.grading.checks import (
     expect_raises,
     observed,
 )
+from alexnet_course.grading.draws import drawn
 from alexnet_course.grading.remote import observe
 
 pretrained = learner.load(__file__, "pretrained")
@@ -212,6 +215,64 @@ def test_build_model_loads_the_weights_and_replaces_the_head():
                  docs=docs("2.1"))  # fmt: skip
 
 
+# drawn: any number of classes but 10 (a head written for CIFAR-10 passes the test above), both modes
+CLASSES = st.integers(1, 40).filter(lambda k: k != 10)
+
+
+def _observe_build_any(seed, cases, x):
+    """``build_model(num_classes, mode)`` for each case: its new head's shapes, the
+    trainable flags, and (this test's values put in a head of the right shape) the output."""
+    seen = []
+    with _torch_home(_fake_state(seed)):
+        for num_classes, mode, head in cases:
+            m = pretrained.build_model(num_classes=num_classes, mode=mode)
+            o = {"repr": repr(m.classifier[6])[:200], "flags": _flags(m),
+                 "shapes": {n: tuple(p.shape) for n, p in m.named_parameters() if n in HEAD}}  # fmt: skip
+            if o["shapes"] == {n: tuple(v.shape) for n, v in head.items()}:
+                with torch.no_grad():
+                    m.classifier[6].weight.copy_(head["classifier.6.weight"])
+                    m.classifier[6].bias.copy_(head["classifier.6.bias"])
+                m.eval()
+                with torch.no_grad():
+                    o["out"] = m(x)
+            seen.append(o)
+            del m
+    return seen
+
+
+@pytest.mark.task("2.1", points=1)
+@drawn(examples=2)
+@given(classes=st.tuples(CLASSES, CLASSES), finetune_first=st.booleans(), seed=st.integers(0, 2**16))
+def test_build_model_any_number_of_classes_and_mode(classes, finetune_first, seed):
+    modes = ["finetune", "feature_extraction"][:: 1 if finetune_first else -1]  # both, every draw
+    cases = list(zip(classes, modes))
+    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(seed))
+    heads = [_head(seed + i, k) for i, (k, _) in enumerate(cases)]
+    calls = ", ".join(f"build_model(num_classes={k}, mode={mode!r})" for k, mode in cases)
+    got = observed(_observe_build_any, SEED, [(k, mode, h) for (k, mode), h in zip(cases, heads)],
+                   x, what=calls, docs=docs("2.1"))  # fmt: skip
+    for (k, mode), head, o in zip(cases, heads, got):
+        call = f"build_model(num_classes={k}, mode={mode!r})"
+        expect_equal(o["shapes"], {"classifier.6.weight": (k, 4096), "classifier.6.bias": (k,)},
+                     f"{call}: shapes of the new head's weight and bias (classifier[6] is "
+                     f"{o['repr']})", hint="the new last layer has num_classes outputs: the "
+                     "argument's value, whatever it is (10 is only CIFAR-10's)",
+                     docs=docs("2.1"))  # fmt: skip
+        frozen = sorted(n for n, f in o["flags"].items() if not f)
+        want = sorted(n for n in _fake_state(SEED) if mode == "feature_extraction"
+                      and n.startswith("features."))  # fmt: skip
+        expect_equal(frozen, want, f"{call}: the frozen parameters", hint="build_model sets "
+                     "the mode it is given (with set_mode), not always the default",
+                     docs=docs("2.1"))  # fmt: skip
+        with torch.no_grad():
+            ref = _start(SEED, head).eval()(x)
+        expect_close(o["out"], ref, f"{call}: output in eval mode on two 64 px images, this "
+                     "test's values put in your new head, against torchvision's AlexNet with "
+                     "the cached pretrained weights and the same head", atol=1e-4, rtol=1e-4,
+                     hint="return torchvision's alexnet itself, only classifier[6] replaced",
+                     docs=docs("2.1"))  # fmt: skip
+
+
 def _observe_offline():
     from alexnet_course import CourseError
 
@@ -364,6 +425,50 @@ def test_two_parameter_groups():
                          "model's own parameters, not copies", docs=docs("2.4"))  # fmt: skip
 
 
+def _observe_optimizer_any(cases):
+    seen = []
+    for num_classes, frozen, lr, backbone_lr, momentum in cases:
+        m = _alexnet(num_classes)
+        if frozen:
+            _freeze_features(m)
+        names = {id(p): name for name, p in m.named_parameters()}
+        opt = pretrained.make_optimizer(m, lr=lr, backbone_lr=backbone_lr, momentum=momentum)
+        seen.append({"type": type(opt).__name__,
+                     "groups": [{"lr": g.get("lr"), "momentum": g.get("momentum"),
+                                 "params": [names.get(id(p), "<not the model's>") for p in g["params"]]}
+                                for g in opt.param_groups]})  # fmt: skip
+        del m, opt
+    return seen
+
+
+@pytest.mark.task("2.4", points=1)
+@drawn(examples=8)
+@given(cases=st.lists(st.tuples(CLASSES, st.booleans(), st.floats(1e-4, 1.0), st.floats(1e-6, 1e-1),
+                                st.floats(0.0, 0.99).filter(lambda m: m != 0.9)),
+                      min_size=2, max_size=2))  # fmt: skip
+def test_optimizer_settings_are_the_arguments(cases):
+    got = observed(_observe_optimizer_any, cases, what="make_optimizer(model, lr=..., "
+                   "backbone_lr=..., momentum=...) with drawn settings", traps=(TENSOR_COMPARED,),
+                   docs=docs("2.4"))  # fmt: skip
+    for (k, frozen, lr, backbone_lr, momentum), o in zip(cases, got):
+        call = (f"make_optimizer(model with a {k}-class head{', features frozen' if frozen else ''}"
+                f", lr={lr!r}, backbone_lr={backbone_lr!r}, momentum={momentum!r})")
+        expect_equal(o["type"], "SGD", f"{call}: the optimizer's type", docs=docs("2.4"))
+        groups = o["groups"]
+        expect_equal([g["lr"] for g in groups], [lr, backbone_lr], f"{call}: learning rate per "
+                     "group (head, pretrained layers)", hint="each group's 'lr' is the argument "
+                     "given, whatever its value", docs=docs("2.4"))  # fmt: skip
+        expect_equal([g["momentum"] for g in groups], [momentum, momentum], f"{call}: momentum "
+                     "per group", hint="SGD's momentum is the momentum argument (0.9 is only its "
+                     "default)", docs=docs("2.4"))  # fmt: skip
+        expect_equal(sorted(groups[0]["params"]), sorted(HEAD), f"{call}: group 0",
+                     hint="group 0: model.classifier[6]'s weight and bias, at lr",
+                     docs=docs("2.4"))  # fmt: skip
+        rest = sorted(n for n in _fake_state(SEED) if n not in HEAD and not (frozen and n.startswith("features.")))
+        expect_equal(sorted(groups[1]["params"]), rest, f"{call}: group 1", hint="group 1: "
+                     "every other trainable parameter, once", docs=docs("2.4"))  # fmt: skip
+
+
 # ---------------------------------------------------------------- task 2.5
 STEP_HINT = ("one SGD step per batch, each from that batch's own gradient: gradients left from "
              "the previous batch add up with the new ones (the page's Traps)")
@@ -465,6 +570,67 @@ def test_finetune_matches_a_reference_loop():
     expect_close(o["bias"], ref.classifier[6].bias, "finetune: head bias after 2 epochs "
                  "against the reference loop", atol=1e-5, rtol=1e-4,
                  hint=STEP_HINT, docs=docs("2.5"))  # fmt: skip
+
+
+def _reference_finetune(seed, head, batches, lr, momentum, epochs):
+    """The reference loop from the same start: losses per epoch, head weight and bias."""
+    ref = _start(seed, head)
+    for layer in ref.classifier:
+        if isinstance(layer, nn.Dropout):
+            layer.p = 0.0
+    ref.requires_grad_(False)
+    ref.classifier[6].requires_grad_(True)
+    ref.train()
+    opt = torch.optim.SGD(ref.classifier[6].parameters(), lr=lr, momentum=momentum)
+    losses = []
+    for _ in range(epochs):
+        total, seen = 0.0, 0
+        for x, y in batches:
+            opt.zero_grad()
+            loss = nn.functional.cross_entropy(ref(x), y)
+            loss.backward()
+            opt.step()
+            total += loss.item() * len(y)
+            seen += len(y)
+        losses.append(total / seen)
+    return losses, ref.classifier[6].weight.detach(), ref.classifier[6].bias.detach()
+
+
+@st.composite
+def _loader(draw):
+    """A plain list of batches: drawn sizes (the last one often smaller), drawn labels (some
+    classes missing, none tied to its position)."""
+    k = draw(st.integers(2, 6))
+    sizes = draw(st.lists(st.integers(1, 5), min_size=1, max_size=3))
+    labels = [draw(st.lists(st.integers(0, k - 1), min_size=n, max_size=n)) for n in sizes]
+    return k, labels
+
+
+def _observe_finetune_any(seed, cases):
+    return [_observe_finetune_loop(seed, *case) for case in cases]
+
+
+@pytest.mark.task("2.5", points=1)
+@drawn(examples=2)
+@given(loader=_loader(), epochs=st.integers(1, 2), lr=st.floats(1e-3, 0.2),
+       momentum=st.floats(0.0, 0.95), seed=st.integers(0, 2**16))  # fmt: skip
+def test_finetune_matches_a_reference_loop_on_drawn_batches(loader, epochs, lr, momentum, seed):
+    k, labels = loader
+    g = torch.Generator().manual_seed(seed)
+    batches = [(torch.randn(len(y), 3, 64, 64, generator=g), torch.tensor(y)) for y in labels]
+    head = _head(seed, k)
+    call = (f"finetune(model with a {k}-class head, [batches of {[len(y) for y in labels]}, "
+            f"labels {labels}], epochs={epochs}, SGD(lr={lr:.4g}, momentum={momentum:.4g}))")
+    (o,) = observed(_observe_finetune_any, SEED, [(head, batches, lr, momentum, epochs)],
+                    what=call, traps=(LOADER_ONLY_ITERATED,), docs=docs("2.5"))  # fmt: skip
+    losses, weight, bias = _reference_finetune(SEED, head, batches, lr, momentum, epochs)
+    expect_close(o["losses"], losses, f"{call}: mean loss per epoch against the reference loop",
+                 atol=1e-4, rtol=1e-4, hint="the epoch's loss is the mean over its samples: "
+                 "weight each batch's loss by its size", docs=docs("2.5"))  # fmt: skip
+    expect_close(o["weight"], weight, f"{call}: head weights against the reference loop",
+                 atol=1e-5, rtol=1e-4, hint=STEP_HINT, docs=docs("2.5"))  # fmt: skip
+    expect_close(o["bias"], bias, f"{call}: head bias against the reference loop", atol=1e-5,
+                 rtol=1e-4, hint=STEP_HINT, docs=docs("2.5"))  # fmt: skip
 
 
 def _observe_finetune_device(seed, head, x, y, device):
