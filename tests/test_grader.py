@@ -649,20 +649,20 @@ def test_no_attack_forges_a_grade_and_the_rest_is_graded(tier, course, tmp_path)
     gpu = next(t for t in honest["tests"] if t["number"] == "9.4")
     assert gpu["max_score"] == 0 and "needs CUDA" in gpu["output"]
     stub_res = json.loads((out / "stub" / "results.json").read_text())
-    assert (stub_res["score"], stub_res["max_score"]) == (0, 6)
+    assert (stub_res["score"], stub_res["extra_data"]["max_score"]) == (0, 6)
     wrong = []
     for name in attacks:
         data = json.loads((out / name / "results.json").read_text())
         tests = by[name]
         ok = (tests["test_two"].status != "passed" and tests["test_two_again"].status != "passed"
-              and data["max_score"] == 6 and data["score"] <= 2)  # fmt: skip
+              and data["extra_data"]["max_score"] == 6 and data["score"] <= 2)  # fmt: skip
         if name not in STOPS_THE_MODULE:
             ok = ok and tests["test_one"].status == "passed"  # the rest of it is graded
         if not ok:
             wrong.append((name, data))
     for name, (_path, why) in refused.items():
         data = json.loads((out / name / "results.json").read_text())
-        if data["score"] != 0 or data["max_score"] != 6 or why not in data.get("output", ""):
+        if data["score"] != 0 or data["extra_data"]["max_score"] != 6 or why not in data.get("output", ""):
             wrong.append((name, data))
     assert not wrong, json.dumps(wrong, indent=1)[:6000]
     # attack 10: the module that never finishes importing costs one load limit, not one
@@ -699,12 +699,12 @@ def test_a_broken_submission_scores_zero_with_the_reason_never_zero_of_zero(cour
     assert time.perf_counter() - t0 < 30
     for name, why in (("empty", "none of the learner files"), ("fake", "not a readable zip")):
         data = json.loads((tmp_path / "o1" / name / "results.json").read_text())
-        assert (data["score"], data["max_score"]) == (0, 3), data
+        assert (data["score"], data["extra_data"]["max_score"]) == (0, 3), data
         assert all(why in t.output for t in res[name].tests if t.status != "skipped")
     res = grade([broken], tmp_path / "o2", course=course, timeout=10, echo=lambda s: None,
                 sandbox_tier=TIER)[0]  # fmt: skip
     data = json.loads((tmp_path / "o2" / "broken" / "results.json").read_text())
-    assert (data["score"], data["max_score"]) == (0, 3)
+    assert (data["score"], data["extra_data"]["max_score"]) == (0, 3)
     assert all("SyntaxError" in t.output for t in res.tests if t.status != "skipped")
 
 
@@ -742,7 +742,7 @@ def test_gradebook_results_json_zip_and_determinism(course, tmp_path):
     assert rows["alice"]["total"] == "3" and rows["bob"]["total"] == "2"
     assert rows["carol"]["total"] == "3" and rows["bob"]["09_demo 9.2"] == "0"
     data = json.loads((tmp_path / "serial" / "bob" / "results.json").read_text())
-    assert {"score", "max_score", "execution_time", "tests", "stdout_visibility"} <= set(data)
+    assert {"score", "extra_data", "execution_time", "tests", "stdout_visibility"} <= set(data)
     t = next(t for t in data["tests"] if t["number"] == "9.2")
     assert t["status"] == "failed" and "two(3)" in t["output"] and "x squared plus one" in t["output"]
     assert set(t) >= {"name", "score", "max_score", "status", "output", "visibility"}

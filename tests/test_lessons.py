@@ -32,8 +32,8 @@ def test_graded_suite_passes_on_the_solution(lesson, tmp_path):
     seconds = time.perf_counter() - t0
     assert rc == 0, out[-3000:]
     failed = [t["name"] for t in res["tests"] if t.get("status") == "failed"]
-    assert not failed and res["score"] == res["max_score"] > 0, out[-3000:]
-    assert f"{lesson}: {res['score']:g}/{res['max_score']:g}" in out
+    assert not failed and res["score"] == res["extra_data"]["max_score"] > 0, out[-3000:]
+    assert f"{lesson}: {res['score']:g}/{res['extra_data']['max_score']:g}" in out
     assert "warnings summary" not in out, out[-3000:]  # a green run is quiet (#29)
     print(f"{lesson} --solutions: {len(res['tests'])} graded tests in {seconds:.1f} s")
 

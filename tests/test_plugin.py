@@ -3,7 +3,12 @@ and learner import errors. Each case runs pytest in a fresh process on a tiny le
 
 from __future__ import annotations
 
+import json
+import tempfile
 import textwrap
+from pathlib import Path
+
+import pytest
 
 from alexnet_course.grading.load import SHARE_ENV
 from tests.conftest import run_pytest
@@ -40,13 +45,36 @@ def test_score_table_and_results_json(tmp_path):
     rc, res, out = run_pytest(d, results=tmp_path / "r.json")
     assert rc == 1
     assert "09_demo: 2/6" in out
-    assert res["score"] == 2 and res["max_score"] == 6
+    assert res["score"] == 2 and res["extra_data"]["max_score"] == 6
     t = {x["name"].split(": ")[1]: x for x in res["tests"]}
     assert t["test_one"]["status"] == "passed" and t["test_one"]["score"] == 2
     assert t["test_two"]["status"] == "failed" and t["test_two"]["max_score"] == 3
     assert "assert 3 == 2" in t["test_two"]["output"]
     for x in res["tests"]:
         assert set(x) >= {"name", "score", "max_score", "status", "output", "visibility"}
+    jsonschema = pytest.importorskip("jsonschema", reason="the dev extra is not installed")
+    schema = json.loads((Path(__file__).parent / "schemas" / "gradescope_results.schema.json").read_text())
+    jsonschema.validate(res, schema)
+
+
+def test_one_gradescope_writer_for_a_local_run_and_the_grader():
+    """The plugin's --results-json and the class grader's results.json come from one writer
+    (alexnet_course.grading.results): the same outcomes give the same file."""
+    from alexnet_course.grading import plugin
+    from alexnet_course.grading.results import SubmissionResult, TestResult, gradescope_json
+
+    tests = [TestResult("09_demo/test_demo.py::test_one", "09_demo", "9.1", 2.0, status="passed"),
+             TestResult("09_demo/test_demo.py::test_two", "09_demo", "9.2", 3.0, output="assert 3 == 2"),
+             TestResult("09_demo/test_demo.py::test_gpu", "09_demo", "9.3", 1.0, status="skipped"),
+             TestResult("09_demo/test_demo.py::test_fast", "09_demo", "9.4", 1.0, status="busy")]
+    board = plugin.Scoreboard({t.nodeid: t for t in tests})
+    local = plugin.write_results_json(board, Path(tempfile.mkdtemp()) / "r.json")
+    graded = gradescope_json(SubmissionResult("x", tests=tests))
+    for d in (local, graded):
+        d.pop("execution_time")
+    assert local == graded
+    assert (local["score"], local["extra_data"]["max_score"]) == (2, 5)
+    assert [t.get("status") for t in local["tests"]] == ["passed", "failed", None, None]
 
 
 def test_select_one_task_with_minus_m(tmp_path):
@@ -79,7 +107,7 @@ def test_endless_loop_hits_the_time_limit(tmp_path):
     d = lesson(tmp_path, "def one():\n    while True:\n        pass\ndef two():\n    return 2\n")
     rc, res, out = run_pytest(d, "--task-timeout", "2", results=tmp_path / "r.json", timeout=60,
                               env=QUIET)  # fmt: skip
-    assert res["score"] == 4 and res["max_score"] == 6
+    assert res["score"] == 4 and res["extra_data"]["max_score"] == 6
     assert "ran longer than 2 s on a machine that was not busy" in res["tests"][0]["output"]
     assert "loop forever" in res["tests"][0]["output"]
 
@@ -94,7 +122,7 @@ def test_a_busy_machine_is_not_the_learners_bug(tmp_path):
     rc, res, out = run_pytest(d, "--task-timeout", "1", results=tmp_path / "r.json", timeout=60,
                               env=BUSY)  # fmt: skip
     assert rc == 0, out[-2000:]
-    assert res["score"] == 4 and res["max_score"] == 4  # 1.8 s passes under the grown limit
+    assert res["score"] == 4 and res["extra_data"]["max_score"] == 4  # 1.8 s passes under the grown limit
     one = next(t for t in res["tests"] if t["name"].endswith("test_one"))
     assert "status" not in one and one["max_score"] == 0 and "busy" in one["tags"]
     assert one["output"].startswith("machine too busy to judge speed: rerun when it is quieter")
@@ -118,7 +146,7 @@ def test_check_says_busy():
     for args in (["--busy-machine", "decide"], ["--lesson-budget", "100"]):
         rc, res, out = run_pytest(d, "--task-timeout", "1", *args, results=tmp_path / "r.json",
                                   timeout=60, env=BUSY)  # fmt: skip
-        assert rc == 1 and res["max_score"] == 7 and res["score"] == 0, (args, out[-2000:])
+        assert rc == 1 and res["extra_data"]["max_score"] == 7 and res["score"] == 0, (args, out[-2000:])
         by = {t["name"].split(": ")[-1]: t for t in res["tests"]}
         assert "ran longer than 1 s; does your code loop forever" in by["test_one"]["output"]
         assert "not judged: the machine was too busy" in by["test_check_says_busy"]["output"]
@@ -129,7 +157,7 @@ def test_learner_skip_scores_zero(tmp_path):
     d = lesson(tmp_path, "import pytest\ndef one():\n    pytest.skip('nope')\n"
                          "def two():\n    return 2\n")
     rc, res, out = run_pytest(d, results=tmp_path / "r.json")
-    assert res["max_score"] == 6 and res["score"] == 4
+    assert res["extra_data"]["max_score"] == 6 and res["score"] == 4
 
 
 def test_gpu_tests_are_skipped_with_a_reason_and_not_counted(tmp_path):
@@ -145,9 +173,9 @@ def test_gpu():
     import torch
 
     if torch.cuda.is_available():
-        assert res["max_score"] == 11
+        assert res["extra_data"]["max_score"] == 11
     else:  # listed with its points in the table, without -rs, and not in the total
-        assert rc == 0 and res["max_score"] == 6
+        assert rc == 0 and res["extra_data"]["max_score"] == 6
         assert "9.3        -/1       (5)  not run here (needs CUDA)" in out
         assert "(+5 points in GPU tests not run here: needs CUDA)" in out
     assert "benchmark:" not in out

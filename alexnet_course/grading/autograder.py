@@ -97,9 +97,6 @@ def run(root: Path, echo=print) -> dict:
             notes.append(f"graded in the {res.sandbox} sandbox tier")
     except (CourseError, OSError) as e:
         data = {"score": 0.0, "tests": [], "output": f"could not grade this submission: {e}"}
-    # Gradescope's format has no top-level maximum: keep it under extra_data
-    if "max_score" in data:
-        data.setdefault("extra_data", {})["max_score"] = data.pop("max_score")
     data["execution_time"] = round(time.time() - t0, 2)
     data.setdefault("stdout_visibility", "hidden")
     if notes:

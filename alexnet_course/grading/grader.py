@@ -378,7 +378,7 @@ def _grade_class(submissions, names, out, specs, tier, *, course, timeout, jobs,
                 tmp.replace(folder / "results.json")
                 done[name] = res
                 write_gradebook(list(done.values()), out / "gradebook.csv")
-                echo(f"graded {name}: {data['score']:g}/{data['max_score']:g} "
+                echo(f"graded {name}: {res.score:g}/{res.max_score:g} "
                      f"({res.seconds:.0f} s){' - ' + res.errors[0] if res.errors else ''}")
             return res
 

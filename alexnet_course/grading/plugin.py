@@ -39,21 +39,11 @@ import pytest
 
 from alexnet_course.course import LESSON_DIR, task_key
 from alexnet_course.grading import draws, learner, load, remote
+from alexnet_course.grading.results import NOT_COUNTED, SubmissionResult, gradescope_json
+from alexnet_course.grading.results import TestResult as Outcome
 
 DEFAULT_TIMEOUT = 120.0
 MAX_OUTPUT = 4000
-
-
-@dataclass
-class Outcome:
-    nodeid: str
-    name: str
-    lesson: str
-    task: str
-    points: float
-    hidden: bool = False
-    status: str = "passed"  # passed | failed | not started | skipped (GPU) | busy
-    output: str = ""
 
 
 @dataclass
@@ -68,8 +58,8 @@ class Scoreboard:
         out = self.outcomes.get(item.nodeid)
         if out is None:
             out = self.outcomes[item.nodeid] = Outcome(
-                item.nodeid, item.name, lesson_of(item), info["task"], info["points"],
-                info["hidden"],
+                item.nodeid, lesson_of(item), info["task"], info["points"], info["hidden"],
+                status="passed",
             )  # fmt: skip
         if report.skipped and report.when in ("setup", "call") and out.status == "passed":
             # Only the course's own GPU skips and busy-machine verdicts are excused; a skip
@@ -82,14 +72,6 @@ class Scoreboard:
             out.status = "not started" if getattr(report, "not_started", False) else "failed"
             out.output = _text(report)
 
-    def score(self, outcome: Outcome) -> float:
-        return outcome.points if outcome.status == "passed" else 0.0
-
-    def max_score(self, outcome: Outcome) -> float:
-        """A test not run here (a GPU test on a machine without one) or not judged here (the
-        machine was too busy) counts for nothing."""
-        return 0.0 if outcome.status in NOT_COUNTED else outcome.points
-
     def by_task(self):
         groups: dict[tuple[str, str], list[Outcome]] = {}
         for o in self.outcomes.values():
@@ -97,7 +79,6 @@ class Scoreboard:
         return dict(sorted(groups.items(), key=lambda kv: (kv[0][0], task_key(kv[0][1]))))
 
 
-NOT_COUNTED = ("skipped", "busy")
 
 
 def _skip_reason(report: pytest.TestReport) -> str:
@@ -427,8 +408,8 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
         t = totals.setdefault(lesson, [0.0, 0.0, 0.0, 0.0])
         counted = [o for o in outs if o.status not in NOT_COUNTED]
         if counted:
-            got = sum(board.score(o) for o in counted)
-            top = sum(board.max_score(o) for o in counted)
+            got = sum(o.score for o in counted)
+            top = sum(o.max_points for o in counted)
             passed = sum(o.status == "passed" for o in counted)
             statuses = {o.status for o in counted}
             status = ("done" if statuses == {"passed"} else "not started"
@@ -505,28 +486,9 @@ def read_outcomes(path: str | Path) -> list[dict]:
 
 
 def write_results_json(board: Scoreboard, path: Path) -> dict:
-    """Gradescope's format: https://gradescope-autograders.readthedocs.io (Output format)."""
-    tests = []
-    for o in sorted(board.outcomes.values(), key=lambda o: (o.lesson, task_key(o.task), o.name)):
-        tests.append({
-            "name": f"{o.lesson} task {o.task}: {o.name}",
-            "number": o.task,
-            "score": board.score(o),
-            "max_score": board.max_score(o),
-            **({} if o.status in NOT_COUNTED else {"status": "passed" if o.status == "passed"
-                                                     else "failed"}),  # fmt: skip
-            "output": o.output if o.status != "passed" else "",
-            "visibility": "after_published" if o.hidden else "visible",
-            "tags": [o.lesson, o.status],
-        })  # fmt: skip
-    result = {
-        "score": sum(t["score"] for t in tests),
-        "max_score": sum(t["max_score"] for t in tests),
-        "execution_time": round(time.time() - board.started, 2),
-        "visibility": "visible",
-        "stdout_visibility": "hidden",
-        "tests": tests,
-    }
+    """Gradescope's results.json of this run, written by the grader's own writer."""
+    result = gradescope_json(SubmissionResult(name="", tests=list(board.outcomes.values()),
+                                              seconds=time.time() - board.started))  # fmt: skip
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(json.dumps(result, indent=2))
