@@ -369,7 +369,7 @@ def markdown(rep: dict) -> str:
         f"**{c['killed'] + c['timeout']} of {c['total'] - c['equivalent']} non-equivalent "
         f"mutants killed ({rate})**: {c['total']} mutants, {c['killed']} killed by a failing "
         f"test, {c['timeout']} by the time limit, {c['equivalent']} equivalent (justified "
-        f"below), {c['survived']} surviving gaps.",
+        f"below), {c['survived']} surviving (gaps in the tests).",
         "",
         "| | |",
         "| --- | --- |",
