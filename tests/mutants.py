@@ -268,6 +268,50 @@ MUTANTS_05 = [
     ("legend_texts_swapped", "analysis.py", "        ax.legend()", '        ax.legend(["val", "train"])'),
     ("analysis_names_a_fixed_arm", "analysis.py", "worst = max(ok, key=overfitting_gap)",
      'worst = next(r for r in ok if r["arm"] == "torch-scratch")'),
+    # #32, caught by drawn fixtures: classes absent or unbalanced, arms in every status and
+    # order, histories of other lengths, the figure read back from its PNG
+    ("confusion_sized_from_labels", "analysis.py",
+     "    cm = np.zeros((num_classes, num_classes), dtype=np.int64)\n",
+     "    num_classes = int(max(max(y_true), max(y_pred))) + 1\n"
+     "    cm = np.zeros((num_classes, num_classes), dtype=np.int64)\n"),
+    ("empty_class_scored_0", "analysis.py", "np.where(rows > 0, np.diag(cm) / rows, np.nan)",
+     "np.where(rows > 0, np.diag(cm) / rows, 0.0)"),
+    ("per_class_over_mean_class_size", "analysis.py", "np.where(rows > 0, np.diag(cm) / rows, np.nan)",
+     "np.where(rows > 0, np.diag(cm) / rows.mean(), np.nan)"),
+    ("table_in_alphabetical_order", "analysis.py", 'key=lambda r: -r["test_accuracy"])',
+     'key=lambda r: r["arm"])'),
+    ("table_failed_arm_as_ok", "analysis.py",
+     'ok = sorted((r for r in results if r.get("status") == "ok"),',
+     'ok = sorted((r for r in results if r.get("status") != "skipped"),'),
+    ("gain_failed_arm_as_ok", "analysis.py",
+     'by_arm = {r["arm"]: r for r in results if r.get("status") == "ok"}',
+     'by_arm = {r["arm"]: r for r in results if r.get("status") != "skipped"}'),
+    ("gap_at_the_third_epoch", "analysis.py",
+     'return float(h["train_accuracy"][-1] - h["val_accuracy"][-1])',
+     'return float(h["train_accuracy"][2] - h["val_accuracy"][2])'),
+    ("analysis_gap_of_the_third_epoch", "analysis.py", "worst = max(ok, key=overfitting_gap)",
+     'worst = max(ok, key=lambda r: r["history"]["train_accuracy"][2] - r["history"]["val_accuracy"][2])'),
+    ("curves_without_legend", "analysis.py", "    for ax in (ax_loss, ax_acc):\n        ax.legend()\n", ""),
+    ("legend_after_saving", "analysis.py",
+     "    for ax in (ax_loss, ax_acc):\n        ax.legend()\n    fig.savefig(path)\n",
+     "    fig.savefig(path)\n    for ax in (ax_loss, ax_acc):\n        ax.legend()\n"),
+    ("saved_before_plotting", "analysis.py",
+     '    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))\n'
+     '    ax_loss.plot(epochs, h["train_loss"], label="train")\n'
+     '    ax_loss.plot(epochs, h["val_loss"], label="val")\n'
+     '    ax_acc.plot(epochs, h["train_accuracy"], label="train")\n'
+     '    ax_acc.plot(epochs, h["val_accuracy"], label="val")\n'
+     '    ax_loss.set(xlabel="epoch", ylabel="loss", title=f"{result[\'arm\']}: loss")\n'
+     '    ax_acc.set(xlabel="epoch", ylabel="accuracy", title=f"{result[\'arm\']}: accuracy")\n'
+     '    for ax in (ax_loss, ax_acc):\n        ax.legend()\n    fig.savefig(path)\n',
+     '    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))\n    fig.savefig(path)\n'
+     '    ax_loss.plot(epochs, h["train_loss"], label="train")\n'
+     '    ax_loss.plot(epochs, h["val_loss"], label="val")\n'
+     '    ax_acc.plot(epochs, h["train_accuracy"], label="train")\n'
+     '    ax_acc.plot(epochs, h["val_accuracy"], label="val")\n'
+     '    ax_loss.set(xlabel="epoch", ylabel="loss", title=f"{result[\'arm\']}: loss")\n'
+     '    ax_acc.set(xlabel="epoch", ylabel="accuracy", title=f"{result[\'arm\']}: accuracy")\n'
+     '    for ax in (ax_loss, ax_acc):\n        ax.legend()\n'),
 ]
 
 MUTANTS = {"05_analysis": MUTANTS_05, "01_data": MUTANTS_01, "02_torch_pretrained": MUTANTS_02,
@@ -388,4 +432,15 @@ CAUGHT_BY: dict[str, str] = {
     "05_analysis/table_worst_first": "test_comparison_table_from_results_files",
     "05_analysis/time_in_seconds": "test_comparison_table_from_results_files",
     "05_analysis/val_curve_plots_train": "test_learning_curves_plot",
+    "05_analysis/confusion_sized_from_labels": "test_metrics_on_drawn_predictions",
+    "05_analysis/empty_class_scored_0": "test_metrics_on_drawn_predictions",
+    "05_analysis/per_class_over_mean_class_size": "test_metrics_on_drawn_predictions",
+    "05_analysis/table_in_alphabetical_order": "test_comparison_table_of_drawn_results",
+    "05_analysis/table_failed_arm_as_ok": "test_comparison_table_of_drawn_results",
+    "05_analysis/gain_failed_arm_as_ok": "test_gap_and_gain_of_drawn_results",
+    "05_analysis/gap_at_the_third_epoch": "test_gap_and_gain_of_drawn_results",
+    "05_analysis/analysis_gap_of_the_third_epoch": "test_written_analysis_of_drawn_results",
+    "05_analysis/curves_without_legend": "test_learning_curves_plot",
+    "05_analysis/legend_after_saving": "test_learning_curves_plot",
+    "05_analysis/saved_before_plotting": "test_learning_curves_plot",
 }

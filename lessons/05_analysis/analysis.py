@@ -50,7 +50,8 @@ def comparison_table(results: list[dict]) -> str:
 
 def plot_learning_curves(result: dict, path: str | Path):
     """Task 5.3: two panels side by side, loss (left) and accuracy (right) against the epoch
-    (1, 2, ...), each with a "train" and a "val" line labelled so; saved to ``path``.
+    (1, 2, ...), each with a "train" and a "val" line labelled so and a legend that shows
+    those names; saved to ``path`` once everything is drawn.
 
     Returns:
         The matplotlib Figure.

@@ -6,7 +6,9 @@ only (arrays, numbers, the table or analysis text, the plotted values and the PN
 and pixels), and the test itself, which checks that data.
 """
 
+import importlib
 import json
+import re
 import shutil
 import struct
 import tempfile
@@ -14,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from alexnet_course.grading import learner
 from alexnet_course.grading.checks import (
@@ -26,6 +30,9 @@ from alexnet_course.grading.checks import (
 from alexnet_course.grading.remote import observe
 
 an = learner.load(__file__, "analysis")
+# The draws are the test process's alone: the grader's worker, which sees only the observe
+# halves (alexnet_course.grading.views), has no copy of alexnet_course.grading.draws.
+drawn = importlib.import_module("alexnet_course.grading.draws").drawn
 DOCS = "docs/lessons/05_analysis.md"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -57,6 +64,68 @@ OTHER = [
     result("keras-scratch", 0.6402, 33.0, [0.4, 0.7, 0.88], [0.41, 0.6, 0.65]),
 ]
 
+# ---------------------------------------------------------------- drawn comparisons
+# Results drawn as the runner writes them: any subset of the five arms, in any order (not
+# alphabetical, not best-first), each "ok", "skipped" or "failed", histories of 1 to 6
+# epochs whose four fields all differ. Hypothesis draws the structure (which arms, their
+# order and status, the number of epochs: what a failure shrinks); the numbers come from a
+# drawn seed. Accuracies are multiples of 1/1000 (1/10000 in the table) and times
+# multiples of 6 s plus 0, 1 or 2 s: no printed number sits on a rounding boundary, so
+# every correct way of computing it prints the same digits.
+ARMS = ("torch-scratch", "torch-tv-scratch", "torch-pretrained", "keras-scratch",
+        "keras-pretrained")  # fmt: skip
+REASONS = {"skipped": ("no cached weights", "TensorFlow is not installed",
+                       "the budget has no time left for this arm"),
+           "failed": ("RuntimeError: CUDA out of memory", "ValueError: the loss is NaN at epoch 2")}  # fmt: skip
+SEEDS = st.integers(0, 2**32 - 1)
+STATUSES = st.sampled_from(("ok", "skipped", "failed"))
+EPOCHS = st.integers(1, 6)
+
+
+def history(rng, n: int) -> dict:
+    """Four per-epoch lists of ``n`` values, no value in two of them (so no field can stand
+    in for another, and no gap is exactly 0)."""
+    values = rng.choice(1001, 4 * n, replace=False) / 1000
+    keys = ("train_loss", "val_loss", "train_accuracy", "val_accuracy")
+    return {k: [float(v) for v in values[i * n : (i + 1) * n]] for i, k in enumerate(keys)}
+
+
+@st.composite
+def comparisons(draw, min_ok=0, fine=1000):
+    """Results of 1 to 5 arms, in a drawn order, with distinct test accuracies (multiples of
+    ``1 / fine``), at least ``min_ok`` of them "ok"."""
+    arms = draw(st.permutations(ARMS))[: draw(st.integers(max(min_ok, 1), 5))]
+    status = draw(st.lists(STATUSES, min_size=len(arms), max_size=len(arms)))
+    status = ["ok"] * min_ok + status[min_ok:]
+    epochs = draw(st.lists(EPOCHS, min_size=len(arms), max_size=len(arms)))
+    rng = np.random.default_rng(draw(SEEDS))
+    accs = rng.choice(fine + 1, len(arms), replace=False)
+    out = []
+    for arm, s, acc, n in zip(arms, status, accs, epochs):
+        if s == "ok":
+            seconds = 6 * int(rng.integers(0, 6000)) + int(rng.integers(0, 3))
+            out.append({"arm": arm, "status": "ok", "test_accuracy": int(acc) / fine,
+                        "train_seconds": float(seconds), "history": history(rng, n)})  # fmt: skip
+        else:
+            out.append({"arm": arm, "status": s, "reason": str(rng.choice(REASONS[s]))})
+            if s == "failed":
+                out[-1]["traceback"] = "Traceback (most recent call last): ..."
+    return out
+
+
+def reference_gap(res) -> float:
+    h = res["history"]
+    return h["train_accuracy"][-1] - h["val_accuracy"][-1]
+
+
+def reference_gain(results):
+    """(gain, None), or (None, the arms that did not run) when it cannot be computed."""
+    ok = {r["arm"]: r for r in results if r["status"] == "ok"}
+    missing = [a for a in ("torch-pretrained", "torch-tv-scratch") if a not in ok]
+    if missing:
+        return None, missing
+    return ok["torch-pretrained"]["test_accuracy"] - ok["torch-tv-scratch"]["test_accuracy"], None
+
 
 # ---------------------------------------------------------------- task 5.1
 def _observe_metrics(y_true, y_pred, num_classes, cm, skew):
@@ -64,7 +133,7 @@ def _observe_metrics(y_true, y_pred, num_classes, cm, skew):
             "acc": an.per_class_accuracy(cm), "skew": an.per_class_accuracy(skew)}  # fmt: skip
 
 
-@pytest.mark.task("5.1", points=3)
+@pytest.mark.task("5.1", points=2)
 def test_confusion_matrix_and_per_class_accuracy():
     y_true = [0, 1, 2, 0, 1, 2, 0, 1, 2, 0, 1, 2]
     y_pred = [0, 1, 2, 0, 2, 2, 1, 1, 0, 0, 1, 1]
@@ -83,6 +152,57 @@ def test_confusion_matrix_and_per_class_accuracy():
                  docs=docs("5.1"))  # fmt: skip
 
 
+def _observe_drawn_metrics(y_true, y_pred, num_classes, cm):
+    return {"cm": an.confusion_matrix(y_true, y_pred, num_classes),
+            "acc": an.per_class_accuracy(cm)}  # fmt: skip
+
+
+@st.composite
+def predictions(draw):
+    """Labels of ``num_classes`` classes (1 to 12), some absent, unbalanced, in any order."""
+    k = draw(st.integers(1, 12))
+    rng = np.random.default_rng(draw(SEEDS))
+    present = np.sort(rng.choice(k, draw(st.integers(1, k)), replace=False))
+    n = draw(st.integers(1, 40))
+    weights = rng.dirichlet(np.ones(len(present)))  # unbalanced
+    y_true = [int(v) for v in rng.choice(present, n, p=weights)]
+    return y_true, [int(v) for v in rng.integers(0, k, n)], k
+
+
+@pytest.mark.task("5.1", points=1)
+@drawn(examples=20)
+@given(case=predictions())
+def test_metrics_on_drawn_predictions(case):
+    """Any number of classes, some never seen, unbalanced: the matrix is sized by
+    num_classes, and a class with no sample has no accuracy (NaN, not 0)."""
+    y_true, y_pred, k = case
+    want = np.zeros((k, k), dtype=np.int64)
+    np.add.at(want, (np.asarray(y_true), np.asarray(y_pred)), 1)
+    o = observe(_observe_drawn_metrics, y_true, y_pred, k, want)
+    cm = np.asarray(o["cm"])
+    expect_equal(cm.shape, (k, k), f"confusion matrix shape with num_classes={k}, classes "
+                 f"{sorted(set(y_true))} present", hint="size it by num_classes: a class may be "
+                 "absent from both lists", docs=docs("5.1"))  # fmt: skip
+    expect_equal(cm.tolist(), want.tolist(), f"confusion matrix of y_true={y_true}, "
+                 f"y_pred={y_pred}", hint="cm[t, p] counts true class t predicted as p",
+                 docs=docs("5.1"))  # fmt: skip
+    rows = want.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        acc = np.where(rows > 0, np.diag(want) / rows, np.nan)
+    got = np.asarray(o["acc"], dtype=np.float64)
+    expect_equal(got.shape, acc.shape, "per-class accuracy: one value per class",
+                 hint="one value per row of the matrix", docs=docs("5.1"))  # fmt: skip
+    expect(np.array_equal(np.isnan(got), np.isnan(acc)), f"per-class accuracy of {want.tolist()}: "
+           "classes without a sample", f"NaN exactly for the classes {np.flatnonzero(rows == 0).tolist()}",
+           f"NaN for {np.flatnonzero(np.isnan(got)).tolist()}", hint="a class with no sample "
+           "has no accuracy: NaN, never 0 (which would read as 'always wrong')",
+           docs=docs("5.1"))  # fmt: skip
+    seen = rows > 0
+    expect_close(got[seen], acc[seen], f"per-class accuracy of {want.tolist()} (classes with "
+                 "samples)", atol=1e-9, hint="each diagonal entry over its own ROW's sum: the "
+                 "classes have different sizes here", docs=docs("5.1"))  # fmt: skip
+
+
 # ---------------------------------------------------------------- task 5.2
 def _observe_table(files):
     folder = tempfile.mkdtemp(prefix="results-")
@@ -99,7 +219,7 @@ def _files(results):
     return {r["arm"]: json.dumps(r).encode() for r in results}
 
 
-@pytest.mark.task("5.2", points=3)
+@pytest.mark.task("5.2", points=2)
 def test_comparison_table_from_results_files():
     table = observe(_observe_table, _files(RESULTS))
     expect(isinstance(table, str), "comparison_table's result", "a str (Markdown)",
@@ -115,6 +235,38 @@ def test_comparison_table_from_results_files():
                  hint="accuracy x 100 with 2 decimals and '%', train_seconds / 60 with 1 "
                  "decimal and ' min'; 'not run: <reason>' and '-' for an arm that did not run",
                  docs=docs("5.2"))  # fmt: skip
+
+
+def _observe_drawn_table(results):
+    return an.comparison_table(results)
+
+
+@pytest.mark.task("5.2", points=1)
+@drawn(examples=15)
+@given(results=comparisons(fine=10000))
+def test_comparison_table_of_drawn_results(results):
+    """Arms in any order and every status: best first whatever the order given (which is
+    neither alphabetical nor best-first here), a failed arm as 'not run' like a skipped one."""
+    ran = sorted((r for r in results if r["status"] == "ok"), key=lambda r: -r["test_accuracy"])
+    want_ran = [f"| {r['arm']} | {100 * r['test_accuracy']:.2f}% | {r['train_seconds'] / 60:.1f} min |"
+                for r in ran]  # fmt: skip
+    want_rest = sorted(f"| {r['arm']} | not run: {r['reason']} | - |"
+                       for r in results if r["status"] != "ok")  # fmt: skip
+    given_order = [(r["arm"], r["status"]) for r in results]
+    table = observed(_observe_drawn_table, results, what=f"comparison_table of arms {given_order}",
+                     hint="an arm is 'ok', 'skipped' or 'failed' (as the runner writes them); "
+                     "only an 'ok' arm has test_accuracy and train_seconds", docs=docs("5.2"))  # fmt: skip
+    expect(isinstance(table, str), "comparison_table's result", "a str (Markdown)",
+           type(table).__name__, hint="join the table's lines with newlines", docs=docs("5.2"))  # fmt: skip
+    lines = table.strip().splitlines()
+    expect_equal(lines[:2], ["| arm | test accuracy | training time |", "| --- | --- | --- |"],
+                 "table header", hint="exactly these two lines first", docs=docs("5.2"))  # fmt: skip
+    expect_equal(lines[2 : 2 + len(ran)], want_ran, f"rows of the arms that ran, given in the "
+                 f"order {given_order}", hint="sort by test accuracy, best first, whatever order "
+                 "the results come in", docs=docs("5.2"))  # fmt: skip
+    expect_equal(sorted(lines[2 + len(ran) :]), want_rest, "rows of the arms that did not run "
+                 "(skipped or failed), after those that ran", hint="'not run: <reason>' and '-' "
+                 "for every arm whose status is not 'ok', failed ones too", docs=docs("5.2"))  # fmt: skip
 
 
 # ---------------------------------------------------------------- task 5.3
@@ -141,6 +293,29 @@ def _line_names(ax) -> list[str]:
     return names
 
 
+def _panel_geometry(fig, ax) -> dict:
+    """Where a panel and its legend lie, as fractions of the figure (x0, y0, x1, y1 from the
+    bottom left), and the colour each line is drawn in (RGB in [0, 1], with its alpha)."""
+    from matplotlib.colors import to_rgba
+
+    box = fig.bbox
+    renderer = fig.canvas.get_renderer()
+
+    def frac(b):
+        return [b.x0 / box.width, b.y0 / box.height, b.x1 / box.width, b.y1 / box.height]
+
+    legend = ax.get_legend()
+    colours = []
+    for line in ax.get_lines():
+        r, g, b, a = to_rgba(line.get_color(), line.get_alpha())
+        colours.append([r, g, b, a])
+    return {"frac": frac(ax.get_window_extent(renderer)), "colours": colours,
+            "legend": None if legend is None else {
+                "visible": bool(legend.get_visible()),
+                "texts": [t.get_text() for t in legend.get_texts()],
+                "frac": frac(legend.get_window_extent(renderer))}}  # fmt: skip
+
+
 def _observe_curves(res):
     import matplotlib
 
@@ -156,13 +331,15 @@ def _observe_curves(res):
         lines = [[{"label": name, "x": _values(line.get_xdata()), "y": _values(line.get_ydata())}
                   for line, name in zip(ax.get_lines(), _line_names(ax))]
                  for ax in axes]  # fmt: skip
+        panels = [_panel_geometry(fig, ax) for ax in axes]
         png = path.read_bytes() if path.is_file() else None
         pixels = None
         if png is not None and png.startswith(PNG_SIGNATURE):
             pixels = np.round(255 * matplotlib.image.imread(path)).astype(np.uint8)
         if hasattr(fig, "get_axes"):
             plt.close(fig)
-        return {"lines": lines, "png": png, "pixels": pixels}
+        size = [float(fig.bbox.width), float(fig.bbox.height)] if panels else None
+        return {"lines": lines, "png": png, "pixels": pixels, "panels": panels, "size": size}
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
@@ -173,9 +350,32 @@ def _png_size(png: bytes) -> tuple:
     return height, width
 
 
-@pytest.mark.task("5.3", points=2)
-def test_learning_curves_plot():
-    o = observe(_observe_curves, RESULTS[0])
+def _on_white(pixels) -> np.ndarray:
+    """The PNG's pixels as RGB in [0, 255], a transparent background seen on white."""
+    px = np.asarray(pixels, dtype=np.float64)
+    if px.ndim == 2:
+        px = np.repeat(px[..., None], 3, axis=2)
+    if px.shape[-1] == 4:
+        alpha = px[..., 3:] / 255
+        px = px[..., :3] * alpha + 255 * (1 - alpha)
+    return px[..., :3]
+
+
+def _colour_pixels(rgb, colour, region=None) -> int:
+    """How many pixels of ``rgb`` (inside ``region``, fractions of the image from the bottom
+    left) show ``colour`` (RGBA in [0, 1], seen on white), within 24 levels per channel."""
+    if region is not None:
+        h, w = rgb.shape[:2]
+        x0, y0, x1, y1 = region
+        rows = slice(max(int(np.floor(h * (1 - y1))), 0), int(np.ceil(h * (1 - y0))))
+        rgb = rgb[rows, max(int(np.floor(w * x0)), 0) : int(np.ceil(w * x1))]
+    r, g, b, a = colour
+    want = 255 * (a * np.array([r, g, b]) + (1 - a))
+    return int((np.abs(rgb - want) <= 24).all(axis=-1).sum())
+
+
+def _check_curves(res, o):
+    """The checks of task 5.3 on what ``_observe_curves`` saw of ``res``'s figure."""
     png = o["png"]
     expect(png is not None, "the figure file", "written to the path given", "missing",
            hint="save the figure to path before returning it", docs=docs("5.3"))  # fmt: skip
@@ -197,16 +397,58 @@ def test_learning_curves_plot():
                  hint="one row of two panels: loss on the left, accuracy on the right",
                  docs=docs("5.3"))  # fmt: skip
     data = {(i, line["label"]): line["y"] for i, ax in enumerate(lines) for line in ax}
-    h = RESULTS[0]["history"]
+    h = res["history"]
     want = {(0, "train"): h["train_loss"], (0, "val"): h["val_loss"],
             (1, "train"): h["train_accuracy"], (1, "val"): h["val_accuracy"]}  # fmt: skip
-    expect_equal(data, want, "plotted lines (panel, name: its label or its legend text) -> values",
+    expect_equal(data, want, f"plotted lines (panel, name: its label or its legend text) -> "
+                 f"values, for a history of {len(h['val_loss'])} epoch(s)",
                  hint="two lines per panel, named 'train' and 'val', and nothing else",
                  docs=docs("5.3"))  # fmt: skip
-    xs = lines[0][0]["x"]
-    expect_equal(xs, [1, 2, 3], "epochs on the x axis (from 1)",
+    epochs = list(range(1, len(h["val_loss"]) + 1))
+    expect_equal([line["x"] for ax in lines for line in ax], [epochs] * 4,
+                 "epochs on the x axis of every line (from 1)",
                  hint="pass the epoch numbers 1..n as x: plot(y) alone numbers from 0",
                  docs=docs("5.3"))  # fmt: skip
+    panels = o["panels"]
+    for name, panel in zip(("loss", "accuracy"), panels):
+        legend = panel["legend"]
+        expect(legend is not None and legend["visible"] and sorted(legend["texts"]) == ["train", "val"],
+               f"the {name} panel's legend", "a legend showing 'train' and 'val'",
+               "no legend" if legend is None else legend["texts"],
+               hint="each panel gets a legend: the reader of the PNG sees no labels otherwise",
+               docs=docs("5.3"))  # fmt: skip
+    # the saved file, read back: every line's colour in its panel (a PNG saved before the
+    # lines were drawn shows empty axes) and in its legend (one saved before the legend)
+    seen = _on_white(pixels)
+    height, width = seen.shape[:2]
+    fw, fh = o["size"]
+    # a file of the whole figure (at any dpi) is read region by region; a cropped one
+    # (bbox_inches="tight") as a whole
+    whole_figure = abs(width / height - fw / fh) < 0.01
+    for name, panel in zip(("loss", "accuracy"), panels):
+        regions = [("panel", panel["frac"]), ("legend", panel["legend"]["frac"])]
+        for where, region in regions:
+            region = region if whole_figure else None
+            if where == "panel" and len(epochs) < 2:  # one point and no marker: nothing drawn
+                continue
+            for colour, line in zip(panel["colours"], ("first", "second")):
+                found = _colour_pixels(seen, colour, region)
+                expect(found >= 3, f"the saved PNG: the {name} panel's {line} line in its {where}",
+                       f"pixels of its colour {np.round(np.array(colour[:3]) * 255).astype(int).tolist()}",
+                       f"{found} pixel(s): the {where} is empty in the file",
+                       hint="save the figure after drawing everything (lines and legends), "
+                       "and save the whole figure", docs=docs("5.3"))  # fmt: skip
+
+
+@pytest.mark.task("5.3", points=2)
+@drawn(examples=2)
+@given(epochs=EPOCHS, seed=SEEDS, arm=st.sampled_from(ARMS))
+def test_learning_curves_plot(epochs, seed, arm):
+    """A history of 1 to 6 epochs whose four fields all differ: each line by its values, the
+    legends, and the PNG file read back."""
+    res = {"arm": arm, "status": "ok", "test_accuracy": 0.5, "train_seconds": 60.0,
+           "history": history(np.random.default_rng(seed), epochs)}  # fmt: skip
+    _check_curves(res, observe(_observe_curves, res))
 
 
 # ---------------------------------------------------------------- task 5.4
@@ -218,7 +460,7 @@ def _observe_gain(results):
     return an.pretraining_gain(results)
 
 
-@pytest.mark.task("5.4", points=2)
+@pytest.mark.task("5.4", points=1)
 def test_overfitting_gap_and_pretraining_gain():
     o = observe(_observe_gap_and_gain, RESULTS[1], RESULTS)
     h = RESULTS[1]["history"]
@@ -236,6 +478,50 @@ def test_overfitting_gap_and_pretraining_gain():
                       "no accuracy: raise, never count it as 0", docs=docs("5.4"))  # fmt: skip
     expect("torch-pretrained" in str(e), "the ValueError's message", "names the missing arm "
            "'torch-pretrained'", str(e)[:200], hint="say which arm is missing",
+           docs=docs("5.4"))  # fmt: skip
+
+
+def _observe_drawn_gap_and_gain(res, results):
+    gap = an.overfitting_gap(res)
+    try:
+        return {"gap": gap, "gain": an.pretraining_gain(results)}
+    except NotImplementedError:
+        raise
+    except Exception as e:  # noqa: BLE001 - the check judges the error's type and message
+        return {"gap": gap, "error": type(e).__name__, "message": str(e)[:300]}
+
+
+@pytest.mark.task("5.4", points=1)
+@drawn(examples=20)
+@given(epochs=EPOCHS, seed=SEEDS, results=comparisons())
+def test_gap_and_gain_of_drawn_results(epochs, seed, results):
+    """Histories of 1 to 6 epochs; comparisons whose two arms are ok, skipped, failed or
+    absent, in any order: the gain, or the ValueError naming an arm that did not run."""
+    h = history(np.random.default_rng(seed), epochs)
+    o = observe(_observe_drawn_gap_and_gain, {"arm": "torch-scratch", "status": "ok",
+                                              "history": h}, results)  # fmt: skip
+    expect_close(o["gap"], h["train_accuracy"][-1] - h["val_accuracy"][-1], "overfitting gap "
+                 f"of {len(h['val_accuracy'])} epochs: train {h['train_accuracy']}, val "
+                 f"{h['val_accuracy']}", atol=1e-9, hint="the LAST epoch's training accuracy "
+                 "minus its validation accuracy, whatever the number of epochs",
+                 docs=docs("5.4"))  # fmt: skip
+    gain, missing = reference_gain(results)
+    arms = [(r["arm"], r["status"]) for r in results]
+    if missing is None:
+        expect("gain" in o, f"pretraining_gain of {arms}", "a number",
+               f"{o.get('error')}: {o.get('message')}", hint="both arms ran: no error",
+               docs=docs("5.4"))  # fmt: skip
+        expect_close(o["gain"], gain, f"pretraining gain of {arms}", atol=1e-9,
+                     hint="torch-pretrained's test accuracy minus torch-tv-scratch's, found by "
+                     "name whatever the order", docs=docs("5.4"))  # fmt: skip
+        return
+    what = f"pretraining_gain of {arms}, where {' and '.join(missing)} did not run"
+    expect(o.get("error") == "ValueError", what, "raises ValueError",
+           f"raised {o['error']}: {o['message']}" if "error" in o else f"returned {o.get('gain')!r}",
+           hint="an arm missing, skipped or failed has no accuracy: raise ValueError naming "
+           "it (never a KeyError, never 0)", docs=docs("5.4"))  # fmt: skip
+    expect(any(a in o["message"] for a in missing), "the ValueError's message",
+           f"names {' or '.join(missing)}", o["message"][:200], hint="say which arm did not run",
            docs=docs("5.4"))  # fmt: skip
 
 
@@ -262,7 +548,7 @@ def _analysis_text(results, what: str) -> str:
     return text
 
 
-@pytest.mark.task("5.5", points=2)
+@pytest.mark.task("5.5", points=1)
 def test_written_analysis_uses_the_numbers():
     for results, gain, (arm, gap) in ((RESULTS, "24.9", ("torch-scratch", "11.0")),
                                       (OTHER, "22.3", ("keras-scratch", "23.0"))):  # fmt: skip
@@ -295,3 +581,41 @@ def test_written_analysis_without_the_pretrained_arm():
            "torch-pretrained result: the arm that overfits most and its gap",
            "'torch-scratch' and '11.0 percentage points'", text[:300],
            hint="the rest of the analysis does not need the pretrained arm", docs=docs("5.5"))  # fmt: skip
+
+
+@pytest.mark.task("5.5", points=1)
+@drawn(examples=15)
+@given(results=comparisons(min_ok=1))
+def test_written_analysis_of_drawn_results(results):
+    """Any arms in any order and status: the arm that overfits most and its gap, the gain or
+    (when an arm did not run) that arm's name and no gain, never an error."""
+    ran = [r for r in results if r["status"] == "ok"]
+    gaps = {r["arm"]: reference_gap(r) for r in ran}
+    worst = [a for a, g in gaps.items() if g == max(gaps.values())]
+    gap = f"{100 * max(gaps.values()):.1f}"
+    arms = [(r["arm"], r["status"]) for r in results]
+    text = _analysis_text(results, f"analysis of {arms}")
+    written = set(re.findall(r"(?<![\w.])(-?\d+\.\d) percentage points", text))
+    expect(any(a in text for a in worst), f"analysis of {arms}: the arm that overfits most",
+           f"names {' or '.join(worst)} (gaps {gaps})", text[:300], hint="the largest "
+           "overfitting_gap among the arms that ran", docs=docs("5.5"))  # fmt: skip
+    expect(gap in written, f"analysis of {arms}: the largest overfitting gap",
+           f"'{gap} percentage points'", text[:300],
+           hint="100 times overfitting_gap, with one decimal, in percentage points",
+           docs=docs("5.5"))  # fmt: skip
+    gain, missing = reference_gain(results)
+    if missing is None:
+        want = f"{100 * gain:.1f}"
+        expect(want in written, f"analysis of {arms}: the pretraining gain",
+               f"'{want} percentage points'", text[:300],
+               hint="100 times pretraining_gain, with one decimal, in percentage points",
+               docs=docs("5.5"))  # fmt: skip
+        return
+    expect(any(a in text for a in missing), f"analysis of {arms}: the arm that did not run",
+           f"named ({' or '.join(missing)})", text[:300], hint="say that the gain was not "
+           "measured, and which arm did not run", docs=docs("5.5"))  # fmt: skip
+    ok = {r["arm"]: r["test_accuracy"] for r in ran}
+    as_zero = {f"{100 * (ok.get('torch-pretrained', 0.0) - ok.get('torch-tv-scratch', 0.0)):.1f}"}
+    expect(not (as_zero - {gap}) & written, f"analysis of {arms}: the gain", "no number "
+           "(not measured)", text[:300], hint="an arm that did not run has no accuracy: never "
+           "count it as 0%", docs=docs("5.5"))  # fmt: skip
