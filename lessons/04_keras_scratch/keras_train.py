@@ -64,8 +64,9 @@ def evaluate_keras(model: keras.Model, ds, num_classes: int) -> dict:
     ``ds`` (batches of ``(x, y)``), with the model in inference mode (``training=False``).
 
     Returns:
-        ``{"accuracy": float, "per_class_accuracy": (C,) array,
-        "confusion_matrix": (C, C) int array, rows = true class, columns = predicted}``.
+        ``{"accuracy": float, "per_class_accuracy": (C,) array (NaN for a class with no
+        sample), "confusion_matrix": (C, C) int array, rows = true class, columns =
+        predicted}``.
     """
     # TODO: Task 4.8 -- see docs/lessons/04_keras_scratch.md#task-4-8
     raise NotImplementedError("Task 4.8 not started (docs/lessons/04_keras_scratch.md#task-4-8)")

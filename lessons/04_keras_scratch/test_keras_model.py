@@ -19,6 +19,8 @@ import numpy as np
 import pytest
 import torch
 import torchvision  # noqa: F401  (import torch's libraries before TensorFlow's)
+from hypothesis import given
+from hypothesis import strategies as st
 from torch import nn
 
 from alexnet_course.grading import learner
@@ -30,6 +32,7 @@ from alexnet_course.grading.checks import (
     expect_shape,
     observed,
 )
+from alexnet_course.grading.draws import drawn
 from alexnet_course.grading.remote import observe
 
 ka = learner.load(__file__, "keras_alexnet")
@@ -370,6 +373,51 @@ def test_classifier_layers():
         h = h @ kernel.astype(np.float64) + bias
         h = np.maximum(h, 0) if i < 2 else h
     expect_finite_close(o["out"], h, "classifier output in inference mode, with this test's "
+                        "weights in your Dense layers, against fc6 ReLU, fc7 ReLU, fc8 logits "
+                        "recomputed with the same weights",
+                        atol=1e-4 * max(1.0, float(np.abs(h).max())), rtol=1e-4,
+                        hint="no softmax on fc8: the loss takes logits (from_logits=True)",
+                        docs=docs("4.3"))  # fmt: skip
+
+
+def _observe_classifier_any(cases):
+    import keras
+
+    seen = []
+    for num_classes, dropout, dense, x in cases:
+        layers = ka.classifier_layers(num_classes, dropout)
+        model = keras.Sequential([keras.Input(tuple(x.shape[1:])), *layers])
+        o = _set_weights(layers, "Dense", dense)
+        if o["loaded"]:
+            o["out"] = np.asarray(model(x, training=False))
+        seen.append(o)
+        del model, layers
+    return seen
+
+
+@functools.lru_cache(maxsize=1)
+def _hidden_dense() -> list:
+    """fc6 (from 16 features) and fc7: the same for every drawn head."""
+    return drawn_weights([(16, 4096), (4096, 4096)], seed=6)
+
+
+@pytest.mark.task("4.3", points=1)
+@drawn(examples=2)
+@given(num_classes=st.integers(1, 30).filter(lambda k: k != 10), dropout=st.floats(0.0, 0.9),
+       seed=st.integers(0, 2**16))  # fmt: skip
+def test_classifier_layers_any_number_of_classes(num_classes, dropout, seed):
+    x = nhwc(randn(2, 4, 2, 2, seed=seed))
+    dense = [*_hidden_dense(), *drawn_weights([(4096, num_classes)], seed=seed)]
+    call = f"classifier_layers({num_classes}, {dropout:.3g})"
+    (o,) = observed(_observe_classifier_any, [(num_classes, dropout, dense, x)],
+                    what=f"{call} applied in order to a (2, 2, 2, 4) input", docs=docs("4.3"))
+    expect_loaded(o, dense, "Dense", f"{call} (its last Dense layer has num_classes units: the "
+                  "argument's value, whatever it is; 10 is only CIFAR-10's)", "4.3")
+    h = x.reshape(2, -1).astype(np.float64)
+    for i, (kernel, bias) in enumerate(dense):
+        h = h @ kernel.astype(np.float64) + bias
+        h = np.maximum(h, 0) if i < 2 else h
+    expect_finite_close(o["out"], h, f"{call}: output in inference mode, with this test's "
                         "weights in your Dense layers, against fc6 ReLU, fc7 ReLU, fc8 logits "
                         "recomputed with the same weights",
                         atol=1e-4 * max(1.0, float(np.abs(h).max())), rtol=1e-4,

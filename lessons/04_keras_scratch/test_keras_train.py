@@ -12,9 +12,12 @@ import tempfile
 import numpy as np
 import pytest
 import torch  # noqa: F401  (import torch's libraries before TensorFlow's)
+from hypothesis import given
+from hypothesis import strategies as st
 
 from alexnet_course.grading import learner
 from alexnet_course.grading.checks import expect, expect_close, expect_equal, observed
+from alexnet_course.grading.draws import drawn
 from alexnet_course.grading.remote import observe
 
 kt = learner.load(__file__, "keras_train")
@@ -95,6 +98,80 @@ def test_train_step_matches_a_reference_tape():
                           "optimizer you were given", docs=docs("4.6"))  # fmt: skip
 
 
+def _loss(name, temperature, num_classes):
+    """A loss the test chooses (not the default): cross-entropy on logits / temperature, or
+    the squared error of the softmax against the one-hot labels."""
+    import keras
+    import tensorflow as tf
+
+    ce = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    if name == "scaled_cross_entropy":
+        return lambda y, logits: ce(y, logits / temperature)
+    return lambda y, logits: tf.reduce_mean(
+        tf.square(tf.nn.softmax(logits) - tf.one_hot(tf.cast(y, tf.int32), num_classes)))
+
+
+def _observe_train_steps_any(cases):
+    import keras
+
+    seen = []
+    for weights, classes, batches, lr, momentum, loss in cases:
+        model = small_net(classes=classes)
+        model.set_weights(weights)
+        step = kt.make_train_step(model, keras.optimizers.SGD(lr, momentum=momentum),
+                                  _loss(*loss, classes))  # fmt: skip
+        seen.append({"losses": [float(step(xb, yb)) for xb, yb in batches],
+                     "weights": [np.asarray(w) for w in model.get_weights()]})  # fmt: skip
+    return seen
+
+
+@st.composite
+def _labelled_batches(draw):
+    """Two batches of a drawn size (one shape: the step is traced once) with drawn labels:
+    unbalanced, classes missing."""
+    classes, n = draw(st.integers(2, 6)), draw(st.integers(1, 8))
+    return classes, [draw(st.lists(st.integers(0, classes - 1), min_size=n, max_size=n)) for _ in range(2)]
+
+
+@pytest.mark.task("4.6", points=1)
+@drawn(examples=2)
+@given(data=_labelled_batches(), lr=st.floats(1e-3, 0.2), momentum=st.floats(0.0, 0.95),
+       loss=st.tuples(st.sampled_from(["scaled_cross_entropy", "softmax_squared_error"]),
+                      st.floats(0.25, 4.0).filter(lambda t: abs(t - 1) > 0.1)),
+       seed=st.integers(0, 2**16))  # fmt: skip
+def test_train_step_uses_the_given_loss_fn(data, lr, momentum, loss, seed):
+    import keras
+    import tensorflow as tf
+
+    classes, labels = data
+    rng = np.random.default_rng(seed)
+    batches = [(rng.normal(size=(len(y), 8, 8, 3)).astype("float32"), np.array(y, dtype="int64"))
+               for y in labels]  # fmt: skip
+    ref = small_net(seed=seed % 100, classes=classes)
+    start = ref.get_weights()
+    call = (f"make_train_step(model, SGD({lr:.4g}, momentum={momentum:.4g}), loss_fn={loss[0]}"
+            f"{f' (temperature {loss[1]:.3g})' if loss[0] == 'scaled_cross_entropy' else ''}): "
+            f"steps on batches of {[len(y) for y in labels]}, labels {labels}")
+    (o,) = observed(_observe_train_steps_any, [(start, classes, batches, lr, momentum, loss)],
+                    what=call, docs=docs("4.6"))  # fmt: skip
+    opt = keras.optimizers.SGD(lr, momentum=momentum)
+    loss_fn = _loss(*loss, classes)
+    want = []
+    for xb, yb in batches:
+        with tf.GradientTape() as tape:
+            value = loss_fn(yb, ref(xb, training=True))
+        grads = tape.gradient(value, ref.trainable_variables)
+        opt.apply_gradients(zip(grads, ref.trainable_variables))
+        want.append(float(value))
+    expect_close(o["losses"], want, f"{call}: losses against a reference GradientTape step with "
+                 "the same loss_fn", atol=1e-5, rtol=1e-5, hint="the loss is loss_fn when one is "
+                 "given (the default only when it is None)", docs=docs("4.6"))  # fmt: skip
+    for a, b in zip(o["weights"], ref.get_weights()):
+        expect_close(a, b, f"{call}: weights after the steps against the reference", atol=1e-5,
+                     rtol=1e-4, hint="the gradient of the given loss_fn, applied with the given "
+                     "optimizer", docs=docs("4.6"))  # fmt: skip
+
+
 def _observe_alexnet_bn_step(x, y):
     import keras
 
@@ -104,7 +181,8 @@ def _observe_alexnet_bn_step(x, y):
     step = kt.make_train_step(model, keras.optimizers.SGD(0.01))
     loss = float(step(x, y))
     after = [np.asarray(w) for w in bns[0].get_weights()] if bns else []
-    return {"bn_layers": len(bns), "before": before, "after": after, "loss": loss}
+    return {"bn_layers": len(bns), "before": before, "after": after, "loss": loss,
+            "classes": model.output_shape[-1]}
 
 
 @pytest.mark.task("4.6", points=2)
@@ -120,6 +198,9 @@ def test_train_step_updates_batch_norm_in_training_mode():
            "ReLU of every convolution", docs=docs("4.6"))  # fmt: skip
     expect(np.isfinite(o["loss"]), "loss of one AlexNet training step", "finite", o["loss"],
            docs=docs("4.6"))  # fmt: skip
+    expect_equal(o["classes"], 4, "outputs of build_alexnet(num_classes=4)", hint="the last "
+                 "Dense layer has num_classes units: pass the argument on to classifier_layers",
+                 docs=docs("4.4"))  # fmt: skip
     (gamma, _, moving, _), (gamma2, _, moving2, _) = o["before"], o["after"]
     expect(not np.allclose(moving, moving2), "BatchNorm moving mean after a training step",
            "updated (BatchNorm in training mode)", "unchanged",
@@ -163,7 +244,30 @@ def test_lr_schedule_does_not_compound():
                       "rate compounds", docs=docs("4.7"))  # fmt: skip
 
 
-def _observe_fit(weights, x, y, y_val, epochs, lr, patience):
+def _observe_schedules(cases, current_lr):
+    return [_observe_schedule(*case, current_lr) for case in cases]
+
+
+@pytest.mark.task("4.7", points=1)
+@drawn(examples=6)
+@given(cases=st.lists(st.tuples(st.floats(1e-4, 1.0), st.floats(0.05, 0.95).filter(lambda d: d != 0.5),
+                                st.integers(1, 6), st.integers(2, 12)), min_size=3, max_size=3),
+       current_lr=st.floats(1e-5, 1.0))  # fmt: skip
+def test_lr_schedule_any_drop_and_every(cases, current_lr):
+    got = observed(_observe_schedules, cases, current_lr, what="lr_schedule(initial_lr, drop=..., "
+                   "every=...) with drawn arguments, inside keras.callbacks.LearningRateScheduler",
+                   hint="return a float; Keras calls schedule(epoch, lr) or schedule(epoch)",
+                   docs=docs("4.7"))  # fmt: skip
+    for (initial_lr, drop, every, epochs), rates in zip(cases, got):
+        want = [initial_lr * drop ** (epoch // every) for epoch in range(epochs)]
+        expect_close(rates, want, f"learning rate per epoch set by LearningRateScheduler("
+                     f"lr_schedule({initial_lr!r}, drop={drop!r}, every={every})), the "
+                     f"optimizer's current rate a wrong {current_lr!r} each epoch", atol=1e-12,
+                     rtol=1e-6, hint="initial_lr * drop ** (epoch // every), with the arguments' "
+                     "values (0.5 and 10 are only the defaults)", docs=docs("4.7"))  # fmt: skip
+
+
+def _observe_fit(weights, x, y, y_val, epochs, lr, patience, drop_every):
     import keras
     import tensorflow as tf
 
@@ -173,7 +277,7 @@ def _observe_fit(weights, x, y, y_val, epochs, lr, patience):
     val = tf.data.Dataset.from_tensor_slices((x, y_val)).batch(8)
     ckpt = os.path.join(tempfile.mkdtemp(), "best.weights.h5")
     h = kt.fit_keras(model, train, val, epochs=epochs, lr=lr, checkpoint_path=ckpt,
-                     patience=patience)  # fmt: skip
+                     patience=patience, drop_every=drop_every)  # fmt: skip
     h = getattr(h, "history", h)
     out = {"history": {str(k): [float(v) for v in vals] for k, vals in dict(h).items()},
            "final": [np.asarray(w) for w in model.get_weights()],
@@ -190,7 +294,7 @@ def _observe_fit(weights, x, y, y_val, epochs, lr, patience):
     return out
 
 
-def reference_fit(weights, x, y, y_val, epochs, lr, path):
+def reference_fit(weights, x, y, y_val, epochs, lr, path, drop_every):
     """The page's fit: SGD momentum 0.9, cross-entropy on logits, step-decay schedule,
     ModelCheckpoint and EarlyStopping on validation accuracy, best weights restored."""
     import keras
@@ -201,7 +305,7 @@ def reference_fit(weights, x, y, y_val, epochs, lr, path):
     model.compile(optimizer=keras.optimizers.SGD(lr, momentum=SGD_MOMENTUM),
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                   metrics=["accuracy"])  # fmt: skip
-    callbacks = [keras.callbacks.LearningRateScheduler(lambda e: float(lr * 0.5 ** (e // 10))),
+    callbacks = [keras.callbacks.LearningRateScheduler(lambda e: float(lr * 0.5 ** (e // drop_every))),
                  keras.callbacks.ModelCheckpoint(str(path), monitor="val_accuracy", mode="max",
                                                  save_best_only=True, save_weights_only=True),
                  keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max", patience=10,
@@ -217,8 +321,8 @@ def test_fit_checkpoints_the_best_validation_epoch(tmp_path):
     x, y = data(32)
     y_val = (y + 1) % 4  # shifted labels: validation accuracy peaks away from training's
     start = small_net(seed=3).get_weights()
-    o = observed(_observe_fit, start, x, y, y_val, 5, 0.05, 10, what="fit_keras on a small "
-                 "convnet, 5 epochs", docs=docs("4.7"))  # fmt: skip
+    o = observed(_observe_fit, start, x, y, y_val, 5, 0.05, 10, 2, what="fit_keras on a small "
+                 "convnet, 5 epochs, drop_every=2", docs=docs("4.7"))  # fmt: skip
     h = o["history"]
     for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
         expect(key in h and len(h[key]) == 5, f"history[{key!r}]", "5 values", h.get(key),
@@ -256,16 +360,18 @@ def test_fit_checkpoints_the_best_validation_epoch(tmp_path):
            f"(epoch {best + 1}, as checkpointed)", "other weights (the last epoch's?)",
            hint="early stopping on validation accuracy can put the best epoch's weights back "
                 "when it ends (the page's Look up)", docs=docs("4.7"))  # fmt: skip
-    expect_close(h.get("learning_rate", []), [0.05] * 5, "learning rate per epoch (drop every "
-                 "10)", atol=1e-7, hint="a learning-rate scheduler callback with your "
-                 "lr_schedule (every drop_every epochs) records history['learning_rate']",
+    expect_close(h.get("learning_rate", []), [0.05, 0.05, 0.025, 0.025, 0.0125], "learning "
+                 "rate per epoch (drop_every=2)", atol=1e-7, hint="a learning-rate scheduler "
+                 "callback with your lr_schedule, every drop_every epochs (the argument's "
+                 "value; 10 is only its default), records history['learning_rate']",
                  docs=docs("4.7"))  # fmt: skip
-    want, _ = reference_fit(start, x, y, y_val, 5, 0.05, tmp_path / "reference.weights.h5")
-    for key in ("loss", "val_accuracy"):
+    want, _ = reference_fit(start, x, y, y_val, 5, 0.05, tmp_path / "reference.weights.h5", 2)
+    for key in ("loss", "accuracy", "val_loss", "val_accuracy"):  # every field, by value
         expect_close(h[key], want[key], f"history[{key!r}] against a reference fit from the "
                      "same weights", atol=1e-4, hint="SGD at lr with momentum 0.9, cross-entropy "
                      "on logits, the accuracy metric; train on train_ds, validate on val_ds "
-                     "every epoch", docs=docs("4.7"))  # fmt: skip
+                     "every epoch; return the history fit recorded, each key its own values",
+                     docs=docs("4.7"))  # fmt: skip
 
 
 # ---------------------------------------------------------------- 4.8
@@ -287,6 +393,54 @@ def _observe_evaluate(table, labels, batch, num_classes):
     return {"confusion_matrix": np.asarray(r["confusion_matrix"]),
             "per_class_accuracy": np.asarray(r["per_class_accuracy"], dtype=np.float64),
             "accuracy": float(r["accuracy"])}  # fmt: skip
+
+
+def _observe_evaluate_any(cases):
+    return [_observe_evaluate(*case) for case in cases]
+
+
+def expect_per_class(got, cm, what: str) -> None:
+    """Per-class accuracy: the diagonal over the row sums, NaN where a class has no sample."""
+    got, rows = np.asarray(got, dtype=np.float64), cm.sum(1)
+    expect_equal(np.isnan(got).tolist() if got.shape == rows.shape else got.shape,
+                 (rows == 0).tolist(), f"{what}: which classes have no accuracy (NaN)",
+                 hint="a class with no sample has no accuracy: NaN, not 0 (and not an error)",
+                 docs=docs("4.8"))  # fmt: skip
+    expect_close(got[rows > 0], np.diag(cm)[rows > 0] / rows[rows > 0], f"{what}: per-class "
+                 "accuracy of the classes that have samples", atol=1e-9,
+                 hint="each class's correct predictions over ITS samples (a row of the "
+                 "confusion matrix)", docs=docs("4.8"))  # fmt: skip
+
+
+@st.composite
+def _predicted(draw):
+    """Labels and predictions drawn: unbalanced classes, some missing, any batch size."""
+    classes = draw(st.integers(2, 6))
+    n = draw(st.integers(1, 20))
+    pair = st.lists(st.integers(0, classes - 1), min_size=n, max_size=n)
+    return classes, draw(pair), draw(pair), draw(st.integers(1, 8))
+
+
+@pytest.mark.task("4.8", points=1)
+@drawn(examples=5)
+@given(cases=st.lists(_predicted(), min_size=2, max_size=2))
+def test_evaluate_on_drawn_labels(cases):
+    args = [(np.eye(c, dtype="float32")[p] * 5, np.array(y), b, c) for c, y, p, b in cases]
+    got = observed(_observe_evaluate_any, args, what="evaluate_keras on drawn labels and "
+                   "predictions", docs=docs("4.8"))  # fmt: skip
+    for (c, y, p, b), r in zip(cases, got):
+        cm = np.zeros((c, c), dtype=np.int64)
+        np.add.at(cm, (np.array(y), np.array(p)), 1)
+        what = (f"evaluate_keras(model, ds, num_classes={c}): {len(y)} samples in batches of {b}, "
+                f"labels {y}, predictions {p}")
+        expect_equal(np.asarray(r["confusion_matrix"]).tolist(), cm.tolist(), f"{what}: "
+                     "confusion matrix (rows true, columns predicted)", hint="every sample of "
+                     "every batch, num_classes x num_classes whatever classes occur",
+                     docs=docs("4.8"))  # fmt: skip
+        expect_per_class(r["per_class_accuracy"], cm, what)
+        expect_close(r["accuracy"], np.trace(cm) / cm.sum(), f"{what}: accuracy", atol=1e-9,
+                     hint="correct predictions over all samples (not the mean of the per-class "
+                     "accuracies)", docs=docs("4.8"))  # fmt: skip
 
 
 @pytest.mark.task("4.8", points=3)
