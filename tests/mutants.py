@@ -5,6 +5,26 @@ graded suite must fail on it (tests/test_lessons.py checks that)."""
 
 # (name, file, exact text in the solution, replacement): each is one typical mistake.
 MUTANTS_03 = [
+    # #32: loss_fn away from its default, every field of the history by value, classes missing
+    ("train_one_epoch_ignores_loss_fn", "train.py",
+     "    loss_fn = loss_fn or nn.CrossEntropyLoss()\n    device = model_device(model)\n    model.train()",
+     "    loss_fn = nn.CrossEntropyLoss()\n    device = model_device(model)\n    model.train()"),
+    ("evaluate_ignores_loss_fn", "train.py",
+     "    loss_fn = loss_fn or nn.CrossEntropyLoss()\n    device = model_device(model)\n    model.eval()",
+     "    loss_fn = nn.CrossEntropyLoss()\n    device = model_device(model)\n    model.eval()"),
+    ("fit_drops_loss_fn", "train.py",
+     "train_one_epoch(model, train_loader, optimizer, loss_fn)",
+     "train_one_epoch(model, train_loader, optimizer)"),
+    ("history_val_loss_holds_train_loss", "train.py", "history.val_loss.append(result.loss)",
+     "history.val_loss.append(train_loss)"),
+    ("history_train_accuracy_holds_val_accuracy", "train.py",
+     "history.train_accuracy.append(train_acc)", "history.train_accuracy.append(result.accuracy)"),
+    ("empty_class_scored_0", "train.py", "per_class = np.where(rows > 0, np.diag(cm) / rows, np.nan)",
+     "per_class = np.where(rows > 0, np.diag(cm) / rows, 0.0)"),
+    ("accuracy_mean_of_per_class", "train.py", "accuracy=float(np.trace(cm) / max(seen, 1)),",
+     "accuracy=float(np.nanmean(per_class)),"),
+    ("fit_keeps_the_last_best_on_a_tie", "train.py",
+     "if result.accuracy > history.best_val_accuracy:", "if result.accuracy >= history.best_val_accuracy:"),
     ("conv1_stride_2", "alexnet.py", "kernel_size=11, stride=4", "kernel_size=11, stride=2"),
     ("conv2_padding_1", "alexnet.py", "kernel_size=5, padding=2", "kernel_size=5, padding=1"),
     ("conv1_missing_relu", "alexnet.py",

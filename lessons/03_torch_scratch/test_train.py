@@ -16,10 +16,13 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from hypothesis import given
+from hypothesis import strategies as st
 from torch import nn
 
 from alexnet_course.grading import learner
 from alexnet_course.grading.checks import expect, expect_close, expect_equal, observed
+from alexnet_course.grading.draws import drawn
 from alexnet_course.grading.remote import observe
 
 train = learner.load(__file__, "train")
@@ -40,8 +43,8 @@ def tiny_net(seed=0, classes=4) -> nn.Module:
     )  # fmt: skip
 
 
-def tiny_from(state: dict) -> nn.Module:
-    model = tiny_net()
+def tiny_from(state: dict, classes=4) -> nn.Module:
+    model = tiny_net(classes=classes)
     model.load_state_dict(state)
     return model
 
@@ -52,14 +55,14 @@ def fixed_batches(n_batches=3, size=6, classes=4, seed=0):
             for _ in range(n_batches)]  # fmt: skip
 
 
-def reference_epoch(model, batches, optimizer, autocast_dtype=None):
+def reference_epoch(model, batches, optimizer, autocast_dtype=None, loss_fn=F.cross_entropy):
     model.train()
     losses, correct, seen = 0.0, 0, 0
     for x, y in batches:
         optimizer.zero_grad()
         with torch.autocast("cpu", dtype=autocast_dtype, enabled=autocast_dtype is not None):
             logits = model(x)
-            loss = F.cross_entropy(logits, y)
+            loss = loss_fn(logits, y)
         loss.backward()
         optimizer.step()
         losses += loss.item() * len(y)
@@ -73,6 +76,34 @@ def reference_accuracy(model, batches) -> float:
     model.eval()
     correct = sum((model(x).argmax(1) == y).sum().item() for x, y in batches)
     return correct / sum(len(y) for _, y in batches)
+
+
+def _loss_fn(spec):
+    """A loss the test chooses, never the default: cross-entropy with label smoothing, or the
+    multi-class margin (hinge) loss; both take logits and class indices, mean over the batch."""
+    if spec is None:
+        return None
+    name, value = spec
+    if name == "label_smoothing":
+        return nn.CrossEntropyLoss(label_smoothing=value)
+    return nn.MultiMarginLoss(margin=value)
+
+
+LOSS = st.tuples(st.sampled_from(["label_smoothing", "margin"]), st.floats(0.1, 0.9))
+
+
+@st.composite
+def _batches(draw, classes):
+    """Batches of drawn sizes (a last one often smaller) with drawn labels: unbalanced,
+    classes missing, none tied to its position. Images from a drawn seed."""
+    sizes = draw(st.lists(st.integers(1, 6), min_size=1, max_size=3))
+    labels = [draw(st.lists(st.integers(0, classes - 1), min_size=n, max_size=n)) for n in sizes]
+    g = torch.Generator().manual_seed(draw(st.integers(0, 2**16)))
+    return [(torch.randn(len(y), 3, 8, 8, generator=g), torch.tensor(y)) for y in labels]
+
+
+def _sizes(batches) -> str:
+    return f"batches of {[len(y) for _, y in batches]}, labels {[y.tolist() for _, y in batches]}"
 
 
 def _numbers(value):
@@ -138,6 +169,61 @@ def test_train_one_epoch_matches_reference_loop():
                      "new ones" + amp_hint, docs=docs("3.8"))  # fmt: skip
     expect(o["training"], "the model's mode after train_one_epoch", "training", "eval",
            docs=docs("3.8"))  # fmt: skip
+
+
+def _observe_train_one_epoch_any(cases):
+    seen = []
+    for state, classes, batches, lr, momentum, loss in cases:
+        model = tiny_from(state, classes)
+        model.eval()
+        autocast = _autocast_recorder(model)
+        opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
+        got = train.train_one_epoch(model, batches, opt, _loss_fn(loss))
+        seen.append({"got": _numbers(got), "repr": repr(got)[:200],
+                     "params": dict(model.named_parameters()), "autocast": autocast})  # fmt: skip
+    return seen
+
+
+@st.composite
+def _epoch_case(draw):
+    classes = draw(st.integers(2, 6))
+    return (classes, draw(_batches(classes)), draw(st.floats(1e-3, 0.2)),
+            draw(st.floats(0.0, 0.95)), draw(LOSS), draw(st.integers(0, 100)))  # fmt: skip
+
+
+def _loss_name(spec) -> str:
+    return "None" if spec is None else f"{'CrossEntropyLoss(label_smoothing' if spec[0] == 'label_smoothing' else 'MultiMarginLoss(margin'}={spec[1]:.3g})"
+
+
+@pytest.mark.task("3.8", points=1)
+@drawn(examples=8)
+@given(cases=st.lists(_epoch_case(), min_size=2, max_size=2))
+def test_train_one_epoch_with_drawn_loss_fn_and_batches(cases):
+    starts = [tiny_net(seed, classes).state_dict() for classes, *_, seed in cases]
+    got = observed(_observe_train_one_epoch_any, [(start, *case[:5]) for start, case in
+                                                  zip(starts, cases)],
+                   what="train_one_epoch(model, batches, SGD(lr, momentum), loss_fn) with drawn "
+                   "batches, settings and loss_fn", docs=docs("3.8"))  # fmt: skip
+    for start, (classes, batches, lr, momentum, loss, _), o in zip(starts, cases, got):
+        call = (f"train_one_epoch({classes}-class model, {_sizes(batches)}, SGD(lr={lr:.4g}, "
+                f"momentum={momentum:.4g}), loss_fn={_loss_name(loss)})")
+        expect(o["got"] is not None and len(o["got"]) == 2, f"{call} returns",
+               "(mean loss, accuracy)", o["repr"], docs=docs("3.8"))  # fmt: skip
+        dtypes = {d for d in o["autocast"] if d is not None}
+        dtype = getattr(torch, dtypes.pop().split(".")[-1]) if len(dtypes) == 1 else None
+        ref = tiny_from(start, classes)
+        want = reference_epoch(ref, batches, torch.optim.SGD(ref.parameters(), lr=lr,
+                               momentum=momentum), dtype, _loss_fn(loss))  # fmt: skip
+        tol = {"atol": 1e-5, "rtol": 1e-4} if dtype is None else {"atol": 1e-2, "rtol": 2e-2}
+        hint = ("the loss is loss_fn when one is given (cross-entropy only when it is None); "
+                "each batch's loss weighs as many samples as it holds")
+        expect_close(np.array(o["got"], dtype=float), np.array(want), f"{call}: (mean loss per "
+                     "sample, accuracy) against the reference loop", **tol, hint=hint,
+                     docs=docs("3.8"))  # fmt: skip
+        for (name, p), q in zip(o["params"].items(), ref.parameters()):
+            expect_close(p, q, f"{call}: weights '{name}' after the epoch, against the "
+                         "reference loop", **tol, hint="one step per batch from the gradient of "
+                         "that batch's loss_fn, with the optimizer given", docs=docs("3.8"))  # fmt: skip
 
 
 def _observe_train_one_epoch_on_gpu(state, batches):
@@ -222,6 +308,74 @@ def test_evaluate_counts_every_sample():
                  "batch of 2 the weight of 5", docs=docs("3.9"))  # fmt: skip
     expect(len(o["grad_enabled"]) > 0 and not any(o["grad_enabled"]),
            "gradients during evaluate", "disabled (no_grad)", "enabled", docs=docs("3.9"))  # fmt: skip
+
+
+def _observe_evaluate_any(cases):
+    seen = []
+    for logits, batches, classes, loss in cases:
+        model = KnownPredictions(logits)
+        model.train()
+        r = train.evaluate(model, batches, num_classes=classes, loss_fn=_loss_fn(loss))
+        seen.append({"confusion": np.asarray(r.confusion_matrix).tolist(),
+                     "per_class": np.asarray(r.per_class_accuracy, dtype=float),
+                     "accuracy": float(r.accuracy), "loss": float(r.loss)})  # fmt: skip
+    return seen
+
+
+@st.composite
+def _evaluation_case(draw):
+    """Drawn labels (unbalanced, classes missing), logits, batch size and loss_fn."""
+    classes, n = draw(st.integers(2, 6)), draw(st.integers(1, 20))
+    labels = draw(st.lists(st.integers(0, classes - 1), min_size=n, max_size=n))
+    g = torch.Generator().manual_seed(draw(st.integers(0, 2**16)))
+    return classes, labels, 3 * torch.randn(n, classes, generator=g), draw(st.integers(1, 8)), draw(LOSS)
+
+
+def expect_per_class(got, cm, what: str) -> None:
+    """Per-class accuracy: the diagonal over the row sums, NaN where a class has no sample."""
+    got, rows = np.asarray(got, dtype=np.float64), cm.sum(1)
+    expect_equal(np.isnan(got).tolist() if got.shape == rows.shape else got.shape,
+                 (rows == 0).tolist(), f"{what}: which classes have no accuracy (NaN)",
+                 hint="a class with no sample has no accuracy: NaN, not 0 (and not an error)",
+                 docs=docs("3.9"))  # fmt: skip
+    expect_close(got[rows > 0], np.diag(cm)[rows > 0] / rows[rows > 0], f"{what}: per-class "
+                 "accuracy of the classes that have samples", atol=1e-9, hint="each class's "
+                 "correct predictions over ITS samples (a row of the confusion matrix)",
+                 docs=docs("3.9"))  # fmt: skip
+
+
+@pytest.mark.task("3.9", points=1)
+@drawn(examples=10)
+@given(cases=st.lists(_evaluation_case(), min_size=2, max_size=2))
+def test_evaluate_on_drawn_labels_and_loss_fn(cases):
+    args = []
+    for classes, labels, logits, size, loss in cases:
+        ids = torch.arange(len(labels)).float()[:, None]
+        y = torch.tensor(labels)
+        args.append((logits, [(ids[i : i + size], y[i : i + size]) for i in range(0, len(y), size)],
+                     classes, loss))  # fmt: skip
+    got = observed(_observe_evaluate_any, args, what="evaluate(model, loader, num_classes, "
+                   "loss_fn) on drawn labels, logits and batch sizes", docs=docs("3.9"))  # fmt: skip
+    for (classes, labels, logits, size, loss), (_, batches, _, _), o in zip(cases, args, got):
+        y = torch.tensor(labels)
+        what = (f"evaluate(model, {len(labels)} samples in batches of {size}, num_classes="
+                f"{classes}, loss_fn={_loss_name(loss)}), labels {labels}, predicted "
+                f"{logits.argmax(1).tolist()}")
+        cm = np.zeros((classes, classes), dtype=np.int64)
+        np.add.at(cm, (y.numpy(), logits.argmax(1).numpy()), 1)
+        expect_equal(o["confusion"], cm.tolist(), f"{what}: confusion matrix (rows: true class, "
+                     "columns: predicted)", hint="count every sample of every batch, in a "
+                     "num_classes x num_classes matrix whatever classes occur", docs=docs("3.9"))  # fmt: skip
+        expect_per_class(o["per_class"], cm, what)
+        expect_close(o["accuracy"], np.trace(cm) / len(labels), f"{what}: accuracy", atol=1e-9,
+                     hint="correct predictions over all samples (not the mean of the per-class "
+                     "accuracies)", docs=docs("3.9"))  # fmt: skip
+        loss_fn = _loss_fn(loss)
+        want = sum(loss_fn(logits[x[:, 0].long()], t).item() * len(t) for x, t in batches) / len(labels)
+        expect_close(o["loss"], want, f"{what}: mean loss per sample", atol=1e-5, rtol=1e-5,
+                     hint="the loss is loss_fn when one is given (cross-entropy only when it is "
+                     "None); each batch's loss weighs as many samples as it holds",
+                     docs=docs("3.9"))  # fmt: skip
 
 
 # ---------------------------------------------------------------- Task 3.10: fit
@@ -347,6 +501,100 @@ def test_fit_steps_the_schedule_once_per_epoch():
                  docs=docs("3.10"))  # fmt: skip
     expect(h["train_loss"][-1] < h["train_loss"][0], "training loss over 3 epochs",
            "falling", [round(v, 4) for v in h["train_loss"]], docs=docs("3.10"))  # fmt: skip
+
+
+def _observe_fit_any(cases):
+    seen = []
+    for start, classes, tr, va, epochs, lr, momentum, schedule, loss in cases:
+        torch.manual_seed(0)
+        model = tiny_from(start, classes)
+        opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
+        sched = None if schedule is None else torch.optim.lr_scheduler.StepLR(opt, *schedule)
+        h = train.fit(model, tr, va, epochs=epochs, optimizer=opt, num_classes=classes,
+                      scheduler=sched, loss_fn=_loss_fn(loss))  # fmt: skip
+        seen.append({"history": _history(h), "final": model.state_dict()})
+    return seen
+
+
+@torch.no_grad()
+def reference_validation(model, batches, loss_fn) -> tuple[float, float]:
+    model.eval()
+    loss = sum(loss_fn(model(x), y).item() * len(y) for x, y in batches)
+    correct = sum((model(x).argmax(1) == y).sum().item() for x, y in batches)
+    seen = sum(len(y) for _, y in batches)
+    return loss / seen, correct / seen
+
+
+def reference_fit_history(start, classes, tr, va, epochs, lr, momentum, schedule, loss):
+    """The reference ``fit``'s whole history, every field, and the weights after each epoch."""
+    model = tiny_from(start, classes)
+    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
+    sched = None if schedule is None else torch.optim.lr_scheduler.StepLR(opt, *schedule)
+    loss_fn = _loss_fn(loss) or nn.CrossEntropyLoss()
+    h = {name: [] for name in ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr")}
+    states = []
+    for _ in range(epochs):
+        h["lr"].append(opt.param_groups[0]["lr"])
+        train_loss, train_accuracy = reference_epoch(model, tr, opt, None, loss_fn)
+        val_loss, val_accuracy = reference_validation(model, va, loss_fn)
+        for name, v in zip(("train_loss", "train_accuracy", "val_loss", "val_accuracy"),
+                           (train_loss, train_accuracy, val_loss, val_accuracy)):  # fmt: skip
+            h[name].append(v)
+        states.append({k: v.detach().clone() for k, v in model.state_dict().items()})
+        if sched is not None:
+            sched.step()
+    return h, states
+
+
+FIELD_HINTS = {
+    "train_loss": "the mean loss train_one_epoch returned for the epoch, with loss_fn",
+    "train_accuracy": "the accuracy train_one_epoch returned (on the TRAINING batches), not the "
+                      "validation accuracy",
+    "val_loss": "the loss evaluate measured on val_loader (with loss_fn), not the training loss",
+    "val_accuracy": "the accuracy evaluate measured on val_loader, after the epoch's training",
+    "lr": "the learning rate the epoch trained with (read before the scheduler steps)",
+}
+
+
+@st.composite
+def _fit_case(draw):
+    classes = draw(st.integers(2, 5))
+    schedule = draw(st.one_of(st.none(), st.tuples(st.integers(1, 2), st.floats(0.1, 0.9))))
+    return (classes, draw(_batches(classes)), draw(_batches(classes)), draw(st.integers(2, 3)),
+            draw(st.floats(1e-2, 0.3)), draw(st.floats(0.0, 0.9)), schedule, draw(LOSS),
+            draw(st.integers(0, 100)))  # fmt: skip
+
+
+@pytest.mark.task("3.10", points=1)
+@drawn(examples=8)
+@given(cases=st.lists(_fit_case(), min_size=2, max_size=2))
+def test_fit_history_field_by_field(cases):
+    starts = [tiny_net(case[-1], case[0]).state_dict() for case in cases]
+    got = observed(_observe_fit_any, [(start, *case[:-1]) for start, case in zip(starts, cases)],
+                   what="fit(model, train batches, val batches, epochs, SGD(lr, momentum), "
+                   "num_classes, scheduler, loss_fn) with drawn data and settings",
+                   docs=docs("3.10"))  # fmt: skip
+    for start, case, o in zip(starts, cases, got):
+        classes, tr, va, epochs, lr, momentum, schedule, loss, _ = case
+        call = (f"fit({classes}-class model, train: {_sizes(tr)}; val: {_sizes(va)}; epochs="
+                f"{epochs}, SGD(lr={lr:.4g}, momentum={momentum:.4g}), scheduler="
+                f"{'None' if schedule is None else f'StepLR({schedule[0]}, {schedule[1]:.3g})'}, "
+                f"loss_fn={_loss_name(loss)})")
+        want, states = reference_fit_history(start, *case[:-1])
+        for name, hint in FIELD_HINTS.items():
+            expect_close(o["history"][name], want[name], f"{call}: history.{name}, field by "
+                         "field against the reference fit", atol=1e-5, rtol=1e-4, hint=hint,
+                         docs=docs("3.10"))  # fmt: skip
+        best = int(np.argmax(want["val_accuracy"]))  # the first best: a tie keeps the earlier
+        for name, q in states[best].items():
+            p = o["final"].get(name)
+            expect(p is not None and p.shape == q.shape and torch.allclose(p, q, atol=1e-5,
+                   rtol=1e-4), f"{call}: after fit, model weights '{name}'",
+                   f"the weights after epoch {best} (counted from 0), the first best "
+                   f"validation accuracy {[round(a, 3) for a in want['val_accuracy']]}",
+                   "other weights", hint="keep the best epoch by validation accuracy (strictly "
+                   "better: a tie keeps the earlier) and put its weights back at the end",
+                   docs=docs("3.10"))  # fmt: skip
 
 
 # ---------------------------------------------------------------- Task 3.8, last: slowest
