@@ -33,8 +33,33 @@ ALTERNATIVES = {
            "            optimizer.step()\n            optimizer.zero_grad()\n"
            "            total += float(loss) * x.shape[0]\n            seen += x.shape[0]\n")],
          "test_pretrained.py"),
+        # 2.4: momentum (and lr) set in each group's dict, SGD's own defaults left alone
+        ("momentum_per_group", "pretrained.py",
+         [('    groups = [{"params": head, "lr": lr}]\n    if backbone:\n'
+           '        groups.append({"params": backbone, "lr": backbone_lr})\n'
+           '    return torch.optim.SGD(groups, lr=lr, momentum=momentum)\n',
+           '    groups = [{"params": head, "lr": lr, "momentum": momentum}]\n    if backbone:\n'
+           '        groups.append({"params": backbone, "lr": backbone_lr, "momentum": momentum})\n'
+           '    return torch.optim.SGD(groups)\n')],
+         "test_pretrained.py"),
     ],
     "03_torch_scratch": [
+        # 3.9: `is None` for the default loss, the confusion matrix and per-class accuracy
+        # counted in Python loops
+        ("evaluate_in_loops", "train.py",
+         [("    loss_fn = loss_fn or nn.CrossEntropyLoss()\n    device = model_device(model)\n    model.eval()",
+           "    if loss_fn is None:\n        loss_fn = nn.CrossEntropyLoss()\n"
+           "    device = model_device(model)\n    model.eval()"),
+          ("        pairs = labels.cpu() * num_classes + logits.argmax(1).cpu()\n"
+           "        confusion += torch.bincount(pairs, minlength=num_classes**2).view(num_classes, -1)\n"
+           "    cm = confusion.numpy()\n    rows = cm.sum(1)\n"
+           "    with np.errstate(invalid=\"ignore\", divide=\"ignore\"):\n"
+           "        per_class = np.where(rows > 0, np.diag(cm) / rows, np.nan)\n",
+           "        for t, p in zip(labels.tolist(), logits.argmax(1).tolist()):\n"
+           "            confusion[t, p] += 1\n    cm = confusion.numpy()\n"
+           "    per_class = np.full(num_classes, float(\"nan\"))\n    for c in range(num_classes):\n"
+           "        if cm[c].sum():\n            per_class[c] = cm[c, c] / cm[c].sum()\n")],
+         "test_train.py"),
         # 3.10: the checkpoint's epoch counted from 1 (the page allows either)
         ("fit_epoch_one_based", "train.py",
          [('{"epoch": epoch, "val_accuracy"', '{"epoch": epoch + 1, "val_accuracy"')],
@@ -84,6 +109,19 @@ ALTERNATIVES = {
          "test_analysis.py"),
     ],
     "04_keras_scratch": [
+        # 4.8: TensorFlow's confusion matrix summed over batches, np.divide with where=
+        ("evaluate_tf_confusion_matrix", "keras_train.py",
+         [("    cm = np.zeros((num_classes, num_classes), dtype=np.int64)\n    for x, y in ds:\n"
+           "        pred = np.argmax(model(x, training=False), axis=1)\n"
+           "        np.add.at(cm, (np.asarray(y), pred), 1)\n    rows = cm.sum(1)\n"
+           "    with np.errstate(invalid=\"ignore\", divide=\"ignore\"):\n"
+           "        per_class = np.where(rows > 0, np.diag(cm) / rows, np.nan)\n",
+           "    cm = tf.zeros((num_classes, num_classes), dtype=tf.int32)\n    for x, y in ds:\n"
+           "        pred = tf.argmax(model(x, training=False), axis=1)\n"
+           "        cm += tf.math.confusion_matrix(y, pred, num_classes=num_classes, dtype=tf.int32)\n"
+           "    cm = cm.numpy().astype(np.int64)\n    rows = cm.sum(1)\n"
+           "    per_class = np.divide(np.diag(cm), rows, out=np.full(num_classes, np.nan), where=rows > 0)\n")],
+         "test_keras_train.py"),
         # 4.2: pooling layers named maxpool{i} (no page names them)
         ("pools_named_maxpool", "keras_alexnet.py",
          [('name="pool1"', 'name="maxpool1"'), ('name="pool2"', 'name="maxpool2"'),
