@@ -87,7 +87,76 @@ ALTERNATIVES = {
            "    layers += [m for m in model.modules() if isinstance(m, nn.Linear)]\n")],
          "test_model.py"),
     ],
+    "01_data": [
+        # 1.5: a loop over the images, flip drawn before the offsets, column offset first
+        ("augment_loop_flip_first", "data.py",
+         [("    oy = torch.randint(0, 2 * pad + 1, (n,), generator=generator)\n"
+           "    ox = torch.randint(0, 2 * pad + 1, (n,), generator=generator)\n"
+           "    rows = (oy[:, None] + torch.arange(h))[:, :, None]\n"
+           "    cols = (ox[:, None] + torch.arange(w))[:, None, :]\n"
+           "    out = padded[torch.arange(n)[:, None, None], rows, cols]  # (N, H, W, C)\n"
+           "    flip = torch.rand(n, generator=generator) < 0.5\n"
+           "    return torch.where(flip[:, None, None, None], out.flip(2), out)\n",
+           "    out = torch.empty_like(images)\n"
+           "    for i in range(n):\n"
+           "        flip = bool(torch.rand(1, generator=generator) < 0.5)\n"
+           "        ox, oy = torch.randint(0, 2 * pad + 1, (2,), generator=generator).tolist()\n"
+           "        window = padded[i, oy : oy + h, ox : ox + w]\n"
+           "        out[i] = window.flip(1) if flip else window\n"
+           "    return out\n")],
+         "test_data.py"),
+        # 1.3: statistics made with x.new_tensor (x's dtype and device), broadcast by indexing
+        ("normalize_new_tensor", "data.py",
+         [("    m = torch.as_tensor(mean, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)\n"
+           "    s = torch.as_tensor(std, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)\n"
+           "    return (x - m) / s\n",
+           "    return (x - x.new_tensor(mean)[:, None, None]) / x.new_tensor(std)[:, None, None]\n")],
+         "test_data.py"),
+        # 1.6: rng.choice per class, and of equally large classes the one with the larger
+        # label adjusted first (the page leaves ties open)
+        ("split_choice_ties_by_larger_label", "data.py",
+         [('order = np.argsort(-counts, kind="stable")', "order = np.lexsort((-classes, -counts))"),
+          ("val = np.concatenate([rng.permutation(np.flatnonzero(labels == c))[:k]",
+           "val = np.concatenate([rng.choice(np.flatnonzero(labels == c), k, replace=False)")],
+         "test_data.py"),
+        # 1.8: pyplot's state machine, one subplot per image (no spare panels), uint8 images
+        ("grid_with_pyplot_subplots", "data.py",
+         [("    n = len(shown)\n    nrows = -(-n // ncols)\n"
+           "    fig, axes = plt.subplots(nrows, ncols, figsize=(ncols, nrows), dpi=100, squeeze=False)\n"
+           "    for i, ax in enumerate(axes.flat):\n        ax.axis(\"off\")\n        if i < n:\n"
+           "            ax.imshow(shown[i])\n            ax.set_title(classes[int(labels[i])], fontsize=7)\n"
+           "    fig.savefig(path, dpi=100)\n    plt.close(fig)\n",
+           "    nrows = (len(shown) + ncols - 1) // ncols\n"
+           "    fig = plt.figure(figsize=(ncols, nrows), dpi=100)\n"
+           "    for i, img in enumerate(shown):\n"
+           "        plt.subplot(nrows, ncols, i + 1)\n"
+           "        plt.imshow((img * 255).round().astype(np.uint8))\n"
+           "        plt.title(classes[labels[i]], fontsize=6)\n"
+           "        plt.axis(\"off\")\n"
+           "    plt.savefig(path)\n    plt.close(fig)\n")],
+         "test_data.py"),
+    ],
     "05_analysis": [
+        # 5.1: counted with bincount; NaN rows through np.divide(where=)
+        ("metrics_bincount_and_divide_where", "analysis.py",
+         [("    cm = np.zeros((num_classes, num_classes), dtype=np.int64)\n"
+           "    np.add.at(cm, (np.asarray(y_true), np.asarray(y_pred)), 1)\n    return cm\n",
+           "    codes = np.asarray(y_true, dtype=np.int64) * num_classes + np.asarray(y_pred, dtype=np.int64)\n"
+           "    return np.bincount(codes, minlength=num_classes**2).reshape(num_classes, num_classes)\n"),
+          ("    with np.errstate(invalid=\"ignore\", divide=\"ignore\"):\n"
+           "        return np.where(rows > 0, np.diag(cm) / rows, np.nan)\n",
+           "    return np.divide(np.diag(cm), rows, out=np.full(len(rows), np.nan), where=rows > 0)\n")],
+         "test_analysis.py"),
+        # 5.2: sorted with reverse=True, the arms that did not run named by their status
+        ("table_reverse_sorted", "analysis.py",
+         [('key=lambda r: -r["test_accuracy"])', 'key=lambda r: r["test_accuracy"], reverse=True)'),
+          ('rest = [r for r in results if r.get("status") != "ok"]',
+           'rest = [r for r in results if r["status"] in ("skipped", "failed")]')],
+         "test_analysis.py"),
+        # 5.3: saved at another dpi and cropped to its content (bbox_inches="tight")
+        ("curves_saved_tight_at_150_dpi", "analysis.py",
+         [("    fig.savefig(path)\n", '    fig.savefig(path, dpi=150, bbox_inches="tight")\n')],
+         "test_analysis.py"),
         # 5.3: both lines in one plot call, named by the legend's texts (no label=)
         ("curves_named_by_the_legend", "analysis.py",
          [('    ax_loss.plot(epochs, h["train_loss"], label="train")\n'

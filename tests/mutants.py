@@ -145,6 +145,73 @@ MUTANTS_01 = [
      "oy = torch.randint(0, pad + 1, (n,), generator=generator)"),
     ("flip_up_down", "data.py", "return torch.where(flip[:, None, None, None], out.flip(2), out)",
      "return torch.where(flip[:, None, None, None], out.flip(1), out)"),
+    # #32, caught by drawn fixtures: batches of one image, statistics and sizes that are not
+    # CIFAR-10's, the outcomes of augmentation by their support, the split's rounding and
+    # seed, labels unrelated to positions, the grid read back from its PNG
+    ("read_batch_squeezed", "data.py",
+     "return np.ascontiguousarray(images), np.asarray(batch[b\"labels\"], dtype=np.int64)",
+     "return np.ascontiguousarray(images).squeeze(), np.asarray(batch[b\"labels\"], dtype=np.int64)"),
+    ("normalize_statistics_not_cast", "data.py",
+     "    m = torch.as_tensor(mean, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)\n"
+     "    s = torch.as_tensor(std, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)\n"
+     "    return (x - m) / s\n",
+     "    m = torch.as_tensor(mean).view(1, -1, 1, 1)\n"
+     "    s = torch.as_tensor(std).view(1, -1, 1, 1)\n"
+     "    return (x - m) / s\n"),
+    ("normalize_cifar_constants", "data.py",
+     "    m = torch.as_tensor(mean, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)\n"
+     "    s = torch.as_tensor(std, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)\n"
+     "    return (x - m) / s\n",
+     "    m = torch.tensor((0.4914, 0.4822, 0.4465), dtype=x.dtype).view(1, -1, 1, 1)\n"
+     "    s = torch.tensor((0.2470, 0.2435, 0.2616), dtype=x.dtype).view(1, -1, 1, 1)\n"
+     "    return (x - m) / s\n"),
+    ("resize_by_scale_factor", "data.py", "return F.interpolate(x, size=(size, size), mode=\"bilinear\"",
+     "return F.interpolate(x, scale_factor=size / 32, mode=\"bilinear\""),
+    ("crop_offsets_exclusive_high", "data.py",
+     "ox = torch.randint(0, 2 * pad + 1, (n,), generator=generator)",
+     "ox = torch.randint(0, 2 * pad, (n,), generator=generator)"),
+    ("crop_same_offset_both_axes", "data.py",
+     "ox = torch.randint(0, 2 * pad + 1, (n,), generator=generator)", "ox = oy"),
+    ("augment_pad_ignored", "data.py", "padded = F.pad(images, (0, 0, pad, pad, pad, pad))",
+     "padded = F.pad(images, (0, 0, 4, 4, 4, 4))"),
+    ("augment_after_channels_first", "data.py",
+     "    if train:\n        x = augment(x, generator if generator is not None else torch.Generator())\n"
+     "    x = x.permute(0, 3, 1, 2).float() / 255.0  # (N, 3, H, W)\n",
+     "    x = x.permute(0, 3, 1, 2)  # (N, 3, H, W)\n"
+     "    if train:\n        x = augment(x, generator if generator is not None else torch.Generator())\n"
+     "    x = x.float() / 255.0\n"),
+    ("preprocess_generator_ignored", "data.py",
+     "x = augment(x, generator if generator is not None else torch.Generator())",
+     "x = augment(x, torch.Generator())"),
+    ("preprocess_cifar_constants", "data.py", "    x = normalize(x, mean, std)\n",
+     "    x = normalize(x, (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))\n"),
+    ("split_first_k_of_each_class", "data.py",
+     "val = np.concatenate([rng.permutation(np.flatnonzero(labels == c))[:k]",
+     "val = np.concatenate([np.flatnonzero(labels == c)[:k]"),
+    ("split_rounding_not_adjusted", "data.py",
+     "        take[order[i % len(order)]] += 1 if take.sum() < val_size else -1\n", "        break\n"),
+    ("split_floor_not_round", "data.py", "take = np.round(val_size * counts / n).astype(int)",
+     "take = (val_size * counts // n).astype(int)"),
+    ("split_adjusts_the_smallest_classes", "data.py", "order = np.argsort(-counts, kind=\"stable\")",
+     "order = np.argsort(counts, kind=\"stable\")"),
+    ("load_ignores_seed", "data.py", "train_idx, val_idx = stratified_split(y, val_size, seed)",
+     "train_idx, val_idx = stratified_split(y, val_size)"),
+    ("keras_cifar_constants", "data.py",
+     "x = (x - tf.constant(mean, tf.float32)) / tf.constant(std, tf.float32)",
+     "x = (x - tf.constant((0.4914, 0.4822, 0.4465), tf.float32)) / tf.constant((0.2470, 0.2435, 0.2616), tf.float32)"),
+    ("grid_titled_by_position", "data.py", "ax.set_title(classes[int(labels[i])], fontsize=7)",
+     "ax.set_title(classes[i], fontsize=7)"),
+    ("grid_rows_rounded_down", "data.py", "nrows = -(-n // ncols)", "nrows = max(n // ncols, 1)"),
+    ("grid_saved_before_drawing", "data.py",
+     "    for i, ax in enumerate(axes.flat):\n        ax.axis(\"off\")\n        if i < n:\n"
+     "            ax.imshow(shown[i])\n            ax.set_title(classes[int(labels[i])], fontsize=7)\n"
+     "    fig.savefig(path, dpi=100)\n",
+     "    fig.savefig(path, dpi=100)\n"
+     "    for i, ax in enumerate(axes.flat):\n        ax.axis(\"off\")\n        if i < n:\n"
+     "            ax.imshow(shown[i])\n            ax.set_title(classes[int(labels[i])], fontsize=7)\n"),
+    ("grid_denormalised_with_cifar_constants", "data.py",
+     "shown = denormalize(images.float(), mean, std).clamp(0, 1)",
+     "shown = denormalize(images.float(), (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)).clamp(0, 1)"),
 ]
 
 MUTANTS_02 = [
@@ -379,7 +446,7 @@ CAUGHT_BY: dict[str, str] = {
     "01_data/keras_channels_first": "test_keras_preprocess_equals_torch[None]",
     "01_data/normalised_twice": "test_preprocess_train_and_eval",
     "01_data/reshape_without_transpose": "test_read_batch_layout",
-    "01_data/resize_align_corners": "test_resize[67]",
+    "01_data/resize_align_corners": "test_resize[227]",
     "01_data/split_not_stratified": "test_stratified_split",
     "01_data/split_overlaps": "test_stratified_split",
     "01_data/stats_in_float32": "test_channel_stats_match_numpy",
@@ -387,6 +454,26 @@ CAUGHT_BY: dict[str, str] = {
     "01_data/stats_on_the_test_set": "test_load_cifar10_statistics_come_from_training",
     "01_data/stats_on_train_and_val": "test_load_cifar10_statistics_come_from_training",
     "01_data/std_with_bessel_correction": "test_channel_stats_match_numpy",
+    "01_data/read_batch_squeezed": "test_read_batch_of_drawn_batches",
+    "01_data/normalize_statistics_not_cast": "test_normalize_with_drawn_statistics",
+    "01_data/normalize_cifar_constants": "test_normalize_with_drawn_statistics",
+    "01_data/resize_by_scale_factor": "test_resize_drawn_sizes",
+    "01_data/crop_offsets_exclusive_high": "test_augment_outcomes_cover_every_crop_and_flip",
+    "01_data/crop_same_offset_both_axes": "test_augment_outcomes_cover_every_crop_and_flip",
+    "01_data/augment_pad_ignored": "test_augment_outcomes_cover_every_crop_and_flip",
+    "01_data/augment_after_channels_first": "test_preprocess_drawn_images_and_statistics",
+    "01_data/preprocess_generator_ignored": "test_preprocess_drawn_images_and_statistics",
+    "01_data/preprocess_cifar_constants": "test_preprocess_drawn_images_and_statistics",
+    "01_data/split_first_k_of_each_class": "test_stratified_split_drawn_classes",
+    "01_data/split_rounding_not_adjusted": "test_stratified_split_drawn_classes",
+    "01_data/split_floor_not_round": "test_stratified_split_drawn_classes",
+    "01_data/split_adjusts_the_smallest_classes": "test_stratified_split_drawn_classes",
+    "01_data/load_ignores_seed": "test_load_cifar10_drawn_folders",
+    "01_data/keras_cifar_constants": "test_keras_preprocess_drawn_images_and_statistics",
+    "01_data/grid_titled_by_position": "test_show_batch_drawn_grids",
+    "01_data/grid_rows_rounded_down": "test_show_batch_drawn_grids",
+    "01_data/grid_saved_before_drawing": "test_show_batch_drawn_grids",
+    "01_data/grid_denormalised_with_cifar_constants": "test_show_batch_drawn_grids",
     "02_torch_pretrained/build_model_ignores_mode": "test_build_model_any_number_of_classes_and_mode",
     "02_torch_pretrained/deprecated_pretrained_true": "test_build_model_loads_the_weights_and_replaces_the_head",
     "02_torch_pretrained/epoch_loss_mean_of_batch_means": "test_finetune_matches_a_reference_loop",

@@ -112,7 +112,7 @@ def preprocess(images: np.ndarray, mean, std, size: int | None = None, train: bo
         x = augment(x, generator if generator is not None else torch.Generator())
     x = x.permute(0, 3, 1, 2).float() / 255.0  # (N, 3, H, W)
     x = normalize(x, mean, std)
-    return resize(x, size) if size is not None and size != x.shape[-1] else x
+    return resize(x, size) if size is not None and tuple(x.shape[-2:]) != (size, size) else x
     ### END SOLUTION 1.5
 
 
@@ -154,7 +154,7 @@ def keras_preprocess(images: np.ndarray, mean, std, size: int | None = None):
     ### BEGIN SOLUTION 1.7
     x = tf.cast(images, tf.float32) / 255.0  # (N, H, W, 3)
     x = (x - tf.constant(mean, tf.float32)) / tf.constant(std, tf.float32)
-    if size is not None and size != x.shape[1]:
+    if size is not None and tuple(x.shape[1:3]) != (size, size):
         x = tf.image.resize(x, (size, size), method="bilinear", antialias=False)
     return x
     ### END SOLUTION 1.7
