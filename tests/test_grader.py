@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import os
 import sysconfig
 import textwrap
 import time
@@ -1050,3 +1051,31 @@ def test_lesson_03_attacks_score_nothing_they_did_not_do(tier, tmp_path):
     assert speed.status == "failed", speed.output[-500:]
     forward = by["reference_helpers"]["test_alexnet_forward_matches_reference"]
     assert forward.status == "failed", forward.output[-500:]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="chown to another uid needs root")
+def test_disk_scan_counts_what_a_uid_wrote_and_skips_folders_it_could_not_write(tmp_path, monkeypatch):
+    """A busy /tmp (a clean clone with its virtual environment under it) made the uid tier's
+    disk scan stop at its entry limit and report every honest submission over its cap."""
+    from alexnet_course.grading import confine
+
+    uid = 61999
+    big = tmp_path / "checkout"  # the grader's: 0755, not the uid's
+    big.mkdir(mode=0o755)
+    for i in range(40):
+        (big / f"f{i}").write_text("x")
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    for name in ("a", "b"):
+        (mine / name).write_bytes(b"y" * 5000)
+        os.chown(mine / name, uid, uid)
+    os.chown(mine, uid, uid)
+    shared = tmp_path / "shared"  # world-writable, like /tmp
+    shared.mkdir()
+    os.chmod(shared, 0o1777)
+    (shared / "c").write_text("z")
+    os.chown(shared / "c", uid, uid)
+    monkeypatch.setattr(confine, "MAX_SCAN", 20)  # the checkout alone would pass it
+    size, count, tops = confine.files_of({uid}, [tmp_path])
+    assert count == 4 and size > 0, (size, count)
+    assert sorted(p.name for p in tops) == ["c", "mine"]

@@ -156,7 +156,8 @@ def kill_pids(pids: list[int]) -> None:
 # ---------------------------------------------------------------- files
 def files_of(uids: set[int], roots: list[Path]) -> tuple[int, int, list[Path]]:
     """(bytes, files, top-level paths) owned by ``uids`` under ``roots`` (never following
-    links); stops counting after :data:`MAX_SCAN` entries."""
+    links, never entering a folder they could not have written into); stops counting after
+    :data:`MAX_SCAN` entries."""
     size = count = 0
     tops: list[Path] = []
     seen = 0
@@ -182,7 +183,10 @@ def files_of(uids: set[int], roots: list[Path]) -> tuple[int, int, list[Path]]:
                     size += st.st_blocks * 512
                     if top:
                         tops.append(Path(e.path))
-                if stat.S_ISDIR(st.st_mode):
+                # only a folder the uids own, or one anyone may write to, can hold what they
+                # wrote: the others (a checkout or a virtual environment under /tmp, with
+                # 100000 files) are not visited, so they never count against the cap
+                if stat.S_ISDIR(st.st_mode) and (owned or st.st_mode & stat.S_IWOTH):
                     stack.append((Path(e.path), top and not owned))
     return size, count, tops
 
