@@ -5,7 +5,7 @@ files, one at a time, and the lesson's graded suite runs against it
 (``pytest lessons/NN --solutions -x -q -n 0 -p no:cacheprovider --busy-machine decide``, one
 test process, one thread). A mutant the suite fails (or that runs past the time limit) is
 *killed*; one it passes *survived*. A surviving mutant is *equivalent* where
-``docs/results/mutants/equivalent.json`` justifies it in one line; every other survivor is a
+``docs/results/mutants/justifications.json`` justifies it in one line; every other survivor is a
 *gap* the graded tests should close (that file's ``"verdict": "gap"`` entries add a note on
 what would kill it).
 
@@ -47,11 +47,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 REPORT_DIR = Path("docs") / "results" / "mutants"
-EQUIVALENT_FILE = "equivalent.json"
+EQUIVALENT_FILE = "justifications.json"
 NOT_MEASURED_FILE = "not-measured.json"
 PYTEST_ARGS = ["--solutions", "-x", "-q", "-n", "0", "-p", "no:cacheprovider",
                "--busy-machine", "decide"]  # fmt: skip
 DETECTED = ("killed", "timeout")
+ESTIMATE_CAP_S = 900  # --estimate-cap's default
 THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
               "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS")  # fmt: skip
 
@@ -148,7 +149,7 @@ def _changed(a: str, b: str) -> tuple[int, str, str]:
 
 
 def justify(mutants: list[Mutant], entries: list[dict]) -> list[dict]:
-    """Give each surviving mutant its entry of ``equivalent.json`` (matched by file, original
+    """Give each surviving mutant its entry of ``justifications.json`` (matched by file, original
     and mutated text; the nearest line where one text occurs more than once): ``verdict``
     "equivalent" makes it equivalent, "gap" only adds the note. Returns the entries that
     matched no survivor (the suite kills them now, or the code changed)."""
@@ -431,18 +432,23 @@ def write_report(root: Path, rep: dict) -> tuple[Path, Path]:
     return j, md
 
 
-def estimate(lesson: str, opts: Options) -> dict:
+def estimate(lesson: str, opts: Options, cap: float = ESTIMATE_CAP_S) -> dict:
     """The baseline suite time and the number of mutants: an upper bound of a run's hours
     (every mutant running the whole suite, as a surviving one does)."""
     scratch = scratch_copy(opts.root, opts.commit)
     try:
-        base = run_suite(scratch, lesson, timeout=3600)
+        base = run_suite(scratch, lesson, timeout=cap)
         n = sum(len(make_mutants(scratch, rel)) for rel in lesson_files(scratch, lesson)["solutions"])
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     hours = n * base.seconds / 3600
-    return {"reason": f"not run: up to {hours:.1f} h on this machine ({n} mutants, the suite "
-                      f"takes {base.seconds:.0f} s on the unmutated solutions, rc {base.rc})",
+    if base.rc is None:
+        took = f"did not finish in {cap:.0f} s"
+    else:
+        took = f"takes {base.seconds:.0f} s" + (f" and FAILS (rc {base.rc})" if base.rc else "")
+    bound = "at least" if base.rc is None else "up to"
+    return {"reason": f"not run: {bound} {hours:.1f} h on this machine ({n} mutants, each a "
+                      f"run of the graded suite, which {took} on the unmutated solutions)",
             "mutants": n, "baseline_s": round(base.seconds, 1), "commit": opts.commit,
             "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "hardware": hardware(),
             "load_average": load_average()}  # fmt: skip
@@ -465,6 +471,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--estimate", action="store_true",
                    help="only time the suite once and count the mutants; list the lesson in "
                         f"{NOT_MEASURED_FILE} with the hours a run would take")  # fmt: skip
+    p.add_argument("--estimate-cap", type=float, default=ESTIMATE_CAP_S, metavar="S",
+                   help="--estimate stops the suite run after S seconds; the hours are then a "
+                        f"floor (default {ESTIMATE_CAP_S})")  # fmt: skip
     p.add_argument("--justify-only", action="store_true",
                    help=f"run nothing: apply {EQUIVALENT_FILE} again to the committed reports "
                         "and rewrite them")  # fmt: skip
@@ -472,7 +481,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def rejustify(root: Path, lesson: str) -> dict:
-    """The lesson's report with ``equivalent.json`` applied again (no mutant is re-run)."""
+    """The lesson's report with ``justifications.json`` applied again (no mutant is re-run)."""
     rep = json.loads(report_path(root, lesson).read_text())
     fields = Mutant.__dataclass_fields__
     ms = [Mutant(**{k: v for k, v in m.items() if k in fields}) for m in rep["mutants"]]
@@ -506,7 +515,7 @@ def main(args: argparse.Namespace) -> int:
                 print(f"{lesson}: {rep['counts']}")
             continue
         if args.estimate:
-            est = estimate(lesson, opts)
+            est = estimate(lesson, opts, args.estimate_cap)
             nm = root / REPORT_DIR / NOT_MEASURED_FILE
             pending = load_json(nm, {})
             pending[lesson] = est
