@@ -391,7 +391,7 @@ def _run(args, mode: Mode, dry: bool, cuda: bool, data, root: Path, impl: str, o
 
     def save() -> None:
         tmp = json_path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(report, indent=2, default=str))
+        tmp.write_text(_public(json.dumps(report, indent=2, default=str), root))
         tmp.replace(json_path)
 
     print(f"gpu-check ({mode.name} mode): {device_name}, torch {torch.__version__}; "
@@ -476,7 +476,7 @@ def _run(args, mode: Mode, dry: bool, cuda: bool, data, root: Path, impl: str, o
         rec["profile_note"] = ("--profile gpu needs CUDA: dry mode ran the gpu-dry profile (the "
                                "gpu profile shrunk to 67 px, batch 16) on the converted data")
     if (cmp_out / "report.md").is_file():
-        shutil.copyfile(cmp_out / "report.md", out / "compare-report.md")
+        (out / "compare-report.md").write_text(_public((cmp_out / "report.md").read_text(), root))
     _done(rec)
     save()
 
@@ -509,7 +509,7 @@ def _run(args, mode: Mode, dry: bool, cuda: bool, data, root: Path, impl: str, o
     report["ok"] = all(s["status"] in ("ok", "skipped") for s in runner.steps)
     save()
     text = summary(report)
-    (out / "gpu-check.txt").write_text(text + "\n")
+    (out / "gpu-check.txt").write_text(_public(text, root) + "\n")
     print(text, flush=True)
     return 0 if report["ok"] else 1
 
