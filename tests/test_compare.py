@@ -635,7 +635,7 @@ def test_budget_plan_is_made_again_when_the_first_arm_runs_slower(tmp_path, monk
     p = plans[0]
     check = p["check"]
     assert check["arm"] == "torch-scratch" and check["step_seconds"] == 2.0
-    assert check["ratio"] > 100 and check["before"] == {
+    assert check["ratio"] > 50 and check["before"] == {
         "epochs": 2, "train_images": 192, "estimated_total_seconds": check["before"][
             "estimated_total_seconds"]}  # fmt: skip
     assert (p["epochs"], p["train_images"]) < (2, 192) and p["epochs"] == 1
@@ -756,14 +756,15 @@ def test_budget_plan_goes_back_up_when_the_first_arm_runs_faster(tmp_path, monke
 
     from alexnet_course.compare import callbacks, settings, timing
 
-    monkeypatch.setattr(settings, "measure_settings", _measured(2.0, 2.5))
+    # 2 epochs of 6 steps at 6 s do not fit 1.2 minutes: the budget cuts the plan
+    monkeypatch.setattr(settings, "measure_settings", _measured(6.0, 7.5))
     monkeypatch.setattr(timing, "batch_seconds", lambda *a: 0.0)
     monkeypatch.setattr(callbacks, "REPLAN_STEPS", (1, 3))
     clock = itertools.count(0.0, 0.001)
     monkeypatch.setattr(callbacks, "clock", lambda: next(clock))
     (res,), _, ran = _budget_run(tmp_path / "run", "torch-scratch", "1.2")
     check = res["plan"]["check"]
-    assert check["direction"] == "up" and check["ratio"] < 0.01
+    assert check.get("direction") == "up" and check["ratio"] < 0.01, check["why"]
     assert check["before"]["epochs"] == 1 and check["before"]["train_images"] < 192
     assert ran[0] == (res["plan"]["epochs"], res["plan"]["train_images"]) == (2, 192)
     report = (tmp_path / "run" / "report.md").read_text()
