@@ -195,7 +195,20 @@ SMOKE_LAST = {"test_smoke_profile_runs_every_arm",
               "test_lesson_notebooks_run_against_the_solutions[05_analysis]"}
 
 
+# Tests that train, benchmark or load TensorFlow in the test process run in a fork of it
+# (pytest-forked): what they allocate goes with the fork, so the worker that runs the next
+# test starts small again. In one worker, a run of them left it above 2.5 GB resident for
+# every test after them (#30; glibc keeps a process's freed heap, TensorFlow its threads).
+FORKED_FILES = {"test_compare.py", "test_course_end_to_end.py", "test_architecture.py",
+                "test_data.py", "test_convs.py", "test_cli_device.py", "test_distributed.py",
+                "test_gpu_check.py", "test_docs.py"}
+
+
 def pytest_collection_modifyitems(config, items):
+    if config.pluginmanager.hasplugin("forked"):
+        for item in items:
+            if item.path.name in FORKED_FILES:
+                item.add_marker(pytest.mark.forked)
     rank = {name: i for i, name in enumerate(SLOWEST_FIRST)}
     items.sort(key=lambda item: -1 if item.path.name == "test_stubs.py"
                else len(rank) + 1 if item.name in SMOKE_LAST
@@ -211,6 +224,9 @@ def pytest_collection_modifyitems(config, items):
 # to .test-memory/, and the session's end prints the largest.
 MEMORY_LIMIT_MB = int(os.environ.get("ALEXNET_COURSE_TEST_MEMORY_MB", "2560"))
 MEMORY_DIR = ROOT / ".test-memory"
+# Tests measured over the limit, each with the peak it may reach and why (#30 asks for every
+# test under 2.5 GB: these do not meet it yet, and the README and the issue say so).
+MEMORY_ALLOWANCE_MB: dict[str, int] = {}
 _PEAKS: dict[str, float] = {}
 _MARK: dict[str, int] = {}
 
@@ -251,12 +267,20 @@ def pytest_runtest_makereport(item, call):
         return report
     children = _children_kb()
     peak_mb = max(_peak_kb(), children if children > _MARK.pop(item.nodeid) else 0) / 1024
-    _PEAKS[item.nodeid] = round(peak_mb, 1)
-    if peak_mb > MEMORY_LIMIT_MB and report.passed:
+    # the report carries the peak: a forked test's report is made in the fork and read here
+    report.user_properties.append(("peak_mb", round(peak_mb, 1)))
+    limit = MEMORY_ALLOWANCE_MB.get(item.name, MEMORY_LIMIT_MB)
+    if peak_mb > limit and report.passed:
         report.outcome = "failed"
         report.longrepr = (f"{item.nodeid} reached {peak_mb:.0f} MB resident, over the suite's "
-                           f"limit of {MEMORY_LIMIT_MB} MB per test process (tests/conftest.py)")
+                           f"limit of {limit} MB per test process (tests/conftest.py)")
     return report
+
+
+def pytest_runtest_logreport(report):
+    for key, value in report.user_properties:
+        if key == "peak_mb":
+            _PEAKS[report.nodeid] = value
 
 
 def pytest_sessionfinish(session):
