@@ -268,12 +268,9 @@ def test_build_model_any_number_of_classes_and_mode(num_classes, seed):
         expect_equal(frozen, want, f"{call}: the frozen parameters", hint="build_model sets "
                      "the mode it is given (with set_mode), not always the default",
                      docs=docs("2.1"))  # fmt: skip
-        with torch.no_grad():
-            ref = _start(SEED, head).eval()(x)
-        expect_close(o["out"], ref, f"{call}: output in eval mode on two 64 px images, this "
-                     "test's values put in your new head, against torchvision's AlexNet with "
-                     "the cached pretrained weights and the same head", atol=1e-4, rtol=1e-4,
-                     hint="return torchvision's alexnet itself, only classifier[6] replaced",
+        # (the output's values are checked for 10 classes above: here, that the head is used)
+        expect_equal(tuple(o["out"].shape), (2, k), f"{call}: output shape on two 64 px images",
+                     hint="one logit per class: the new head's out_features is num_classes",
                      docs=docs("2.1"))  # fmt: skip
 
 
@@ -614,7 +611,7 @@ def _observe_finetune_any(seed, cases):
 
 
 @pytest.mark.task("2.5", points=1)
-@drawn(examples=2)
+@drawn(examples=1)  # two models a draw (yours, the reference): each holds 57 M parameters
 @given(loader=_loader(), epochs=st.integers(1, 2), lr=st.floats(1e-3, 0.2),
        momentum=st.floats(0.0, 0.95), seed=st.integers(0, 2**16))  # fmt: skip
 def test_finetune_matches_a_reference_loop_on_drawn_batches(loader, epochs, lr, momentum, seed):
