@@ -178,6 +178,13 @@ ALTERNATIVES = {
          "test_analysis.py"),
     ],
     "04_keras_scratch": [
+        # 4.6: the loss called with Keras's argument names, the default made with `is None`
+        ("loss_called_by_name", "keras_train.py",
+         [("    loss_fn = loss_fn or keras.losses.SparseCategoricalCrossentropy(from_logits=True)\n",
+           "    if loss_fn is None:\n"
+           "        loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)\n"),
+          ("            loss = loss_fn(y, logits)\n", "            loss = loss_fn(y_true=y, y_pred=logits)\n")],
+         "test_keras_train.py"),
         # 4.8: TensorFlow's confusion matrix summed over batches, np.divide with where=
         ("evaluate_tf_confusion_matrix", "keras_train.py",
          [("    cm = np.zeros((num_classes, num_classes), dtype=np.int64)\n    for x, y in ds:\n"

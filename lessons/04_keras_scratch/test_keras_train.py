@@ -105,10 +105,14 @@ def _loss(name, temperature, num_classes):
     import tensorflow as tf
 
     ce = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-    if name == "scaled_cross_entropy":
-        return lambda y, logits: ce(y, logits / temperature)
-    return lambda y, logits: tf.reduce_mean(
-        tf.square(tf.nn.softmax(logits) - tf.one_hot(tf.cast(y, tf.int32), num_classes)))
+
+    def loss(y_true, y_pred):  # Keras's argument names: called by position or by name
+        if name == "scaled_cross_entropy":
+            return ce(y_true, y_pred / temperature)
+        one_hot = tf.one_hot(tf.cast(y_true, tf.int32), num_classes)
+        return tf.reduce_mean(tf.square(tf.nn.softmax(y_pred) - one_hot))
+
+    return loss
 
 
 def _observe_train_steps_any(cases):
