@@ -473,7 +473,7 @@ def _observe_drawn_show_batch(x, labels, classes, mean, std, ncols):
 
 
 @pytest.mark.task("1.1", points=1)
-@drawn(examples=10)
+@drawn(examples=6)
 @given(labels=st.lists(st.integers(0, 9), min_size=1, max_size=8), seed=SEEDS)
 def test_read_batch_of_drawn_batches(labels, seed):
     """Batches of 1 to 8 images, labels in any order."""
@@ -562,7 +562,7 @@ def augment_cases(draw):
 
 
 @pytest.mark.task("1.5", points=1)
-@drawn(examples=6)
+@drawn(examples=4)
 @given(case=augment_cases(), seed=SEEDS)
 def test_augment_outcomes_cover_every_crop_and_flip(case, seed):
     """1200 images of h x w x c, another pad: every output a window of the padded image,
