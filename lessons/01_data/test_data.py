@@ -512,7 +512,7 @@ def test_channel_stats_of_drawn_images(n, h, w, lows, seed):
 
 
 @pytest.mark.task("1.3", points=1)
-@drawn(examples=15)
+@drawn(examples=10)
 @given(shape=st.tuples(st.integers(1, 3), st.integers(1, 6), st.integers(1, 6)),
        stats=statistics(), dtype=st.sampled_from(("float32", "float64")), seed=SEEDS)  # fmt: skip
 def test_normalize_with_drawn_statistics(shape, stats, dtype, seed):
@@ -539,7 +539,7 @@ def test_normalize_with_drawn_statistics(shape, stats, dtype, seed):
 
 
 @pytest.mark.task("1.4", points=1)
-@drawn(examples=15)
+@drawn(examples=10)
 @given(shape=st.tuples(st.integers(1, 2), st.integers(1, 4), st.integers(2, 40), st.integers(2, 40)),
        size=st.integers(1, 96), seed=SEEDS)  # fmt: skip
 def test_resize_drawn_sizes(shape, size, seed):
@@ -610,7 +610,7 @@ def test_augment_outcomes_cover_every_crop_and_flip(case, seed):
 
 
 @pytest.mark.task("1.5", points=1)
-@drawn(examples=8)
+@drawn(examples=5)
 @given(n=st.integers(1, 4), h=st.integers(3, 12), w=st.integers(3, 12),
        size=st.one_of(st.none(), st.integers(2, 40)), stats=statistics(), seed=SEEDS)  # fmt: skip
 def test_preprocess_drawn_images_and_statistics(n, h, w, size, stats, seed):
@@ -757,7 +757,7 @@ def cifar_folder(sizes, present, n_test, seed):
 
 
 @pytest.mark.task("1.6", points=1)
-@drawn(examples=8)
+@drawn(examples=5)
 @given(case=cifar_folders())
 def test_load_cifar10_drawn_folders(case):
     """Batches of other sizes, classes absent, other names, any val_size and seed: the split
