@@ -41,7 +41,7 @@ from alexnet_course.grading.confine import kill_uids, launch_command, processes_
 # learner files (alexnet_course.weights is imported by lesson 02's learner file).
 WORKER_LIBRARY = (
     "__init__.py", "course.py", "device.py", "weights.py", "grading/__init__.py", "grading/learner.py",
-    "grading/checks.py", "grading/remote.py", "grading/wire.py", "grading/worker.py",
+    "grading/checks.py", "grading/draws.py", "grading/remote.py", "grading/wire.py", "grading/worker.py",
 )  # fmt: skip
 TIERS = ("auto", "bwrap", "uid", "none")
 COURSE_MOUNT = "/course"
