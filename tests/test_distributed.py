@@ -120,7 +120,7 @@ def test_mirrored_strategy_on_two_logical_cpus_trains_like_one_device():
         pytest.skip("TensorFlow is not installed")
     proc = subprocess.run([sys.executable, str(ROOT / "tests" / "keras_mirror_probe.py")],
                           env={**_env(), "TF_CPP_MIN_LOG_LEVEL": "2"}, capture_output=True,
-                          text=True, timeout=300)  # fmt: skip
+                          text=True, timeout=900)  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     runs = json.loads(proc.stdout.strip().splitlines()[-1])
     for norm, r in runs.items():
