@@ -929,6 +929,8 @@ def test_release_has_no_solutions_and_grades_zero_while_solutions_grade_full(tmp
     stubs = release(ROOT, out)
     assert stubs and not (out / "solutions").exists() and not (out / "tests").exists()
     assert not (out / "alexnet_course" / "devtools").exists()  # the project's own tooling
+    assert (ROOT / "docs" / "results" / "mutants").is_dir()  # quotes the solutions line by line
+    assert not (out / "docs" / "results" / "mutants").exists()
     assert "devtools" not in (out / "docs" / "reference.md").read_text()
     assert "### BEGIN SOLUTION" not in "".join(p.read_text() for p in (out / "lessons").rglob("*.py"))
     with pytest.raises(GradeError, match="not empty"):

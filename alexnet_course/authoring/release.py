@@ -40,6 +40,8 @@ def release(course: Path, out: Path) -> list[str]:
                             ignore=package_ignore if name == "alexnet_course" else ignore)
         elif src.is_file():
             shutil.copy2(src, out / name)
+    # the mutation-testing reports quote the reference solutions line by line
+    shutil.rmtree(out / "docs" / "results" / "mutants", ignore_errors=True)
     generate(course / "solutions", out / "lessons")
     learner_copy.write(course, out)  # the learner's README, Makefile and pytest settings
     reference = out / "docs" / "reference.md"
