@@ -645,7 +645,7 @@ def test_no_attack_forges_a_grade_and_the_rest_is_graded(tier, course, tmp_path)
     res = {r.name: r for r in results}
     # the honest submission: full marks (the GPU test is listed, not run, and not counted)
     honest = json.loads((out / "honest" / "results.json").read_text())
-    assert (honest["score"], honest["max_score"]) == (6, 6), honest
+    assert (honest["score"], honest["extra_data"]["max_score"]) == (6, 6), honest
     assert honest["extra_data"]["sandbox"] == tier
     gpu = next(t for t in honest["tests"] if t["number"] == "9.4")
     assert gpu["max_score"] == 0 and "needs CUDA" in gpu["output"]
