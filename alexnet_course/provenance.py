@@ -62,11 +62,8 @@ def kernel_limits() -> dict[str, str]:
     return {k: os.environ[k] for k in KERNEL_ENV if os.environ.get(k)}
 
 
-def hardware_text(device) -> str:
-    """The CPU's model, cores and torch threads, the CPU kernels torch dispatches to and any
-    :data:`KERNEL_ENV` limit on them; the GPU's name on CUDA."""
-    import torch
-
+def cpu_model() -> str:
+    """The CPU's model name (/proc/cpuinfo), else what the platform module knows."""
     cpu = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as f:
@@ -74,7 +71,15 @@ def hardware_text(device) -> str:
                         if line.startswith("model name")), cpu)  # fmt: skip
     except OSError:
         pass
-    text = f"{cpu}, {os.cpu_count()} CPUs, {torch.get_num_threads()} torch threads"
+    return cpu
+
+
+def hardware_text(device) -> str:
+    """The CPU's model, cores and torch threads, the CPU kernels torch dispatches to and any
+    :data:`KERNEL_ENV` limit on them; the GPU's name on CUDA."""
+    import torch
+
+    text = f"{cpu_model()}, {os.cpu_count()} CPUs, {torch.get_num_threads()} torch threads"
     try:
         text += f"; CPU kernels {torch.backends.cpu.get_cpu_capability()}"
     except AttributeError:  # older torch

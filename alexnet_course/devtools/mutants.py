@@ -239,14 +239,9 @@ def killed_by(output: str) -> str:
 
 
 def hardware() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            cpu = next((ln.split(":", 1)[1].strip() for ln in f
-                        if ln.startswith("model name")), cpu)  # fmt: skip
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} CPUs ({platform.system()} {platform.release()})"
+    from alexnet_course.provenance import cpu_model
+
+    return f"{cpu_model()}, {os.cpu_count()} CPUs ({platform.system()} {platform.release()})"
 
 
 def versions() -> dict:
