@@ -60,6 +60,16 @@ ALTERNATIVES = {
            "    per_class = np.full(num_classes, float(\"nan\"))\n    for c in range(num_classes):\n"
            "        if cm[c].sum():\n            per_class[c] = cm[c, c] / cm[c].sum()\n")],
          "test_train.py"),
+        # 3.8 (and so 3.10): each step's forward and loss under bf16 autocast, as the page's
+        # mixed-precision note allows; fit's tests then compare with a reference under it too
+        ("train_one_epoch_autocast_bf16", "train.py",
+         [("        optimizer.zero_grad(set_to_none=True)\n        logits = model(images)\n"
+           "        loss = loss_fn(logits, labels)\n        loss.backward()\n",
+           "        optimizer.zero_grad(set_to_none=True)\n"
+           "        with torch.autocast(device.type, dtype=torch.bfloat16):\n"
+           "            logits = model(images)\n            loss = loss_fn(logits, labels)\n"
+           "        loss.backward()\n")],
+         "test_train.py"),
         # 3.10: the checkpoint's epoch counted from 1 (the page allows either)
         ("fit_epoch_one_based", "train.py",
          [('{"epoch": epoch, "val_accuracy"', '{"epoch": epoch + 1, "val_accuracy"')],

@@ -161,6 +161,24 @@ def test_correct_alternatives_get_full_marks(lesson, tmp_path):
     ("02_torch_pretrained", "pretrained.py", "losses.append(total / max(seen, 1))",
      "losses.append(total / len(loader.dataset))", "test_pretrained.py",
      ["any iterable of (images, labels) batches", "docs/lessons/02_torch_pretrained.md#task-2-5"]),
+    # 3.9: rows and columns swapped are named as such (the hint once said "count every sample")
+    ("03_torch_scratch", "train.py", "pairs = labels.cpu() * num_classes + logits.argmax(1).cpu()",
+     "pairs = logits.argmax(1).cpu() * num_classes + labels.cpu()", "test_train.py",
+     ["rows and columns are swapped", "docs/lessons/03_torch_scratch.md#task-3-9"]),
+    # 3.10: the best weights kept as the live state_dict: the hint says to keep a copy
+    ("03_torch_scratch", "train.py",
+     "best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}",
+     "best_state = model.state_dict()", "test_train.py",
+     ["COPY of the best weights", "docs/lessons/03_torch_scratch.md#task-3-10"]),
+    # 3.10: a numpy number in the checkpoint: torch's cause, and plain Python numbers named
+    ("03_torch_scratch", "train.py", '{"epoch": epoch, "val_accuracy": result.accuracy,',
+     '{"epoch": epoch, "val_accuracy": np.float64(result.accuracy),', "test_train.py",
+     ["Unsupported global", "plain Python numbers", "docs/lessons/03_torch_scratch.md#task-3-10"]),
+    # 3.1's LRN with the paper's alpha put where torch's formula divides it: 3.6 says the
+    # features differ (it once blamed the flatten order)
+    ("03_torch_scratch", "alexnet.py", "nn.LocalResponseNorm(size=5, alpha=5 * 1e-4,",
+     "nn.LocalResponseNorm(size=5, alpha=1e-4,", "test_model.py",
+     ["the features differ before the classifier", "docs/lessons/03_torch_scratch.md#task-3-6"]),
     # a missing ValueError teaches like every other check (no raw "DID NOT RAISE")
     ("03_torch_scratch", "alexnet.py",
      '    raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")',

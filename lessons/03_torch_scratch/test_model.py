@@ -468,8 +468,14 @@ def _observe_alexnet_forward(layers, x):
     model = _model10()[0].eval()
     o = _load(model, layers)
     if o["loaded"]:
+        seen: list = []  # what the first Linear layer called received: the classifier's input
+        hooks = [m.register_forward_pre_hook(lambda m, inp: seen.append(inp[0].detach().clone()))
+                 for m in model.modules() if isinstance(m, nn.Linear)]  # fmt: skip
         with torch.no_grad():
             o["out"] = model(x)
+        for h in hooks:
+            h.remove()
+        o["classifier_input"] = seen[0] if seen else None
     return o
 
 
@@ -481,6 +487,20 @@ def test_alexnet_forward_matches_reference():
     expect_layers(o, layers, "AlexNet(num_classes=10)", "3.6")
     with torch.no_grad():
         ref = reference_alexnet(x, layers)
+        flat = torch.flatten(F.adaptive_avg_pool2d(reference_features(x, layers), (6, 6)), 1)
+    got = o.get("classifier_input")
+    if isinstance(got, torch.Tensor) and got.shape == flat.shape:  # where it goes wrong, first
+        tol = tolerance(flat, 1e-4)
+        reordered = torch.allclose(got.sort(1).values, flat.sort(1).values, **tol)
+        expect_close(got, flat, "what the classifier's first Linear layer received (eval "
+                     "mode), against the paper's features with the same weights, pooled and "
+                     "flattened", **tol,
+                     hint="the same numbers in another order: flatten each sample in (C, H, W) "
+                     "order (torch.flatten(x, 1) of the (N, C, 6, 6) features)" if reordered
+                     else "the features differ before the classifier: conv -> ReLU -> LRN -> "
+                     "max-pool for conv1 and conv2, conv -> ReLU for conv3-5, a max-pool after "
+                     "conv5, then the adaptive average pool to 6x6; the tests of tasks 3.1-3.4 "
+                     "say which layer differs", docs=docs("3.6"))  # fmt: skip
     expect_close(o["out"], ref, "AlexNet forward (eval mode) with this test's weights against "
                  "the paper's network with the same weights", **tolerance(ref, 1e-4),
                  hint="features -> avgpool -> each sample flattened in (C, H, W) order -> "

@@ -9,7 +9,9 @@ file chose (weights, batches) and returns data (end weights, losses, metrics), a
 itself, which runs the reference loop from the same start and compares.
 """
 
+import numbers
 import os
+import re
 import tempfile
 
 import numpy as np
@@ -72,9 +74,10 @@ def reference_epoch(model, batches, optimizer, autocast_dtype=None, loss_fn=F.cr
 
 
 @torch.no_grad()
-def reference_accuracy(model, batches) -> float:
+def reference_accuracy(model, batches, autocast_dtype=None) -> float:
     model.eval()
-    correct = sum((model(x).argmax(1) == y).sum().item() for x, y in batches)
+    with torch.autocast("cpu", dtype=autocast_dtype, enabled=autocast_dtype is not None):
+        correct = sum((model(x).argmax(1) == y).sum().item() for x, y in batches)
     return correct / sum(len(y) for _, y in batches)
 
 
@@ -114,17 +117,38 @@ def _numbers(value):
         return None
 
 
-def _autocast_recorder(model: nn.Module) -> list:
-    """Record, at each forward of ``model``, the autocast dtype in effect (None: off)."""
+def _autocast_recorder(model: nn.Module, with_mode: bool = False) -> list:
+    """Record, at each forward of ``model``, the autocast dtype in effect (None: off); with
+    ``with_mode``, as ``(model.training, dtype)`` pairs."""
     seen: list = []
 
     def hook(module, inputs, output):
         on = torch.is_autocast_enabled("cpu") or torch.is_autocast_enabled("cuda")
         device = "cpu" if torch.is_autocast_enabled("cpu") else "cuda"
-        seen.append(str(torch.get_autocast_dtype(device)) if on else None)
+        dtype = str(torch.get_autocast_dtype(device)) if on else None
+        seen.append((module.training, dtype) if with_mode else dtype)
 
     model.register_forward_hook(hook)
     return seen
+
+
+def _one_dtype(dtypes) -> torch.dtype | None:
+    """The autocast dtype the learner's forwards ran under, when it is one (None: off)."""
+    on = {d for d in dtypes if d is not None}
+    return getattr(torch, on.pop().split(".")[-1]) if len(on) == 1 else None
+
+
+def _fit_autocast(seen) -> tuple:
+    """From ``(training, dtype)`` records of a fit: the dtype of the training forwards and
+    that of the evaluation forwards (each None when autocast was off)."""
+    return (_one_dtype(d for training, d in seen if training),
+            _one_dtype(d for training, d in seen if not training))  # fmt: skip
+
+
+def _amp_tolerance(dtypes, atol=1e-5, rtol=1e-4) -> dict:
+    """fp32 tolerances, or a half-precision one when any forward ran under autocast: the
+    reference then runs under the same autocast, the same arithmetic but not the same bits."""
+    return {"atol": atol, "rtol": rtol} if not any(dtypes) else {"atol": 1e-2, "rtol": 2e-2}
 
 
 # ---------------------------------------------------------------- Task 3.8: train_one_epoch
@@ -146,14 +170,13 @@ def test_train_one_epoch_matches_reference_loop():
     o = observe(_observe_train_one_epoch, start, batches)
     expect(o["is_pair"] and o["got"] is not None, "train_one_epoch returns",
            "(mean loss, accuracy)", o["repr"], docs=docs("3.8"))  # fmt: skip
-    dtypes = {d for d in o["autocast"] if d is not None}
-    dtype = getattr(torch, dtypes.pop().split(".")[-1]) if len(dtypes) == 1 else None
+    dtype = _one_dtype(o["autocast"])
     ref = tiny_from(start)
     opt_ref = torch.optim.SGD(ref.parameters(), lr=0.1, momentum=0.9)
     want = reference_epoch(ref, batches, opt_ref, dtype)
     # under autocast (bf16 or fp16) the reference runs under it too, at a half-precision
     # tolerance: the same arithmetic, not the same bits
-    tol = {"atol": 1e-5, "rtol": 1e-4} if dtype is None else {"atol": 1e-2, "rtol": 2e-2}
+    tol = _amp_tolerance([dtype])
     amp = ("" if dtype is None else f" (your forward ran under autocast {dtype}: compared "
            f"with the reference under the same autocast)")  # fmt: skip
     amp_hint = ("" if dtype is None else "; autocast belongs around each step's forward and "
@@ -209,12 +232,11 @@ def test_train_one_epoch_with_drawn_loss_fn_and_batches(cases):
                 f"momentum={momentum:.4g}), loss_fn={_loss_name(loss)})")
         expect(o["got"] is not None and len(o["got"]) == 2, f"{call} returns",
                "(mean loss, accuracy)", o["repr"], docs=docs("3.8"))  # fmt: skip
-        dtypes = {d for d in o["autocast"] if d is not None}
-        dtype = getattr(torch, dtypes.pop().split(".")[-1]) if len(dtypes) == 1 else None
+        dtype = _one_dtype(o["autocast"])
         ref = tiny_from(start, classes)
         want = reference_epoch(ref, batches, torch.optim.SGD(ref.parameters(), lr=lr,
                                momentum=momentum), dtype, _loss_fn(loss))  # fmt: skip
-        tol = {"atol": 1e-5, "rtol": 1e-4} if dtype is None else {"atol": 1e-2, "rtol": 2e-2}
+        tol = _amp_tolerance([dtype])
         hint = ("the loss is loss_fn when one is given (cross-entropy only when it is None); "
                 "each batch's loss weighs as many samples as it holds")
         expect_close(np.array(o["got"], dtype=float), np.array(want), f"{call}: (mean loss per "
@@ -297,7 +319,8 @@ def test_evaluate_counts_every_sample():
     o = observe(_observe_evaluate, logits, batches)
     expect_equal(o["confusion"], confusion.tolist(),
                  "confusion matrix (rows: true class, columns: predicted class) over all 12 "
-                 "samples", hint="count every sample of every batch, not a subset",
+                 "samples", hint=_confusion_hint(o["confusion"], confusion, "count every "
+                                                 "sample of every batch, not a subset"),
                  docs=docs("3.9"))  # fmt: skip
     expect_close(o["per_class"], [3 / 4, 3 / 4, 2 / 4], "per-class accuracy", atol=1e-6,
                  docs=docs("3.9"))  # fmt: skip
@@ -329,6 +352,21 @@ def _evaluation_case(draw):
     labels = draw(st.lists(st.integers(0, classes - 1), min_size=n, max_size=n))
     g = torch.Generator().manual_seed(draw(st.integers(0, 2**16)))
     return classes, labels, 3 * torch.randn(n, classes, generator=g), draw(st.integers(1, 8)), draw(LOSS)
+
+
+def _confusion_hint(got, want, default: str) -> str:
+    """The hint for a wrong confusion matrix: what its numbers show went wrong."""
+    try:
+        g = np.asarray(got, dtype=np.int64)
+    except (TypeError, ValueError):
+        return default
+    if g.shape == want.shape and not np.array_equal(want, want.T) and np.array_equal(g, want.T):
+        return ("rows and columns are swapped: confusion_matrix[t, p] counts the samples of "
+                "TRUE class t that were PREDICTED as p (rows: true class)")
+    if g.shape == want.shape and g.sum() != want.sum():
+        return (f"the matrix counts {g.sum()} samples, the loader holds {want.sum()}: "
+                + default)  # fmt: skip
+    return default
 
 
 def expect_per_class(got, cm, what: str) -> None:
@@ -364,8 +402,9 @@ def test_evaluate_on_drawn_labels_and_loss_fn(cases):
         cm = np.zeros((classes, classes), dtype=np.int64)
         np.add.at(cm, (y.numpy(), logits.argmax(1).numpy()), 1)
         expect_equal(o["confusion"], cm.tolist(), f"{what}: confusion matrix (rows: true class, "
-                     "columns: predicted)", hint="count every sample of every batch, in a "
-                     "num_classes x num_classes matrix whatever classes occur", docs=docs("3.9"))  # fmt: skip
+                     "columns: predicted)", hint=_confusion_hint(o["confusion"], cm, "count "
+                     "every sample of every batch, in a num_classes x num_classes matrix "
+                     "whatever classes occur"), docs=docs("3.9"))  # fmt: skip
         expect_per_class(o["per_class"], cm, what)
         expect_close(o["accuracy"], np.trace(cm) / len(labels), f"{what}: accuracy", atol=1e-6,
                      hint="correct predictions over all samples (not the mean of the per-class "
@@ -391,18 +430,36 @@ def _fit_fixture(epochs=4):
     return train_batches, val_batches
 
 
-def reference_fit(start, tr, va, epochs, make_optimizer, make_scheduler=None) -> dict:
-    """The reference ``fit``: per epoch the lr used, train, validation accuracy, the weights."""
-    model = tiny_from(start)
+@torch.no_grad()
+def reference_validation(model, batches, loss_fn, autocast_dtype=None) -> tuple[float, float]:
+    model.eval()
+    loss, correct, seen = 0.0, 0, 0
+    with torch.autocast("cpu", dtype=autocast_dtype, enabled=autocast_dtype is not None):
+        for x, y in batches:
+            logits = model(x)
+            loss += loss_fn(logits, y).item() * len(y)
+            correct += (logits.argmax(1) == y).sum().item()
+            seen += len(y)
+    return loss / seen, correct / seen
+
+
+def reference_fit(start, tr, va, epochs, make_optimizer, make_scheduler=None, *, classes=4,
+                  loss=None, autocast=(None, None)) -> dict:
+    """The reference ``fit``: per epoch every history field and the weights (``states``).
+    ``autocast``: the dtypes the learner's training and evaluation forwards ran under."""
+    model = tiny_from(start, classes)
     opt = make_optimizer(model)
     sched = make_scheduler(opt) if make_scheduler else None
-    h = {"lr": [], "train_loss": [], "train_accuracy": [], "val_accuracy": [], "states": []}
+    loss_fn = _loss_fn(loss) or nn.CrossEntropyLoss()
+    h = {name: [] for name in ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr",
+                               "states")}  # fmt: skip
     for _ in range(epochs):
         h["lr"].append(opt.param_groups[0]["lr"])
-        loss, acc = reference_epoch(model, tr, opt)
-        h["train_loss"].append(loss)
-        h["train_accuracy"].append(acc)
-        h["val_accuracy"].append(reference_accuracy(model, va))
+        train_loss, train_accuracy = reference_epoch(model, tr, opt, autocast[0], loss_fn)
+        val_loss, val_accuracy = reference_validation(model, va, loss_fn, autocast[1])
+        for name, v in zip(("train_loss", "train_accuracy", "val_loss", "val_accuracy"),
+                           (train_loss, train_accuracy, val_loss, val_accuracy)):  # fmt: skip
+            h[name].append(v)
         h["states"].append({k: v.detach().clone() for k, v in model.state_dict().items()})
         if sched is not None:
             sched.step()
@@ -410,24 +467,48 @@ def reference_fit(start, tr, va, epochs, make_optimizer, make_scheduler=None) ->
 
 
 def _history(h) -> dict:
-    return {name: [float(v) for v in getattr(h, name)]
-            for name in ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr")}  # fmt: skip
+    out = {name: [float(v) for v in getattr(h, name)]
+           for name in ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr")}  # fmt: skip
+    out["best"] = [repr(getattr(h, name, None))[:60] for name in ("best_epoch", "best_val_accuracy")]
+    epoch = getattr(h, "best_epoch", None)  # an int, numpy's too; not a float or a bool
+    out["best_epoch"] = int(epoch) if isinstance(epoch, numbers.Integral) and not isinstance(
+        epoch, bool) else None
+    try:
+        out["best_val_accuracy"] = float(getattr(h, "best_val_accuracy", None))
+    except (TypeError, ValueError):
+        out["best_val_accuracy"] = None
+    return out
+
+
+def expect_kept_epoch(h, best: int, val_accuracy: list, what: str = "history") -> None:
+    """History.best_epoch (from 0) and History.best_val_accuracy name the epoch kept."""
+    expect(h["best_epoch"] == best and h["best_val_accuracy"] is not None
+           and abs(h["best_val_accuracy"] - val_accuracy[best]) <= 1e-6,
+           f"{what}: (best_epoch, best_val_accuracy)",
+           f"({best}, {val_accuracy[best]:.6g}): the epoch kept, counted from 0, and its "
+           "validation accuracy", f"({h['best'][0]}, {h['best'][1]})",
+           hint="set them each time validation accuracy improves (strictly)",
+           docs=docs("3.10"))  # fmt: skip
 
 
 def _observe_fit_best(start, tr, va):
     torch.manual_seed(0)
     model = tiny_from(start)
+    autocast = _autocast_recorder(model, with_mode=True)
     opt = torch.optim.Adam(model.parameters(), lr=0.05)
     ckpt = os.path.join(tempfile.mkdtemp(), "best.pt")
     h = train.fit(model, tr, va, epochs=5, optimizer=opt, num_classes=4, checkpoint_path=ckpt)
-    out = {"history": _history(h), "written": os.path.exists(ckpt), "final": model.state_dict()}
+    out = {"history": _history(h), "written": os.path.exists(ckpt), "final": model.state_dict(),
+           "autocast": autocast}  # fmt: skip
     if out["written"]:
         try:
             saved = torch.load(ckpt, weights_only=True)
             out["saved_epoch"] = saved.get("epoch")
             out["saved_model"] = dict(saved["model"])
         except Exception as e:  # noqa: BLE001 - an unreadable checkpoint is the learner's
-            out["load_error"] = f"{type(e).__name__}: {e}"[:300]
+            # torch's message opens with advice on trusting the file; the cause is further on
+            cause = re.search(r"(Unsupported global|Unsupported operand)[^\n]*", str(e))
+            out["load_error"] = f"{type(e).__name__}: {cause[0] if cause else e}"[:300]
     return out
 
 
@@ -435,11 +516,16 @@ def _observe_fit_best(start, tr, va):
 def test_fit_keeps_the_best_validation_epoch():
     start = tiny_net(seed=1).state_dict()
     tr, va = _fit_fixture()
-    ref = reference_fit(start, tr, va, 5, lambda m: torch.optim.Adam(m.parameters(), lr=0.05))
-    best = int(np.argmax(ref["val_accuracy"]))
-    assert best != int(np.argmax(ref["train_accuracy"])), "fixture failed to separate train and val"
+    adam = lambda m: torch.optim.Adam(m.parameters(), lr=0.05)  # noqa: E731
+    fp32 = reference_fit(start, tr, va, 5, adam)
+    assert int(np.argmax(fp32["val_accuracy"])) != int(np.argmax(fp32["train_accuracy"])), (
+        "fixture failed to separate train and val")
     o = observe(_observe_fit_best, start, tr, va)
     h = o["history"]
+    dtypes = _fit_autocast(o["autocast"])  # the reference follows your autocast, if any
+    ref = reference_fit(start, tr, va, 5, adam, autocast=dtypes) if any(dtypes) else fp32
+    tol = _amp_tolerance(dtypes)
+    best = int(np.argmax(ref["val_accuracy"]))
     expect_equal(len(h["val_accuracy"]), 5, "history: validation accuracies, one per epoch",
                  docs=docs("3.10"))  # fmt: skip
     expect_close(h["val_accuracy"], ref["val_accuracy"], "history.val_accuracy against the "
@@ -449,11 +535,13 @@ def test_fit_keeps_the_best_validation_epoch():
            docs=docs("3.10"))  # fmt: skip
     expect("load_error" not in o, "checkpoint file, read back with torch.load(weights_only="
            "True)", "a dict {'epoch', 'val_accuracy', 'model': model.state_dict()}",
-           o.get("load_error"), docs=docs("3.10"))  # fmt: skip
+           o.get("load_error"), hint="'epoch' and 'val_accuracy' as plain Python numbers "
+           "(int(...), float(...)): weights_only=True refuses numpy scalars and other objects",
+           docs=docs("3.10"))  # fmt: skip
     for name, q in ref["states"][best].items():
         p = o["saved_model"].get(name)
-        expect(p is not None and p.shape == q.shape and torch.allclose(p, q, atol=1e-5,
-               rtol=1e-4), f"checkpoint['model']['{name}']",
+        expect(p is not None and p.shape == q.shape and torch.allclose(p, q, **tol),
+               f"checkpoint['model']['{name}']",
                f"the weights after epoch {best} (counted from 0), the best validation "
                f"accuracy {[round(a, 3) for a in ref['val_accuracy']]}",
                "other weights (train accuracy per epoch: "
@@ -468,8 +556,11 @@ def test_fit_keeps_the_best_validation_epoch():
     for name, p in o["final"].items():
         expect(torch.equal(p, o["saved_model"].get(name, torch.empty(0))),
                f"after fit, model weights '{name}'", "the best checkpoint's (loaded back)",
-               "the last epoch's", docs=docs("3.10"))  # fmt: skip
-    expect_close(reference_accuracy(tiny_from(o["final"]), va), h["val_accuracy"][best],
+               "other weights (the last epoch's?)", hint="keep a COPY of the best weights "
+               "(copy.deepcopy(model.state_dict()), or each tensor cloned): state_dict() holds "
+               "the live weights, which go on training", docs=docs("3.10"))  # fmt: skip
+    expect_kept_epoch(h, best, ref["val_accuracy"])
+    expect_close(reference_accuracy(tiny_from(o["final"]), va, dtypes[1]), h["val_accuracy"][best],
                  "validation accuracy of the returned model", atol=1e-6,
                  docs=docs("3.10"))  # fmt: skip
 
@@ -477,10 +568,11 @@ def test_fit_keeps_the_best_validation_epoch():
 def _observe_fit_schedule(start, tr, va):
     torch.manual_seed(0)
     model = tiny_from(start)
+    autocast = _autocast_recorder(model, with_mode=True)
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.5)
     h = train.fit(model, tr, va, epochs=3, optimizer=opt, num_classes=4, scheduler=sched)
-    return _history(h)
+    return {**_history(h), "autocast": autocast}
 
 
 @pytest.mark.task("3.10", points=2)
@@ -494,10 +586,12 @@ def test_fit_steps_the_schedule_once_per_epoch():
     for name in ("train_loss", "train_accuracy", "val_loss"):
         expect_equal(len(h[name]), 3, f"history.{name}: one entry per epoch",
                      docs=docs("3.10"))  # fmt: skip
+    dtypes = _fit_autocast(h["autocast"])  # the reference follows your autocast, if any
     ref = reference_fit(start, tr, va, 3, lambda m: torch.optim.SGD(m.parameters(), lr=0.1),
-                        lambda o: torch.optim.lr_scheduler.StepLR(o, step_size=1, gamma=0.5))  # fmt: skip
+                        lambda o: torch.optim.lr_scheduler.StepLR(o, step_size=1, gamma=0.5),
+                        autocast=dtypes)  # fmt: skip
     expect_close(h["train_loss"], ref["train_loss"], "history.train_loss against the "
-                 "reference fit with the same schedule", atol=1e-5, rtol=1e-4,
+                 "reference fit with the same schedule", **_amp_tolerance(dtypes),
                  docs=docs("3.10"))  # fmt: skip
     expect(h["train_loss"][-1] < h["train_loss"][0], "training loss over 3 epochs",
            "falling", [round(v, 4) for v in h["train_loss"]], docs=docs("3.10"))  # fmt: skip
@@ -508,42 +602,13 @@ def _observe_fit_any(cases):
     for start, classes, tr, va, epochs, lr, momentum, schedule, loss in cases:
         torch.manual_seed(0)
         model = tiny_from(start, classes)
+        autocast = _autocast_recorder(model, with_mode=True)
         opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
         sched = None if schedule is None else torch.optim.lr_scheduler.StepLR(opt, *schedule)
         h = train.fit(model, tr, va, epochs=epochs, optimizer=opt, num_classes=classes,
                       scheduler=sched, loss_fn=_loss_fn(loss))  # fmt: skip
-        seen.append({"history": _history(h), "final": model.state_dict()})
+        seen.append({"history": _history(h), "final": model.state_dict(), "autocast": autocast})
     return seen
-
-
-@torch.no_grad()
-def reference_validation(model, batches, loss_fn) -> tuple[float, float]:
-    model.eval()
-    loss = sum(loss_fn(model(x), y).item() * len(y) for x, y in batches)
-    correct = sum((model(x).argmax(1) == y).sum().item() for x, y in batches)
-    seen = sum(len(y) for _, y in batches)
-    return loss / seen, correct / seen
-
-
-def reference_fit_history(start, classes, tr, va, epochs, lr, momentum, schedule, loss):
-    """The reference ``fit``'s whole history, every field, and the weights after each epoch."""
-    model = tiny_from(start, classes)
-    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
-    sched = None if schedule is None else torch.optim.lr_scheduler.StepLR(opt, *schedule)
-    loss_fn = _loss_fn(loss) or nn.CrossEntropyLoss()
-    h = {name: [] for name in ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr")}
-    states = []
-    for _ in range(epochs):
-        h["lr"].append(opt.param_groups[0]["lr"])
-        train_loss, train_accuracy = reference_epoch(model, tr, opt, None, loss_fn)
-        val_loss, val_accuracy = reference_validation(model, va, loss_fn)
-        for name, v in zip(("train_loss", "train_accuracy", "val_loss", "val_accuracy"),
-                           (train_loss, train_accuracy, val_loss, val_accuracy)):  # fmt: skip
-            h[name].append(v)
-        states.append({k: v.detach().clone() for k, v in model.state_dict().items()})
-        if sched is not None:
-            sched.step()
-    return h, states
 
 
 FIELD_HINTS = {
@@ -580,21 +645,29 @@ def test_fit_history_field_by_field(cases):
                 f"{epochs}, SGD(lr={lr:.4g}, momentum={momentum:.4g}), scheduler="
                 f"{'None' if schedule is None else f'StepLR({schedule[0]}, {schedule[1]:.3g})'}, "
                 f"loss_fn={_loss_name(loss)})")
-        want, states = reference_fit_history(start, *case[:-1])
+        dtypes = _fit_autocast(o["autocast"])  # the reference follows your autocast, if any
+        want = reference_fit(
+            start, tr, va, epochs,
+            lambda m: torch.optim.SGD(m.parameters(), lr=lr, momentum=momentum),  # noqa: B023
+            None if schedule is None else lambda o: torch.optim.lr_scheduler.StepLR(o, *schedule),  # noqa: B023
+            classes=classes, loss=loss, autocast=dtypes)  # fmt: skip
+        tol = _amp_tolerance(dtypes)
         for name, hint in FIELD_HINTS.items():
             expect_close(o["history"][name], want[name], f"{call}: history.{name}, field by "
-                         "field against the reference fit", atol=1e-5, rtol=1e-4, hint=hint,
+                         "field against the reference fit", **tol, hint=hint,
                          docs=docs("3.10"))  # fmt: skip
         best = int(np.argmax(want["val_accuracy"]))  # the first best: a tie keeps the earlier
-        for name, q in states[best].items():
+        for name, q in want["states"][best].items():
             p = o["final"].get(name)
-            expect(p is not None and p.shape == q.shape and torch.allclose(p, q, atol=1e-5,
-                   rtol=1e-4), f"{call}: after fit, model weights '{name}'",
+            expect(p is not None and p.shape == q.shape and torch.allclose(p, q, **tol),
+                   f"{call}: after fit, model weights '{name}'",
                    f"the weights after epoch {best} (counted from 0), the first best "
                    f"validation accuracy {[round(a, 3) for a in want['val_accuracy']]}",
                    "other weights", hint="keep the best epoch by validation accuracy (strictly "
-                   "better: a tie keeps the earlier) and put its weights back at the end",
+                   "better: a tie keeps the earlier) and put a copy of its weights back at the "
+                   "end (state_dict() holds the live weights)",
                    docs=docs("3.10"))  # fmt: skip
+        expect_kept_epoch(o["history"], best, want["val_accuracy"], f"{call}: history")
 
 
 # ---------------------------------------------------------------- Task 3.8, last: slowest
