@@ -157,7 +157,7 @@ def _count(numels: dict, flags: dict, trainable: bool) -> int:
 def _observe_build(seed, head, x):
     with _torch_home(_fake_state(seed)), warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        m = pretrained.build_model(num_classes=10)
+        m = pretrained.build_model()  # the defaults: num_classes=10, mode="feature_extraction"
     layer = m.classifier[6]
     out = {"warnings": [str(w.message) for w in caught], "flags": _flags(m),
            "head": {"linear": isinstance(layer, nn.Linear), "repr": repr(layer)[:200]},
@@ -185,7 +185,8 @@ def test_build_model_loads_the_weights_and_replaces_the_head():
     params = o["params"]
     shape = tuple(params["classifier.6.weight"].shape) if "classifier.6.weight" in params else None
     expect(o["head"]["linear"] and shape == (10, 4096) and "classifier.6.bias" in params,
-           "model.classifier[6]", "Linear(4096, 10)", o["head"]["repr"],
+           "build_model() (default num_classes=10): model.classifier[6]", "Linear(4096, 10)",
+           o["head"]["repr"],
            hint="the last layer must map the 4096 features to num_classes outputs: ImageNet's "
            "has 1000, and asking torchvision for 10 classes cannot load the weights (the "
            "page's Traps)", docs=docs("2.1"))  # fmt: skip
@@ -204,9 +205,8 @@ def test_build_model_loads_the_weights_and_replaces_the_head():
                    "ImageNet values come with the weights enum (the page's Traps)",
                    docs=docs("2.1"))  # fmt: skip
     frozen = sorted(n for n, f in o["flags"].items() if not f)
-    expect_equal(frozen, sorted(n for n in fake if n.startswith("features.")), "build_model("
-                 "num_classes=10) (mode: its default, 'feature_extraction'): the frozen "
-                 "parameters", hint="build_model sets the mode it is given with set_mode",
+    expect_equal(frozen, sorted(n for n in fake if n.startswith("features.")), "build_model() "
+                 "(mode: its default, 'feature_extraction'): the frozen parameters", hint="build_model sets the mode it is given with set_mode",
                  docs=docs("2.1"))  # fmt: skip
     expect_equal(tuple(o["out"].shape), (2, 10), "output shape on (2, 3, 224, 224)",
                  hint="one logit per class: the new head's out_features is num_classes",
@@ -255,7 +255,7 @@ def test_build_model_any_number_of_classes_and_mode(num_classes, seed):
     calls = ", ".join(f"build_model(num_classes={k}, mode={mode!r})" for k, mode in cases)
     got = observed(_observe_build_any, SEED, [(k, mode, h) for (k, mode), h in zip(cases, heads)],
                    x, what=calls, docs=docs("2.1"))  # fmt: skip
-    for (k, mode), head, o in zip(cases, heads, got):
+    for (k, mode), _h, o in zip(cases, heads, got):
         call = f"build_model(num_classes={k}, mode={mode!r})"
         expect_equal(o["shapes"], {"classifier.6.weight": (k, 4096), "classifier.6.bias": (k,)},
                      f"{call}: shapes of the new head's weight and bias (classifier[6] is "
@@ -392,6 +392,9 @@ def _observe_optimizer(modes, lr, backbone_lr):
                         "shapes": [tuple(p.shape) for p in g["params"]]}
                        for g in opt.param_groups],
         }  # fmt: skip
+    defaults = pretrained.make_optimizer(m)  # lr, backbone_lr and momentum left out
+    seen["defaults"] = [{"lr": g.get("lr"), "momentum": g.get("momentum")}
+                        for g in defaults.param_groups]  # fmt: skip
     return seen
 
 
@@ -403,6 +406,10 @@ def test_two_parameter_groups():
     o = observed(_observe_optimizer, modes, 1e-2, 1e-3, what="make_optimizer(model, lr=0.01, "
                  "backbone_lr=0.001) on a torchvision AlexNet", traps=(TENSOR_COMPARED,),
                  docs=docs("2.4"))  # fmt: skip
+    expect_equal(o["defaults"], [{"lr": 1e-3, "momentum": 0.9}, {"lr": 1e-4, "momentum": 0.9}],
+                 "make_optimizer(model) (fine-tuning): each group's lr and momentum with the "
+                 "defaults", hint="the signature's defaults: lr=1e-3 for the head, "
+                 "backbone_lr=1e-4 for the rest, momentum=0.9", docs=docs("2.4"))  # fmt: skip
     for mode in modes:
         groups = o[mode]["groups"]
         lrs = [g["lr"] for g in groups]
@@ -484,7 +491,7 @@ def _observe_finetune_trains(seed, head, x, y, epochs):
                           lr=1e-2, momentum=0.9)  # fmt: skip
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)  # the dropout masks
-        losses = pretrained.finetune(m, [(x, y)], epochs=epochs, optimizer=opt, device="cpu")
+        losses = pretrained.finetune(m, [(x, y)], epochs=epochs, optimizer=opt)  # device: "cpu"
     return {"losses": list(losses), "training": m.training,
             "features": {k: v for k, v in m.state_dict().items() if k.startswith("features.")},
             "head": m.classifier[6].weight.detach()}  # fmt: skip
