@@ -99,6 +99,12 @@ def main(argv: list[str] | None = None) -> int:
         if base:
             r["cost_vs_none"] = round(r["wall_seconds"] / base, 2)
     record["load_at_end"] = os.getloadavg()
+    import torch
+
+    from alexnet_course.provenance import common_record
+
+    record["provenance"] = common_record(torch.device("cpu"), root=ROOT)
+    record["provenance"]["command"] = "python tests/speed_grading.py " + " ".join(sys.argv[1:])
     print(json.dumps(record, indent=1))
     if args.json:
         args.json.write_text(json.dumps(record, indent=1))
