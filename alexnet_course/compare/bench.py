@@ -64,36 +64,37 @@ def _seed_loader(images, labels, batch_size: int, size: int):
 
 
 class _Stepper:
-    """One variant's model, optimiser and batches. :meth:`round` starts its batches afresh
-    (the seed's loader starts its workers), runs ``warmup`` untimed steps and then times
-    each of ``steps`` training steps, data loading included, at the variant's thread count.
+    """One variant: how to build its model, and its batches. :meth:`round` builds the model
+    and its optimiser (from the same start weights every time), starts its batches afresh
+    (the seed's loader starts its workers), runs ``warmup`` untimed steps, then times each
+    of ``steps`` training steps, data loading included, at the variant's thread count, and
+    lets the model go: one variant's model, gradients and momentum are in memory at a time
+    (every variant's at once took AlexNet's 0.7 GB each: 5 GB in all, #30). A compiled
+    model is built once and kept (compiling it again each round would take minutes).
 
     A round runs its steps back to back, as training does: the seed's loader workers then
     make each timed step's batch while the model trains, on the same cores, as they did in
     the notebook. (Steps interleaved one at a time with other variants' would let them make
     it during those, for free.)"""
 
-    def __init__(self, model, make_batches, device, v: dict, warmup: int = 1,
-                 nnpack_layers: dict | None = None):  # fmt: skip
-        import torch
-
-        self.model, self.make_batches, self.device, self.v = model, make_batches, device, v
+    def __init__(self, build, make_batches, device, v: dict, warmup: int = 1,
+                 nnpack_layers: dict | None = None, keep: bool = False):  # fmt: skip
+        self.build, self.make_batches, self.device, self.v = build, make_batches, device, v
         self.warmup = warmup
         self.nnpack_layers = nnpack_layers or {}  # what convs.pick_layers measured, if it ran
-        self.opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9,
-                                   fused=True if v.get("fused") else None)  # fmt: skip
+        self.kept = build() if keep else None
 
-    def _step(self, it) -> None:
+    def _step(self, model, opt, it) -> None:
         import torch
 
         x, y = next(it)
         x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
-        self.opt.zero_grad(set_to_none=True)
+        opt.zero_grad(set_to_none=True)
         with torch.autocast(self.device.type, dtype=torch.bfloat16,
                             enabled=self.v.get("bf16", False)):  # fmt: skip
-            loss = torch.nn.functional.cross_entropy(self.model(x), y)
+            loss = torch.nn.functional.cross_entropy(model(x), y)
         loss.backward()
-        self.opt.step()
+        opt.step()
 
     def _sync(self) -> None:
         if self.device.type == "cuda":
@@ -106,23 +107,29 @@ class _Stepper:
         import torch
 
         threads, before = self.v.get("threads"), torch.get_num_threads()
+        model = self.kept if self.kept is not None else self.build()
+        opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9,
+                              fused=True if self.v.get("fused") else None)  # fmt: skip
         if threads:
             torch.set_num_threads(threads)  # the warm-up step absorbs the pool's resizing
         it = None
         try:
             it = iter(self.make_batches())
             for _ in range(self.warmup):
-                self._step(it)
+                self._step(model, opt, it)
             self._sync()
             seconds = []
             for _ in range(steps):
                 t0 = time.perf_counter()
-                self._step(it)
+                self._step(model, opt, it)
                 self._sync()
                 seconds.append(time.perf_counter() - t0)
             return {"seconds": seconds, "threads": torch.get_num_threads()}
         finally:
             del it  # the seed's loader stops its workers
+            if self.kept is not None:
+                model.zero_grad(set_to_none=True)  # the kept model holds its weights only
+            del model, opt
             if threads:
                 torch.set_num_threads(before)
 
@@ -288,32 +295,38 @@ def _start(local: list, rest: list, alexnet, num_classes: int, device, impl: str
 
 def _build(alexnet, num_classes: int, device, name: str, v: dict, images, labels,
            batch_size: int, size: int, backend: str = "inductor"):  # fmt: skip
-    """One variant's stepper (its model seeded alike), after a first round of one step (which
-    compiles it when asked, and builds oneDNN's kernels); returns it and the compile time."""
+    """One variant's stepper (its model seeded alike, built anew each round), after a first
+    round of no timed step (which compiles it when asked, and builds oneDNN's kernels);
+    returns it and the compile time."""
     import torch
 
+    from alexnet_course.compare import convs
     from alexnet_course.device import seed_everything
 
-    seed_everything(0)
-    m = alexnet.AlexNet(num_classes=num_classes, norm="batch").to(device)
-    if v.get("cl"):
-        m = m.to(memory_format=torch.channels_last)
+    def plain():
+        seed_everything(0)
+        m = alexnet.AlexNet(num_classes=num_classes, norm="batch").to(device)
+        return m.to(memory_format=torch.channels_last) if v.get("cl") else m
+
     picked = {}
     if v.get("nnpack"):  # the layers NNPACK computes faster, at this batch and input size
-        from alexnet_course.compare import convs
         from alexnet_course.compare.settings import probe_batch
 
         x, _ = probe_batch(batch_size, size, device, channels_last=v.get("cl", False))
         before = torch.get_num_threads()
         torch.set_num_threads(v.get("threads") or before)  # measured as the variant runs
         try:
-            picked = convs.pick_layers(m, x)
+            picked = convs.pick_layers(plain(), x)
         finally:
             torch.set_num_threads(before)
-        convs.apply(m, picked)
+
+    def build():
+        m = plain()
+        if picked:
+            convs.apply(m, picked)
+        return torch.compile(m, backend=backend) if v.get("compile") else m
+
     t0 = time.perf_counter()
-    if v.get("compile"):
-        m = torch.compile(m, backend=backend)
     if name == "seed":
         def make_batches():
             return _seed_loader(images, labels, batch_size, size)
@@ -321,8 +334,8 @@ def _build(alexnet, num_classes: int, device, name: str, v: dict, images, labels
         def make_batches():
             return _ref_batches(images, labels, batch_size, size, device, v.get("cl", False))
     # the seed's first step waits for one worker to start, its second for the other
-    stepper = _Stepper(m, make_batches, device, v, warmup=SEED_WORKERS if name == "seed" else 1,
-                       nnpack_layers=picked)  # fmt: skip
+    stepper = _Stepper(build, make_batches, device, v, warmup=SEED_WORKERS if name == "seed" else 1,
+                       nnpack_layers=picked, keep=bool(v.get("compile")))  # fmt: skip
     stepper.round(0)
     return stepper, (time.perf_counter() - t0 if v.get("compile") else None)
 
