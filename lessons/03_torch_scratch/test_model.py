@@ -496,7 +496,7 @@ def test_alexnet_forward_matches_reference():
                      "mode), against the paper's features with the same weights, pooled and "
                      "flattened", **tol,
                      hint="the same numbers in another order: flatten each sample in (C, H, W) "
-                     "order (torch.flatten(x, 1) of the (N, C, 6, 6) features)" if reordered
+                     "order, channels first, then rows, then columns" if reordered
                      else "the features differ before the classifier: conv -> ReLU -> LRN -> "
                      "max-pool for conv1 and conv2, conv -> ReLU for conv3-5, a max-pool after "
                      "conv5, then the adaptive average pool to 6x6; the tests of tasks 3.1-3.4 "
