@@ -129,7 +129,6 @@ class _Stepper:
             del it  # the seed's loader stops its workers
             if self.kept is not None:
                 model.zero_grad(set_to_none=True)  # the kept model holds its weights only
-            del model, opt
             if threads:
                 torch.set_num_threads(before)
 
