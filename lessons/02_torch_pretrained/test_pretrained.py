@@ -206,8 +206,7 @@ def test_build_model_loads_the_weights_and_replaces_the_head():
                    docs=docs("2.1"))  # fmt: skip
     frozen = sorted(n for n, f in o["flags"].items() if not f)
     expect_equal(frozen, sorted(n for n in fake if n.startswith("features.")), "build_model() "
-                 "(mode: its default, 'feature_extraction'): the frozen parameters",
-                 hint="build_model sets the mode it is given with set_mode",
+                 "(mode: its default, 'feature_extraction'): the frozen parameters", hint="build_model sets the mode it is given with set_mode",
                  docs=docs("2.1"))  # fmt: skip
     expect_equal(tuple(o["out"].shape), (2, 10), "output shape on (2, 3, 224, 224)",
                  hint="one logit per class: the new head's out_features is num_classes",
