@@ -202,6 +202,54 @@ def pytest_collection_modifyitems(config, items):
                else rank.get(item.name, len(rank)))  # fmt: skip
 
 
+# ---------------------------------------------------------------- tests in a process of their own
+# A test marked ``own_process`` runs in a new pytest process of its own (#30): what it
+# imports and allocates (TensorFlow, a comparison's models, glibc's kept heap) ends with that
+# process, so the worker stays as small as it was and every later test's peak is its own.
+# (A child forked from the worker would be no smaller: it starts with every page the worker
+# holds, torch's included, as its own resident memory.) The process runs the one test,
+# setup to teardown, and writes its reports, which the worker logs as its own. Fixtures are
+# the process's: a session one is built again there.
+OWN_PROCESS_REPORTS = "ALEXNET_COURSE_OWN_PROCESS_REPORTS"  # set in that process: where to write
+OWN_PROCESS_TIMEOUT = 1800
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_protocol(item, nextitem):
+    if item.get_closest_marker("own_process") is None or os.environ.get(OWN_PROCESS_REPORTS):
+        return None
+    import tempfile
+
+    from _pytest.reports import TestReport
+
+    item.ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
+    with tempfile.TemporaryDirectory(prefix="own-process-") as tmp:
+        out = Path(tmp) / "reports.jsonl"
+        cmd = [sys.executable, "-m", "pytest", item.nodeid, "-q", "-p", "no:xdist",
+               "-p", "no:cacheprovider", "--basetemp", str(Path(tmp) / "basetemp")]  # fmt: skip
+        env = {**os.environ, OWN_PROCESS_REPORTS: str(out)}
+        env.pop("PYTEST_XDIST_WORKER", None)
+        try:
+            proc = subprocess.run(cmd, cwd=item.config.rootpath, env=env, capture_output=True,
+                                  text=True, timeout=OWN_PROCESS_TIMEOUT)  # fmt: skip
+            tail = f"exit code {proc.returncode}\n{(proc.stdout + proc.stderr)[-4000:]}"
+        except subprocess.TimeoutExpired as e:
+            tail = f"over {OWN_PROCESS_TIMEOUT} s: {str(e.output or '')[-2000:]}"
+        lines = out.read_text().splitlines() if out.is_file() else []
+    reports = [item.config.hook.pytest_report_from_serializable(config=item.config,
+                                                                data=json.loads(line))
+               for line in lines]  # fmt: skip
+    if not any(r.when == "teardown" for r in reports):  # it died, or never reached the test
+        reports.append(TestReport(item.nodeid, item.location, {}, "failed",
+                                  f"the test's own process ended without its report:\n{tail}",
+                                  "call", user_properties=[]))  # fmt: skip
+    for report in reports:
+        item.ihook.pytest_runtest_logreport(report=report)
+    item.session._setupstate.teardown_exact(nextitem)  # what the worker itself had set up
+    item.ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
+    return True
+
+
 # ---------------------------------------------------------------- each test's peak memory
 # Every test process stays under MEMORY_LIMIT_MB resident (#30: two xdist workers of 5 GB
 # were killed by the OOM killer on a 24 GB machine shared with other work). Linux keeps a
@@ -240,8 +288,16 @@ def _children_kb() -> int:
     return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
 
 
+_CONFIG: list = []  # this session's config, for the reports a test's own process writes
+
+
+def pytest_configure(config):
+    _CONFIG[:] = [config]
+
+
 def pytest_sessionstart(session):
-    if not hasattr(session.config, "workerinput"):  # the controller (or a run without xdist)
+    if not (hasattr(session.config, "workerinput") or os.environ.get(OWN_PROCESS_REPORTS)):
+        # the controller, or a run without xdist (a test's own process leaves it alone)
         shutil.rmtree(MEMORY_DIR, ignore_errors=True)
 
 
@@ -270,20 +326,24 @@ def pytest_runtest_makereport(item, call):
 
 
 def pytest_runtest_logreport(report):
+    if os.environ.get(OWN_PROCESS_REPORTS):  # a test's own process: its reports to the worker
+        data = _CONFIG[0].hook.pytest_report_to_serializable(config=_CONFIG[0], report=report)
+        with open(os.environ[OWN_PROCESS_REPORTS], "a") as f:
+            f.write(json.dumps(data, default=str) + "\n")
     for key, value in report.user_properties:
         if key == "peak_mb":
             _PEAKS[report.nodeid] = value
 
 
 def pytest_sessionfinish(session):
-    if _PEAKS:
+    if _PEAKS and not os.environ.get(OWN_PROCESS_REPORTS):
         MEMORY_DIR.mkdir(exist_ok=True)
         who = getattr(session.config, "workerinput", {}).get("workerid", "main")
         (MEMORY_DIR / f"{who}.json").write_text(json.dumps(_PEAKS, indent=1))
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
-    if hasattr(config, "workerinput"):
+    if hasattr(config, "workerinput") or os.environ.get(OWN_PROCESS_REPORTS):
         return
     peaks = dict(_PEAKS)  # the controller reads every report, a worker's too
     for f in MEMORY_DIR.glob("*.json") if MEMORY_DIR.is_dir() else []:

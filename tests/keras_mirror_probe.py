@@ -1,8 +1,14 @@
-"""Five Keras training steps of lesson 04's AlexNet (dropout off), once on one device and
+"""Five Keras training steps of lesson 04's AlexNet (dropout off, its two 4096-unit layers
+narrowed to 512 by tests/narrow.py), once on one device and
 once under MirroredStrategy over two logical CPUs, from the same weights, for the LRN and
 the BatchNorm variants; prints a JSON line comparing the weights and the evaluation counts.
 Run in its own process by tests/test_distributed.py (logical devices must be set before
 TensorFlow starts).
+
+The narrowing keeps the process under the suite's 2.5 GB (#30): at full width the four
+models and the mirrored copies of 58M weights reached 5.6 GB. What the test is about (the
+per-replica BatchNorm statistics, LRN, the gradient all-reduce, the evaluation's sum across
+replicas) is all there at any width.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ tf.config.set_logical_device_configuration(
     cpu, [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()])
 
 import keras  # noqa: E402
+from narrow import narrowed  # noqa: E402  (tests/narrow.py; this script runs from tests/)
 
 from alexnet_course.compare import keras_distribute as kd  # noqa: E402
 from alexnet_course.course import load_lesson_module  # noqa: E402
@@ -34,7 +41,7 @@ def build(strategy, norm, weights=None):
     ka = load_lesson_module("04_keras_scratch", "keras_alexnet", "solutions")
     kt = load_lesson_module("04_keras_scratch", "keras_train", "solutions")
     with strategy.scope():
-        model = ka.build_alexnet(K, norm, SIZE)
+        model = narrowed(ka.build_alexnet(K, norm, SIZE), ka)
         for layer in model._flatten_layers(include_self=False, recursive=True):
             if isinstance(layer, keras.layers.Dropout):
                 layer.rate = 0.0

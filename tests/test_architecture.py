@@ -6,6 +6,8 @@ from __future__ import annotations
 import ast
 import re
 
+import pytest
+
 from tests.conftest import ROOT
 
 PACKAGE = ROOT / "alexnet_course"
@@ -82,6 +84,7 @@ def test_the_architecture_page_lists_every_module_and_only_those():
                                "not a module": sorted(listed - modules)}  # fmt: skip
 
 
+@pytest.mark.own_process  # a comparison in-process (#30)
 def test_nothing_is_added_to_the_parsed_arguments(tmp_path, monkeypatch):
     """``compare`` on the smoke profile with a namespace that refuses new attributes after
     parsing: the run keeps its state in its own context."""

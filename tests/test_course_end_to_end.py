@@ -56,6 +56,7 @@ def _learner_copy(tmp_path: Path, replace: dict[tuple[str, str], tuple[str, str]
     return copy
 
 
+@pytest.mark.own_process  # a comparison in-process (#30)
 def test_the_learners_split_and_analysis_are_the_runs(tmp_path, monkeypatch):
     copy = _learner_copy(tmp_path, {("01_data", "data.py"): ("1.6", OWN_SPLIT)})
     text = (copy / "lessons" / "05_analysis" / "analysis.py").read_text()

@@ -229,6 +229,7 @@ def test_epochs_reshuffle_and_resume_identically(synth_root):
     assert all(torch.equal(p, q) for p, q in zip(second, [y for _, y in resumed]))
 
 
+@pytest.mark.own_process  # TensorFlow stays out of the worker (#30)
 @pytest.mark.parametrize("size", [32, 67, 227])
 def test_keras_and_torch_pipelines_agree_without_augmentation(synth_root, size):
     pytest.importorskip("tensorflow")
@@ -244,6 +245,7 @@ def test_keras_and_torch_pipelines_agree_without_augmentation(synth_root, size):
     assert np.array_equal(yk.numpy(), yt.numpy())
 
 
+@pytest.mark.own_process  # TensorFlow stays out of the worker (#30)
 def test_keras_augmentation_is_seeded(synth_root):
     pytest.importorskip("tensorflow")
     from alexnet_course.data.keras_pipeline import make_dataset
