@@ -65,6 +65,9 @@ def synth_root(tmp_path_factory) -> Path:
     return root
 
 
+WARM_PEAKS_KB: list[int] = []  # the peaks of this test's runs in the warm server's children
+
+
 def run_pytest(target: Path | str, *args: str, results: Path, timeout: float = 600,
                cwd: Path = ROOT, env: dict | None = None, warm: bool = False,
                ) -> tuple[int, dict, str]:  # fmt: skip
@@ -80,6 +83,9 @@ def run_pytest(target: Path | str, *args: str, results: Path, timeout: float = 6
         log = results.with_suffix(".log")
         rc = run_pytest_warm(argv, cwd=cwd, env=env, log=log, timeout=timeout)
         output = log.read_text(errors="replace") if log.exists() else ""
+        peak = log.with_name(log.name + ".peak_kb")
+        if peak.is_file():  # the warm server's child is not ours: its peak comes this way
+            WARM_PEAKS_KB.append(int(peak.read_text()))
         if rc == -9:
             raise subprocess.TimeoutExpired(["pytest", *argv], timeout, output)
     else:
@@ -255,16 +261,18 @@ def pytest_runtest_protocol(item, nextitem):
 # were killed by the OOM killer on a 24 GB machine shared with other work). Linux keeps a
 # process's peak resident size (VmHWM), which writing 5 to /proc/self/clear_refs resets: a
 # test's peak is this process's after the reset, or its children's (the processes it ran)
-# where their running maximum rose during it. Every peak goes to .test-memory/, and the
-# session's end prints the largest and every test over MEMORY_GOAL_MB.
+# where their running maximum rose during it, or the pytest runs it made in the warm
+# server's children (tests/warm.py: they report their own peak; the server is not this
+# process's child). Every peak goes to .test-memory/, and the session's end prints the
+# largest and every test over MEMORY_GOAL_MB.
 #
-# #30 asks for every test under 2.5 GB (MEMORY_GOAL_MB). The suite does not meet it yet: a
-# worker that ran the in-process comparisons keeps 2.5-3.2 GB resident afterwards (glibc
-# keeps freed heap, TensorFlow its threads), so the tests after them read over the goal too,
-# and a few tests' own processes or children pass it (the session's summary lists them). A
-# test fails at MEMORY_LIMIT_MB, the ceiling that keeps two workers clear of the OOM killer
-# on a 24 GB machine shared with other work (the workers it killed held 5.2 and 4.0 GB; the
-# largest test measured 5.6 GB).
+# #30 asks for every test under 2.5 GB (MEMORY_GOAL_MB). The tests that ran a comparison
+# in-process, and left their worker at 2.5-3.6 GB, now run in processes of their own
+# (own_process, above), so a worker stays at about 1-1.8 GB; what is still over the goal is
+# a test's own process or the processes it runs (the session's summary lists them): a
+# comparison with a Keras arm in one process, lesson 03's graded suite. A test fails at
+# MEMORY_LIMIT_MB, the ceiling that keeps two workers clear of the OOM killer on a 24 GB
+# machine shared with other work (the workers it killed held 5.2 and 4.0 GB).
 MEMORY_GOAL_MB = 2560
 MEMORY_LIMIT_MB = int(os.environ.get("ALEXNET_COURSE_TEST_MEMORY_MB", "7168"))
 MEMORY_DIR = ROOT / ".test-memory"
@@ -307,6 +315,7 @@ def pytest_runtest_setup(item):
     except OSError:
         pass
     _MARK[item.nodeid] = _children_kb()
+    WARM_PEAKS_KB.clear()
 
 
 @pytest.hookimpl(wrapper=True)
@@ -315,7 +324,9 @@ def pytest_runtest_makereport(item, call):
     if call.when != "teardown" or item.nodeid not in _MARK:
         return report
     children = _children_kb()
-    peak_mb = max(_peak_kb(), children if children > _MARK.pop(item.nodeid) else 0) / 1024
+    warm = max(WARM_PEAKS_KB, default=0)
+    WARM_PEAKS_KB.clear()
+    peak_mb = max(_peak_kb(), children if children > _MARK.pop(item.nodeid) else 0, warm) / 1024
     # the report carries the peak: a forked test's report is made in the fork and read here
     report.user_properties.append(("peak_mb", round(peak_mb, 1)))
     if peak_mb > MEMORY_LIMIT_MB and report.passed:

@@ -19,6 +19,23 @@ FILE = "alexnet-owt-7be5be79.pth"
 own_process = pytest.mark.own_process
 
 
+@pytest.fixture
+def narrow_keras(monkeypatch):
+    """The Keras arms train lesson 04's model narrowed (tests/narrow.py), for the budget
+    tests: with torch arms before them in one process, the full-width model took those to
+    2.7 GB (#30), and neither a plan nor a re-plan sees the model's width."""
+    from alexnet_course.compare import keras_arm
+    from tests.narrow import narrowed
+
+    full = keras_arm.keras_model
+
+    def keras_model(arm, ctx):
+        model, mean, std = full(arm, ctx)
+        return narrowed(model, ctx.code.keras_alexnet), mean, std
+
+    monkeypatch.setattr(keras_arm, "keras_model", keras_model)
+
+
 @pytest.mark.slow
 def test_smoke_profile_runs_every_arm(smoke_run):
     out, printed = smoke_run
@@ -607,7 +624,7 @@ def _budget_run(out, arms: str, budget: str) -> tuple[list, list, list]:
 
 
 @own_process
-def test_budget_run_records_the_same_scaling_for_every_arm_and_what_ran(tmp_path, monkeypatch):
+def test_budget_run_records_the_same_scaling_for_every_arm_and_what_ran(tmp_path, monkeypatch, narrow_keras):
     """compare --budget-minutes on the smoke profile, with measured steps replaced by slow
     ones so that the budget bites: each arm ran the planned epochs on the planned images,
     and its results.json says so, with the settings it trained with."""
@@ -628,7 +645,8 @@ def test_budget_run_records_the_same_scaling_for_every_arm_and_what_ran(tmp_path
 
 
 @own_process
-def test_budget_plan_is_made_again_when_the_first_arm_runs_slower(tmp_path, monkeypatch, capsys):
+def test_budget_plan_is_made_again_when_the_first_arm_runs_slower(tmp_path, monkeypatch, capsys,
+                                                                  narrow_keras):
     """The plan comes from short measurements; when the first arm's running steps are much
     slower (a busier machine, a probe that flattered), the plan is made again from them
     before any arm has finished, the arm starts afresh, and every arm runs the new plan."""
@@ -787,7 +805,7 @@ def test_budget_plan_goes_back_up_when_the_first_arm_runs_faster(tmp_path, monke
 
 
 @own_process
-def test_budget_plans_only_the_arms_that_will_run(tmp_path, monkeypatch):
+def test_budget_plans_only_the_arms_that_will_run(tmp_path, monkeypatch, narrow_keras):
     """Offline, no ImageNet weights cached (the download is allowed and fails): the plan
     counts only the three arms that run, records the two skipped with their reasons, and
     the report says so; a second run reuses the measurement (and says so)."""
@@ -804,14 +822,6 @@ def test_budget_plans_only_the_arms_that_will_run(tmp_path, monkeypatch):
     measured = _measured(0.01, 0.02)
     monkeypatch.setattr(settings, "measure_settings", lambda *a, **k: calls.append(1) or measured(*a, **k))
     monkeypatch.setattr(timing, "keras_step", lambda *a: 0.01)
-    # keras-scratch trains narrowed (tests/narrow.py): with the torch arms before it in one
-    # process, the full-width model took this test to 2.7 GB; the plan does not see widths
-    from alexnet_course.compare import keras_arm
-    from tests.narrow import narrowed
-
-    full = keras_arm.keras_model
-    monkeypatch.setattr(keras_arm, "keras_model", lambda arm, ctx: (
-        lambda m, *norm: (narrowed(m, ctx.code.keras_alexnet), *norm))(*full(arm, ctx)))
     out = tmp_path / "run"
     args = ["compare", "--profile", "smoke", "--out", str(out), "--budget-minutes", "30",
             "--epochs", "1"]  # fmt: skip

@@ -58,6 +58,12 @@ def _child(argv: list[str], cwd: str, env: dict, log: str) -> None:
     finally:
         sys.stdout.flush()
         sys.stderr.flush()
+        try:  # this run's peak resident size, for the suite's memory record (tests/conftest.py)
+            status = Path("/proc/self/status").read_text()
+            peak = next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM:"))
+            Path(log + ".peak_kb").write_text(peak)
+        except (OSError, StopIteration):
+            pass
         os._exit(rc)
 
 
