@@ -169,8 +169,12 @@ def test_bench_prints_both_pipelines_and_the_ratio(tmp_path, capsys):
     assert ran["+channels_last"]["channels_last"] and ran["+channels_last"]["threads"] == 2
     assert ran["+threads=1"]["threads"] == 1 and "+threads=1" in out
     assert list(ran)[-1] == "+threads=1"  # the row above it, with one thread fewer
-    assert {k: v for k, v in ran["+threads=1"].items() if k != "threads"} == \
-        {k: v for k, v in ran[list(ran)[-2]].items() if k != "threads"}
+    # the row above it with one thread fewer; the layers NNPACK computes are measured again at
+    # that thread count, so they may differ (a clean-clone run saw [] against ['features.1.0'])
+    measured = ("threads", "nnpack")
+    assert {k: v for k, v in ran["+threads=1"].items() if k not in measured} == \
+        {k: v for k, v in ran[list(ran)[-2]].items() if k not in measured}
+    assert isinstance(ran["+threads=1"]["nnpack"], list)
     # each setting's contribution, as its own ratio to the seed pipeline
     assert {"seed", "pipeline", "+channels_last"} <= set(res["ratio_to_seed"])
     assert res["reference"] in res["ratio_to_seed"] and "+channels_last" in out
