@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.warm import peak_kb
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -280,16 +282,6 @@ _PEAKS: dict[str, float] = {}
 _MARK: dict[str, int] = {}
 
 
-def _peak_kb() -> int:
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
 def _children_kb() -> int:
     import resource
 
@@ -326,8 +318,8 @@ def pytest_runtest_makereport(item, call):
     children = _children_kb()
     warm = max(WARM_PEAKS_KB, default=0)
     WARM_PEAKS_KB.clear()
-    peak_mb = max(_peak_kb(), children if children > _MARK.pop(item.nodeid) else 0, warm) / 1024
-    # the report carries the peak: a forked test's report is made in the fork and read here
+    peak_mb = max(peak_kb(), children if children > _MARK.pop(item.nodeid) else 0, warm) / 1024
+    # the report carries the peak: an own_process test's report is made there and read here
     report.user_properties.append(("peak_mb", round(peak_mb, 1)))
     if peak_mb > MEMORY_LIMIT_MB and report.passed:
         report.outcome = "failed"
