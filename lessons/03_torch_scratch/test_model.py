@@ -171,6 +171,15 @@ def _load(module: nn.Module, layers) -> dict:
     return out
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _release_cached_models():
+    """This file's cached weights and model (about 0.5 GB) go when its tests are done: the
+    suite's later files start without them."""
+    yield
+    drawn_weights.cache_clear()
+    _model10.cache_clear()
+
+
 @functools.lru_cache(maxsize=1)
 def _model10(seed: int = 0) -> tuple:
     """AlexNet(num_classes=10) made after seeding, and a copy of its own initial weights

@@ -3,7 +3,8 @@ reference Keras AlexNet written here and timed in the same run (pass at >= 0.8x)
 
 How it is measured: your model (``build_alexnet(10, "lrn", size, dropout=0.0)``: no random
 masks, so both sides compute the same thing) gets start weights chosen here and your
-``make_train_step`` with ``SGD(1e-3, momentum=0.9)``; one untimed step traces it. Then, in
+``make_train_step`` with ``SGD(1e-3)`` (no momentum: two full models' momentum would be
+another 0.5 GB, and the step's speed is the subject); one untimed step traces it. Then, in
 turns, this file times (wall clock, from here) a call that runs ``K`` of your steps and
 returns the losses and the small weight arrays, and ``K`` steps of the reference, which
 started from the same weights. Every call, the untimed one too, gets a NEW batch drawn here
@@ -59,11 +60,23 @@ def reference_model(size):
     ])  # fmt: skip
 
 
+def start_weights(size: int) -> list:
+    """The start weights of both sides: a reference model's initial ones (seeded by the
+    caller). The model itself is let go at once: Keras models live in reference cycles."""
+    import gc
+
+    model = reference_model(size)
+    weights = model.get_weights()
+    del model
+    gc.collect()
+    return weights
+
+
 def reference_step(model):
     import keras
     import tensorflow as tf
 
-    opt = keras.optimizers.SGD(LR, momentum=0.9)
+    opt = keras.optimizers.SGD(LR)
     loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
     @tf.function
@@ -102,7 +115,7 @@ def _observe_start(size, weights, pixels, labels):
 
     model = ka.build_alexnet(10, "lrn", size, dropout=0.0)
     model.set_weights(weights)
-    step = kt.make_train_step(model, keras.optimizers.SGD(LR, momentum=0.9))
+    step = kt.make_train_step(model, keras.optimizers.SGD(LR))
     _RUN.clear()
     _RUN.update(model=model, step=step, size=size)
     return float(step(*_batch(pixels, labels, size)))
@@ -117,6 +130,12 @@ def _observe_steps(k, pixels, labels):
     return {"losses": losses, "small": small_weights(model)}
 
 
+def _observe_done():
+    """Lets go of your model, its step and optimizer (about 0.5 GB): the tests after this
+    one start without them."""
+    _RUN.clear()
+
+
 def observed(fn, *args, what: str, hint: str | None = None):
     """``observe(fn, *args)``; an error your code raised becomes a teaching failure."""
     return checks.observed(fn, *args, what=what, hint=hint, docs=DOCS)
@@ -126,13 +145,16 @@ def measure(size: int, n: int, k: int, rounds: int, benchmark, rtol: float = 1e-
     import keras
 
     keras.utils.set_random_seed(0)
-    ref = reference_model(size)
-    start = ref.get_weights()
+    start = start_weights(size)
     pixels, labels = draw_batch(0, n, size)
     first = observed(_observe_start, size, start, pixels, labels, what=f"build_alexnet(10, 'lrn', "
                      f"{size}, dropout=0.0), its weights set to the test's, and one step of your "
                      "make_train_step", hint="the model's weights must be the lesson's "
                      "network's, in layer order (model.set_weights)")  # fmt: skip
+    ref = reference_model(size)  # made after yours: two full models, never three (#30)
+    ref.set_weights(start)
+    start_small = [w for w in start if w.size <= SMALL]
+    del start
     step = reference_step(ref)
     want_first = float(step(*_batch(pixels, labels, size)))
     what = f"batch {n} at {size} px"
@@ -140,7 +162,6 @@ def measure(size: int, n: int, k: int, rounds: int, benchmark, rtol: float = 1e-
            "your first step from the given weights", f"{want_first:.5f} (the reference's)",
            f"{first:.5f}", hint="build_alexnet(10, 'lrn', size, dropout=0.0) and "
            "make_train_step must compute the lesson's network and loss", docs=DOCS)  # fmt: skip
-    start_small = [w for w in start if w.size <= SMALL]
     calls = [0]  # calls made; each gets a new batch
 
     def ours(batch):
@@ -185,6 +206,7 @@ def measure(size: int, n: int, k: int, rounds: int, benchmark, rtol: float = 1e-
         noise = max(statistics.median(side) / min(side) for side in zip(*times))
         if ratio >= MIN_RATIO:
             break
+    observe(_observe_done)
     benchmark.extra_info.update(images_per_s=n / t_ours, reference_images_per_s=n / t_ref,
                                 ratio=ratio, timing_noise=noise)  # fmt: skip
     from alexnet_course.grading import load  # the check's side only (not in the worker)
