@@ -432,14 +432,11 @@ def test_a_compiled_setting_trains_the_arm_compiled_and_says_so(tmp_path, monkey
     assert len(compiled) == 2
 
 
-@own_process
-def test_nnpack_and_fused_sgd_train_the_arm_where_measured_faster(tmp_path, monkeypatch):
-    """Where NNPACK's convolutions and the fused SGD measure faster, the torch arm trains with
-    them: its own layers are picked (its shapes, not the measurement's model's), and
-    results.json records what ran; --no-nnpack keeps NNPACK out."""
+def _nnpack_measures_faster(monkeypatch) -> tuple[list, list, list]:
+    """NNPACK's convolutions and the fused SGD measured faster (a fake measurement): the
+    smoke profile tuned, and what the arm then used (NNPACK layer lists, fused optimizers),
+    with the compare command's common arguments."""
     import dataclasses
-
-    import torch
 
     from alexnet_course.compare import convs, runner, settings
 
@@ -465,6 +462,19 @@ def test_nnpack_and_fused_sgd_train_the_arm_where_measured_faster(tmp_path, monk
     monkeypatch.setattr(settings, "use_fused_sgd", lambda opt: fused.append(opt) or real_fuse(opt))
     common = ["compare", "--profile", "smoke", "--no-download", "--arms", "torch-scratch",
               "--epochs", "1", "--no-bf16", "--no-compile"]  # fmt: skip
+    return used, fused, common
+
+
+@own_process
+def test_nnpack_and_fused_sgd_train_the_arm_where_measured_faster(tmp_path, monkeypatch):
+    """Where NNPACK's convolutions and the fused SGD measure faster, the torch arm trains with
+    them: its own layers are picked (its shapes, not the measurement's model's), and
+    results.json records what ran."""
+    import torch
+
+    from alexnet_course.compare import convs, settings
+
+    used, fused, common = _nnpack_measures_faster(monkeypatch)
     assert main([*common, "--out", str(tmp_path / "on")]) == 0
     res = json.loads((tmp_path / "on" / "torch-scratch" / "results.json").read_text())
     assert res["status"] == "ok", res.get("traceback")
@@ -480,7 +490,13 @@ def test_nnpack_and_fused_sgd_train_the_arm_where_measured_faster(tmp_path, monk
         assert st["fused_sgd"] == (ms["fused"] * settings.MIN_GAIN <= ms["default"])
         assert bool(fused) == st["fused_sgd"]
         assert all(all(g["fused"] for g in opt.param_groups) for opt in fused)
-    used.clear()
+
+
+@own_process
+def test_no_nnpack_keeps_nnpack_out_where_it_measures_faster(tmp_path, monkeypatch):
+    """--no-nnpack: no NNPACK layer, measured faster or not, and the reason says so (a process
+    of its own: a second comparison in the same one starts from the first's kept heap)."""
+    used, _, common = _nnpack_measures_faster(monkeypatch)
     assert main([*common, "--no-nnpack", "--out", str(tmp_path / "off")]) == 0
     off = json.loads((tmp_path / "off" / "torch-scratch" / "results.json").read_text())
     assert off["settings"]["nnpack"] == [] and "nnpack_arm_layers" not in off["settings"]

@@ -97,8 +97,9 @@ def measure_fused_sgd(model, device, *, steps: int = 3, rounds: int = 3) -> dict
     opts = {"default": torch.optim.SGD(params, lr=1e-4, **SGD_ARGS),
             "fused": torch.optim.SGD(params, lr=1e-4, fused=True, **SGD_ARGS)}  # fmt: skip
     times = {k: [] for k in opts}
-    for opt in opts.values():
-        opt.step()  # momentum buffers
+    opts["default"].step()  # momentum buffers, which the fused one shares (the values do not
+    for p in params:  # change a step's time, and a second set is 0.2 GB more, #30)
+        opts["fused"].state[p]["momentum_buffer"] = opts["default"].state[p]["momentum_buffer"]
     for _ in range(rounds):
         for name, opt in opts.items():
             for _ in range(steps):
@@ -132,7 +133,26 @@ def _step_seconds(model, x, y, *, bf16: bool, channels_last: bool, steps: int,
         if x.device.type == "cuda":
             torch.cuda.synchronize()
         times.append(time.perf_counter() - t0)
+    opt.zero_grad(set_to_none=True)  # each candidate's model keeps no gradients between turns
     return times
+
+
+def share_linear_weights(model, source) -> None:
+    """Give ``model``'s Linear layers ``source``'s parameters (the layers of the same name and
+    shape). The candidates :func:`measure_settings` times differ only in how they convolve,
+    while the dense layers hold most of AlexNet's weights (55 of its 58 M): shared, the
+    candidates hold one set of them instead of one each (four candidates took a test's run to
+    2.6 GB, #30). A step takes as long whatever the weights' values."""
+    import torch
+
+    theirs = dict(source.named_modules())
+    for name, m in model.named_modules():
+        s = theirs.get(name)
+        if (m is not s and isinstance(m, torch.nn.Linear) and isinstance(s, torch.nn.Linear)
+                and m.weight.shape == s.weight.shape):  # fmt: skip
+            m.weight = s.weight
+            if m.bias is not None and s.bias is not None and m.bias.shape == s.bias.shape:
+                m.bias = s.bias
 
 
 def probe_batch(batch_size: int, size: int, device, channels_last: bool = False):
@@ -198,6 +218,9 @@ def measure_settings(make_model: Callable, device, *, batch_size: int, size: int
         candidates += [("bf16", True, False), ("bf16+channels_last", True, True)]
     x, y = probe_batch(batch_size, size, device)
     runs = {name: (make_model().to(device), bf16, cl) for name, bf16, cl in candidates}
+    first = next(iter(runs.values()))[0]
+    for model, _, _ in runs.values():
+        share_linear_weights(model, first)
     layers = {}
     if device.type == "cpu" and allow_nnpack:  # NNPACK where it is faster, layer by layer
         layers = (pick_convs or convs.pick_layers)(make_model().to(device), x)
@@ -205,6 +228,7 @@ def measure_settings(make_model: Callable, device, *, batch_size: int, size: int
     if nnpack:  # fp32 only (NNPACK has no bf16), in either memory format
         for name, cl in (("fp32+nnpack", False), ("fp32+channels_last+nnpack", True)):
             model = make_model().to(device)
+            share_linear_weights(model, first)
             convs.apply(model, layers)
             candidates.append((name, False, cl))
             runs[name] = (model, False, cl)
