@@ -150,9 +150,9 @@ def write_batches(folder: Path, train: tuple, test: tuple, *, label: str = "") -
         if names is None:
             names = [f"{label.strip() or 'image'}_{i:05d}.png".encode() for i in range(len(x))]
         data = np.ascontiguousarray(np.asarray(x).transpose(0, 3, 1, 2).reshape(len(x), -1))
-        with open(path, "wb") as f:
-            pickle.dump({b"batch_label": batch_label.encode(), b"labels": list(map(int, y)),
-                         b"data": data, b"filenames": list(names)}, f, protocol=2)  # fmt: skip
+        path.write_bytes(py2_pickle({b"batch_label": batch_label.encode(),
+                                     b"labels": list(map(int, y)), b"data": data,
+                                     b"filenames": list(names)}))  # fmt: skip
 
     x, y, names = (*train, None)[:3]
     bounds = np.linspace(0, len(y), len(TRAIN_FILES) + 1).astype(int)
@@ -162,9 +162,61 @@ def write_batches(folder: Path, train: tuple, test: tuple, *, label: str = "") -
              f"{label}training batch {i + 1} of {len(TRAIN_FILES)}")  # fmt: skip
     xt, yt, nt = (*test, None)[:3]
     dump(folder / TEST_FILES[0], xt, yt, nt, f"{label}testing batch 1 of 1")
-    with open(folder / META_FILE, "wb") as f:
-        pickle.dump({b"label_names": [c.encode() for c in CLASSES],
-                     b"num_cases_per_batch": int(bounds[1]), b"num_vis": 3072}, f, protocol=2)
+    (folder / META_FILE).write_bytes(py2_pickle({b"label_names": [c.encode() for c in CLASSES],
+                                                 b"num_cases_per_batch": int(bounds[1]),
+                                                 b"num_vis": 3072}))  # fmt: skip
+
+
+def py2_pickle(obj) -> bytes:
+    """``obj`` pickled as Python 2's cPickle wrote the official files (protocol 2): byte
+    strings as Python 2 ``str`` (SHORT_BINSTRING / BINSTRING), which Python 3 turns into
+    ``bytes`` or ``str`` by ``pickle.load``'s ``encoding`` (the default, ASCII, fails on the
+    image data of the real files). ``obj`` holds dicts, lists, bytes, str, ints and numpy
+    arrays (their raw data a Python 2 ``str`` too, as in the real files)."""
+    import struct
+
+    out = [b"\x80\x02"]
+
+    def put(o) -> None:
+        if isinstance(o, bytes):
+            out.append(b"U" + bytes([len(o)]) + o if len(o) < 256
+                       else b"T" + struct.pack("<i", len(o)) + o)  # fmt: skip
+        elif isinstance(o, str):
+            raw = o.encode()
+            out.append(b"X" + struct.pack("<I", len(raw)) + raw)
+        elif isinstance(o, (int, np.integer)) and not isinstance(o, bool):
+            out.append(b"J" + struct.pack("<i", int(o)))
+        elif isinstance(o, list):
+            out.append(b"](")
+            for v in o:
+                put(v)
+            out.append(b"e")
+        elif isinstance(o, dict):
+            out.append(b"}(")
+            for k, v in o.items():
+                put(k)
+                put(v)
+            out.append(b"u")
+        elif isinstance(o, np.ndarray):  # as Python 2's numpy reduced it: raw data as a str
+            a = np.ascontiguousarray(o)
+            order, code = a.dtype.str[0], a.dtype.str[1:]
+            out.append(b"cnumpy.core.multiarray\n_reconstruct\ncnumpy\nndarray\n")
+            out.append(b"(J\x00\x00\x00\x00tU\x01b\x87R(J\x01\x00\x00\x00(")
+            for d in a.shape:
+                put(int(d))
+            out.append(b"tcnumpy\ndtype\n")
+            put(code.encode())
+            out.append(b"J\x00\x00\x00\x00J\x01\x00\x00\x00\x87R(J\x03\x00\x00\x00")
+            put(order.encode())
+            out.append(b"NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffJ\x00\x00\x00\x00tb\x89")
+            put(a.tobytes())
+            out.append(b"tb")
+        else:
+            raise TypeError(f"py2_pickle: {type(o).__name__} is not supported")
+
+    put(obj)
+    out.append(b".")
+    return b"".join(out)
 
 
 def remove_empty(made: list[Path]) -> None:

@@ -10,7 +10,6 @@ inputs and checks what came back against a reference it computes.
 
 import importlib
 import io
-import pickle
 import shutil
 import tempfile
 from pathlib import Path
@@ -22,6 +21,7 @@ import torch.nn.functional as F
 from hypothesis import example, given
 from hypothesis import strategies as st
 
+from alexnet_course.data.cifar10 import py2_pickle
 from alexnet_course.grading import learner
 from alexnet_course.grading.checks import expect, expect_close, expect_equal, expect_shape
 from alexnet_course.grading.remote import observe
@@ -46,9 +46,11 @@ def images(n=8, seed=0, low=0, high=256):
 
 
 def batch_bytes(imgs, labels) -> bytes:
-    """One CIFAR-10 batch file's bytes: a protocol-2 pickle with channel-major rows."""
+    """One CIFAR-10 batch file's bytes, channel-major rows, pickled as the official files are:
+    by Python 2 (its strings and the image data are Python 2 ``str``, which ``pickle.load``'s
+    ``encoding`` decides how to read)."""
     rows = imgs.transpose(0, 3, 1, 2).reshape(len(imgs), -1)  # channel-major rows
-    return pickle.dumps({b"data": rows, b"labels": list(map(int, labels))}, protocol=2)
+    return py2_pickle({b"data": rows, b"labels": list(map(int, labels))})
 
 
 def cifar_files():
@@ -65,7 +67,7 @@ def cifar_files():
     test = images(20, seed=9, low=128)
     files["test_batch"] = batch_bytes(test, np.arange(20) % 10)
     meta = {b"label_names": [f"c{i}".encode() for i in range(10)]}
-    files["batches.meta"] = pickle.dumps(meta, protocol=2)
+    files["batches.meta"] = py2_pickle(meta)
     return files, np.concatenate(xs), np.concatenate(ys), test
 
 
@@ -143,6 +145,20 @@ def _observe_load_cifar10(files: dict, val_size, seed):
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def _observe_defaults(labels, val_size, files: dict):
+    """The calls that leave the page's defaults out, and the same calls with them given."""
+    tmp = Path(tempfile.mkdtemp(prefix="cifar-"))
+    try:
+        _write_files(tmp / "cifar-10-batches-py", files)
+        plain, given = data.load_cifar10(tmp), data.load_cifar10(tmp, 5000, 0)
+        return {"split": [tuple(data.stratified_split(labels, val_size)),
+                          tuple(data.stratified_split(labels, val_size, 0))],
+                "val": [plain["val"][1], given["val"][1]],
+                "train": [plain["train"][1], given["train"][1]]}  # fmt: skip
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def _observe_keras_preprocess(x, mean, std, size):
     return np.asarray(data.keras_preprocess(x, mean, std, size))
 
@@ -151,7 +167,10 @@ def _observe_show_batch(x, labels, classes, mean, std, ncols):
     tmp = Path(tempfile.mkdtemp(prefix="grid-"))
     try:
         path = tmp / "grid.png"
-        shown = data.show_batch(x, labels, classes, path, mean, std, ncols=ncols)
+        if ncols is None:  # the page's default
+            shown = data.show_batch(x, labels, classes, path, mean, std)
+        else:
+            shown = data.show_batch(x, labels, classes, path, mean, std, ncols=ncols)
         return {"shown": shown, "png": path.read_bytes() if path.is_file() else None}
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -339,6 +358,31 @@ def test_load_cifar10_statistics_come_from_training():
                  docs=docs("1.6"))  # fmt: skip
 
 
+@pytest.mark.task("1.6", points=1)
+def test_split_and_loader_defaults():
+    """The defaults the page gives: seed 0 for stratified_split; val_size 5000 and seed 0 for
+    load_cifar10 (five batches of 1,001 images here, unbalanced classes)."""
+    rng = np.random.default_rng(7)
+    labels = rng.permutation(np.repeat([3, 8, 5], [40, 25, 11]))
+    files = {f"data_batch_{i}": batch_bytes(images(1001, seed=20 + i, high=128),
+                                            rng.choice([0, 2, 9], 1001, p=[0.5, 0.3, 0.2]))
+             for i in range(1, 6)}  # fmt: skip
+    files["test_batch"] = batch_bytes(images(4, seed=30), np.arange(4))
+    files["batches.meta"] = py2_pickle({b"label_names": [f"c{i}".encode() for i in range(10)]})
+    o = observe(_observe_defaults, labels, 13, files)
+    (tr, va), (tr0, va0) = o["split"]
+    expect(np.array_equal(va, va0) and np.array_equal(tr, tr0), "stratified_split(labels, 13) "
+           "against stratified_split(labels, 13, 0)", "the same split (seed=0 by default)",
+           "different", hint="keep the signature's default: seed=0", docs=docs("1.6"))  # fmt: skip
+    expect_equal(len(o["val"][0]), 5000, "load_cifar10(root): validation images (val_size=5000 "
+                 "by default)", hint="keep the signature's defaults: val_size=5000, seed=0",
+                 docs=docs("1.6"))  # fmt: skip
+    expect(np.array_equal(o["val"][0], o["val"][1]) and
+           np.array_equal(o["train"][0], o["train"][1]), "load_cifar10(root) against "
+           "load_cifar10(root, 5000, 0)", "the same split", "different",
+           hint="keep the signature's defaults: val_size=5000, seed=0", docs=docs("1.6"))  # fmt: skip
+
+
 @pytest.mark.task("1.7", points=1)
 @pytest.mark.parametrize("size", [None, 67])
 def test_keras_preprocess_equals_torch(size):
@@ -375,6 +419,11 @@ def test_show_batch_writes_the_grid():
     expect_close(np.asarray(o["shown"]), want, "the images drawn: un-normalised into [0, 1], "
                  "channels last", atol=1e-5, hint="denormalize (Task 1.3), clip to [0, 1], "
                  "permute to (N, H, W, 3)", docs=docs("1.8"))  # fmt: skip
+    o = observe(_observe_show_batch, x, np.arange(10), classes, MEAN, STD, None)
+    size = Image.open(io.BytesIO(o["png"])).size if o["png"] is not None else None
+    expect_equal(size, (800, 200), "grid image size for 10 images with ncols left out (8 "
+                 "columns by default: 2 rows)", hint="keep the signature's default: ncols=8",
+                 docs=docs("1.8"))  # fmt: skip
 
 
 # ---------------------------------------------------------------- drawn fixtures (#32)
@@ -687,6 +736,9 @@ def class_sizes(draw):
 
 @pytest.mark.task("1.6", points=1)
 @drawn(examples=30)
+# eight classes of different sizes whose rounded shares add up to 3 fewer than val_size: the
+# three largest get one more each (draws seldom need more than one adjustment)
+@example(case=([4, 17, 0, 42, 8, 23, 11, 50], [33, 9, 37, 23, 19, 28, 35, 7], 95, 5))
 @given(case=class_sizes())
 def test_stratified_split_drawn_classes(case):
     """Unbalanced classes with ids unrelated to positions, labels shuffled, validation sizes
@@ -752,7 +804,7 @@ def cifar_folder(sizes, present, n_test, seed):
     test = drawn_images(seed + 9, n_test, 32, 32) // 2 + 128
     files["test_batch"] = batch_bytes(test, rng.integers(0, 10, n_test))
     names = [str(w) for w in rng.permutation(WORDS)[:10]]
-    files["batches.meta"] = pickle.dumps({b"label_names": [w.encode() for w in names]}, protocol=2)
+    files["batches.meta"] = py2_pickle({b"label_names": [w.encode() for w in names]})
     return files, np.concatenate(xs), np.concatenate(ys), test, names
 
 
@@ -831,7 +883,9 @@ def test_show_batch_drawn_grids(n, ncols, k, stats, seed):
     mean, std = stats
     rng = np.random.default_rng(seed)
     raw = drawn_images(seed, n, 16, 16)
-    x = (torch.from_numpy(raw).permute(0, 3, 1, 2).double() / 255 - _stat(mean)) / _stat(std)
+    # un-normalised, the pixels span [-0.25, 1.25]: clipping to [0, 1] shows at both ends
+    x = (torch.from_numpy(raw).permute(0, 3, 1, 2).double() / 255 * 1.5 - 0.25 - _stat(mean))
+    x = x / _stat(std)
     x = x.float()
     labels = rng.integers(0, k, n)
     classes = [str(c) for c in rng.permutation(WORDS)[:k]]
