@@ -432,6 +432,27 @@ def test_a_compiled_setting_trains_the_arm_compiled_and_says_so(tmp_path, monkey
     assert len(compiled) == 2
 
 
+def test_candidates_share_their_dense_weights_and_nothing_else():
+    """The settings candidates share their Linear layers' parameters (one set for all), never
+    a convolution's, and a layer whose shape differs keeps its own."""
+    import torch
+    from torch import nn
+
+    from alexnet_course.compare.models import share_linear_weights
+
+    def net(width):
+        return nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten(), nn.Linear(4, width), nn.Linear(width, 2))
+
+    a, b, c = net(8), net(8), net(5)
+    share_linear_weights(b, a)
+    share_linear_weights(c, a)
+    assert b[2].weight is a[2].weight and b[2].bias is a[2].bias and b[3].weight is a[3].weight
+    assert b[0].weight is not a[0].weight and not torch.equal(b[0].weight, a[0].weight)
+    assert c[2].weight is not a[2].weight and c[3].weight is not a[3].weight
+    ids = {id(p) for m in (a, b) for p in m.parameters()}
+    assert len(ids) == len(list(a.parameters())) + 2  # b adds only its convolution's two
+
+
 def _nnpack_measures_faster(monkeypatch) -> tuple[list, list, list]:
     """NNPACK's convolutions and the fused SGD measured faster (a fake measurement): the
     smoke profile tuned, and what the arm then used (NNPACK layer lists, fused optimizers),

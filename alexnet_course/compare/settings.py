@@ -137,24 +137,6 @@ def _step_seconds(model, x, y, *, bf16: bool, channels_last: bool, steps: int,
     return times
 
 
-def share_linear_weights(model, source) -> None:
-    """Give ``model``'s Linear layers ``source``'s parameters (the layers of the same name and
-    shape). The candidates :func:`measure_settings` times differ only in how they convolve,
-    while the dense layers hold most of AlexNet's weights (55 of its 58 M): shared, the
-    candidates hold one set of them instead of one each (four candidates took a test's run to
-    2.6 GB, #30). A step takes as long whatever the weights' values."""
-    import torch
-
-    theirs = dict(source.named_modules())
-    for name, m in model.named_modules():
-        s = theirs.get(name)
-        if (m is not s and isinstance(m, torch.nn.Linear) and isinstance(s, torch.nn.Linear)
-                and m.weight.shape == s.weight.shape):  # fmt: skip
-            m.weight = s.weight
-            if m.bias is not None and s.bias is not None and m.bias.shape == s.bias.shape:
-                m.bias = s.bias
-
-
 def probe_batch(batch_size: int, size: int, device, channels_last: bool = False):
     """The random batch every measurement trains on (seeded: the same for every candidate),
     its images in ``channels_last`` memory format if asked."""
@@ -208,6 +190,7 @@ def measure_settings(make_model: Callable, device, *, batch_size: int, size: int
     import torch
 
     from alexnet_course.compare import convs
+    from alexnet_course.compare.models import share_linear_weights
 
     sgd = (measure_fused_sgd(make_model().to(device), device) if allow_fused_sgd
            else {"fused_sgd": False, "sgd_step_ms": {}})  # fmt: skip
