@@ -268,15 +268,13 @@ def pytest_runtest_protocol(item, nextitem):
 # process's child). Every peak goes to .test-memory/, and the session's end prints the
 # largest and every test over MEMORY_GOAL_MB.
 #
-# #30 asks for every test under 2.5 GB (MEMORY_GOAL_MB). The tests that ran a comparison
-# in-process, and left their worker at 2.5-3.6 GB, now run in processes of their own
-# (own_process, above), so a worker stays at about 1-1.8 GB; what is still over the goal is
-# a test's own process or the processes it runs (the session's summary lists them): a
-# comparison with a Keras arm in one process, lesson 03's graded suite. A test fails at
-# MEMORY_LIMIT_MB, the ceiling that keeps two workers clear of the OOM killer on a 24 GB
-# machine shared with other work (the workers it killed held 5.2 and 4.0 GB).
+# #30 asks for every test under 2.5 GB (MEMORY_GOAL_MB), and the summary lists any test over
+# it. A test FAILS at MEMORY_LIMIT_MB, 3 GB: the same test's peak varied by up to 0.35 GB
+# from run to run (allocator and thread timing), so a limit at the goal itself would fail
+# tests at random; 3 GB still keeps two workers far from the OOM killer on a 24 GB machine
+# shared with other work (the workers it killed held 5.2 and 4.0 GB).
 MEMORY_GOAL_MB = 2560
-MEMORY_LIMIT_MB = int(os.environ.get("ALEXNET_COURSE_TEST_MEMORY_MB", "7168"))
+MEMORY_LIMIT_MB = int(os.environ.get("ALEXNET_COURSE_TEST_MEMORY_MB", "3072"))
 MEMORY_DIR = ROOT / ".test-memory"
 _PEAKS: dict[str, float] = {}
 _MARK: dict[str, int] = {}
