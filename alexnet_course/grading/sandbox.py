@@ -38,10 +38,12 @@ from alexnet_course import CourseError
 from alexnet_course.grading.confine import kill_uids, launch_command, processes_of
 
 # The course library as the worker sees it: enough to import the graded tests and the
-# learner files (alexnet_course.weights is imported by lesson 02's learner file).
+# learner files (alexnet_course.weights is imported by lesson 02's learner file; lesson 01's
+# tests write CIFAR-10 files with alexnet_course.data.cifar10's py2_pickle).
 WORKER_LIBRARY = (
     "__init__.py", "course.py", "device.py", "weights.py", "grading/__init__.py", "grading/learner.py",
     "grading/checks.py", "grading/draws.py", "grading/remote.py", "grading/wire.py", "grading/worker.py",
+    "data/__init__.py", "data/cifar10.py", "data/synthetic.py",
 )  # fmt: skip
 TIERS = ("auto", "bwrap", "uid", "none")
 COURSE_MOUNT = "/course"
