@@ -395,13 +395,19 @@ def release_memory() -> None:
     """Between arms: collect what the last arm left and give the heap's free pages back to
     the system (glibc's ``malloc_trim``), so the next arm, a Keras one above all, starts
     from the memory the run holds, not from the last arm's peak."""
-    import ctypes
     import gc
     import sys
 
     if "keras" in sys.modules:  # Keras keeps every model and traced step of the process
         sys.modules["keras"].backend.clear_session()
     gc.collect()
+    trim_malloc()
+
+
+def trim_malloc() -> None:
+    """glibc's ``malloc_trim``: the heap's free pages back to the system (nothing elsewhere)."""
+    import ctypes
+
     if is_glibc():
         try:
             ctypes.CDLL("libc.so.6").malloc_trim(0)

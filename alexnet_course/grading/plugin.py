@@ -371,8 +371,10 @@ def pytest_runtest_teardown(item: pytest.Item) -> None:
         for name in ("last_type", "last_value", "last_traceback", "last_exc"):
             if hasattr(sys, name):
                 setattr(sys, name, None)
+        from alexnet_course.compare.settings import trim_malloc
+
         gc.collect()
-        _trim_malloc()
+        trim_malloc()
 
 
 RELEASE_AFTER_BYTES = 128 << 20
@@ -386,16 +388,6 @@ def _resident_bytes() -> int:
             return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
     except (OSError, ValueError, IndexError):
         return 0
-
-
-def _trim_malloc() -> None:
-    """glibc's malloc_trim: freed heap pages back to the system (nothing elsewhere)."""
-    import ctypes
-
-    try:
-        ctypes.CDLL(None).malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
 
 
 _FAILED = pytest.StashKey[bool]()
