@@ -4,6 +4,7 @@ the test."""
 
 from __future__ import annotations
 
+import gc
 import math
 import time
 from pathlib import Path
@@ -38,6 +39,7 @@ def run_keras_arm(arm: str, ctx, folder: Path,
     except ImportError as e:
         raise ArmSkipped(f"TensorFlow/Keras is not installed ({e})") from None
     from alexnet_course.compare import keras_distribute as kd
+    from alexnet_course.compare.keras_sgd import keras_sgd
     from alexnet_course.data.cifar10 import Split
     from alexnet_course.data.keras_pipeline import make_dataset
 
@@ -52,8 +54,8 @@ def run_keras_arm(arm: str, ctx, folder: Path,
     strategy = kd.strategy_for()  # MirroredStrategy over 2+ GPUs, else one replica
     with strategy.scope():  # the model, optimizer and step live in the strategy's scope
         model, mean, std = keras_model(arm, ctx)
-        opt = keras.optimizers.SGD(keras_schedule(profile.lr, epochs * steps, profile.warmup),
-                                   momentum=0.9, weight_decay=5e-4)  # fmt: skip
+        opt = keras_sgd(keras_schedule(profile.lr, epochs * steps, profile.warmup), momentum=0.9,
+                        weight_decay=5e-4, replicas=strategy.num_replicas_in_sync)  # fmt: skip
         step = kd.distributed_step(strategy, kt.make_train_step, model, opt)
         settings = dict(ctx.keras_settings or keras_fixed_settings("not measured"))
         if settings["jit_compile"] and strategy.num_replicas_in_sync > 1:
@@ -115,6 +117,11 @@ def run_keras_arm(arm: str, ctx, folder: Path,
         if is_best:
             best = ev["accuracy"]
         saver.save_keras(model, epoch, history, best, is_best)
+    # training is over: its optimizer's momentum (a model's size) goes before the best
+    # weights are read back and tested, which then run in the memory training needed (#30);
+    # a traced step holds its variables in reference cycles, hence the collection
+    del step, opt
+    gc.collect()
     saver.load_keras_best(model)  # the best epoch's weights, kept on disk
     ev = kt.evaluate_keras(model, te, k)
     test_loss = float(np.mean([float(loss_fn(y, model(x, training=False))) for x, y in te]))

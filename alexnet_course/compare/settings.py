@@ -552,12 +552,12 @@ def measure_keras_settings(make_model: Callable, make_train_step: Callable, x, y
         ``{"jit_compile": bool, "step_seconds": {"plain": s, "xla": s},
         "compile_seconds": {...}, "chosen_step_seconds": s, "reason": str}``.
     """
-    import keras
+    from alexnet_course.compare.keras_sgd import keras_sgd
 
     candidates = {}
     first = {}
-    for name in ("plain", "xla"):
-        step = make_train_step(make_model(), keras.optimizers.SGD(1e-4, momentum=0.9))
+    for name in ("plain", "xla"):  # the arms' optimizer (keras_arm), at a harmless rate
+        step = make_train_step(make_model(), keras_sgd(1e-4, momentum=0.9, weight_decay=5e-4))
         if name == "xla":
             step = xla_step(step)
         t0 = clock()

@@ -176,10 +176,10 @@ def keras_settings(ctx) -> dict:
 
 def keras_step(ctx) -> float:
     """One training step of lesson 04's Keras AlexNet, measured (the Keras arms' rate)."""
-    import keras
+    from alexnet_course.compare.keras_sgd import keras_sgd
 
     make_model, make_train_step, x, y = keras_probe(ctx)
-    opt = keras.optimizers.SGD(1e-4, momentum=0.9)
+    opt = keras_sgd(1e-4, momentum=0.9, weight_decay=5e-4)  # the arms' optimizer (keras_arm)
     return plan_mod.keras_step_seconds(make_model(), opt, make_train_step, x, y)
 
 

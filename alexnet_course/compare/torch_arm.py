@@ -89,6 +89,7 @@ def run_torch_arm(arm: str, ctx, folder: Path,
         history, start = state["history"], state["epoch"] + 1
         best, best_state = state["best"], state["best_state"]
         print(f"  resumed after epoch {start} from {folder / 'checkpoint.pt'}")
+    state = None  # the checkpoint read (a model, its momentum and the best weights) is loaded
     if settings.get("fused_sgd"):  # measured faster here (after a resume: its state is loaded)
         from alexnet_course.compare.settings import use_fused_sgd
 
@@ -112,6 +113,8 @@ def run_torch_arm(arm: str, ctx, folder: Path,
                      *([cb.Threads(watch)] if watch is not None else []),
                      cb.ScheduleStep(sched), cb.Progress(bar), estimate]  # fmt: skip
             loss, acc = train.train_one_epoch(model, cb.stepped(tr, steps, epoch), opt)
+            for p in net.parameters():  # the last step's gradients are spent: not kept through
+                p.grad = None  # validation and the best weights' copy (#30)
             if replanner is not None and replanner.new_plan is not None:
                 return Restart(replanner.new_plan, replanner.record)
             loss, acc = dd.combine_epoch(d, loss, acc, tr.shard_size())
@@ -124,6 +127,7 @@ def run_torch_arm(arm: str, ctx, folder: Path,
             history[key].append(v)
         if ev.accuracy > best:
             best = ev.accuracy
+            best_state = None  # the last best's copy goes before the new one is made
             best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
         saver.save_torch({"epoch": epoch, "epochs": epochs, "rng": torch.get_rng_state(),
                           "model": net.state_dict(), "optimizer": opt.state_dict(),
@@ -131,7 +135,11 @@ def run_torch_arm(arm: str, ctx, folder: Path,
                           "best_state": best_state})  # fmt: skip
     if watch is not None:
         torch.set_num_threads(watch.start_threads)  # the next arm starts where this one did
+    # training is over: its momentum buffers (a model's size) and the best weights' copy go
+    # before the test, which then runs in the memory training needed, not on top of it (#30)
+    opt.state.clear()
     net.load_state_dict(best_state)
+    best_state = None
     result = dd.combine(d, train.evaluate(net, te, data.num_classes), te.shard_size())
     n_params = sum(p.numel() for p in net.parameters())
     n_train = sum(p.numel() for p in net.parameters() if p.requires_grad)
