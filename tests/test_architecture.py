@@ -124,3 +124,19 @@ def test_compare_imports_no_grading_module():
                 seen.add(n)
                 todo.append(n)
     assert not [m for m in seen if m.startswith("alexnet_course.grading")], sorted(seen)
+
+
+def test_collecting_the_suite_imports_no_tensorflow():
+    """TensorFlow stays out of the pytest workers (#30): a test module that imported it at
+    collection put 0.6 GB into every worker, and the tests run in them afterwards measured
+    up to 2.9 GB. Tests that need it import it inside the test, in a process of their own."""
+    import subprocess
+    import sys
+
+    code = ("import sys, pytest\n"
+            "rc = pytest.main(['--collect-only', '-q', '-p', 'no:cacheprovider', '-p', "
+            "'no:xdist', 'tests'])\n"
+            "print('TENSORFLOW', 'tensorflow' in sys.modules, 'keras' in sys.modules, rc)")  # fmt: skip
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300)  # fmt: skip
+    assert "TENSORFLOW False False 0" in proc.stdout, (proc.stdout + proc.stderr)[-3000:]

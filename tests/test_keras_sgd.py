@@ -4,10 +4,19 @@ compiled step and under XLA."""
 
 from __future__ import annotations
 
+import importlib.util
+
 import numpy as np
 import pytest
 
-pytest.importorskip("tensorflow")
+# TensorFlow stays out of the xdist workers (#30: importing it at collection put 0.6 GB into
+# both, and the next tests in them measured up to 2.9 GB): each test runs in a process of its
+# own, and nothing here imports TensorFlow before a test starts
+pytestmark = [
+    pytest.mark.own_process,
+    pytest.mark.skipif(importlib.util.find_spec("tensorflow") is None,
+                       reason="TensorFlow is not installed"),
+]  # fmt: skip
 
 
 def _model(seed: int):
@@ -45,10 +54,8 @@ def _train(opt, seed: int, steps: int, jit: bool):
     return [v.numpy() for v in model.weights], [m.numpy() for m in opt.momentums]
 
 
-@pytest.mark.parametrize(("momentum", "weight_decay", "jit"), [
-    (0.9, 5e-4, False), (0.9, 5e-2, True), (0.5, None, False), (0.0, 5e-2, False),
-])  # fmt: skip
-def test_in_place_sgd_makes_keras_sgd_update(momentum, weight_decay, jit):
+def test_in_place_sgd_makes_keras_sgd_update():
+    """Momentum with and without decay, under XLA, and decay alone (no momentum buffer)."""
     import keras
 
     from alexnet_course.compare.keras_sgd import keras_sgd
@@ -57,16 +64,19 @@ def test_in_place_sgd_makes_keras_sgd_update(momentum, weight_decay, jit):
     def schedule():  # a warm-up then a cosine: the rate changes every step
         return keras_schedule(0.2, 8, 0.25)
 
-    ours, our_m = _train(keras_sgd(schedule(), momentum=momentum, weight_decay=weight_decay),
-                         seed=3, steps=8, jit=jit)  # fmt: skip
-    theirs, their_m = _train(keras.optimizers.SGD(schedule(), momentum=momentum,
-                                                  weight_decay=weight_decay),
-                             seed=3, steps=8, jit=jit)  # fmt: skip
     start = [v.numpy() for v in _model(3).weights]
-    moved = max(float(np.abs(a - b).max()) for a, b in zip(theirs, start))
-    assert moved > 1e-2  # the steps changed the weights far beyond the tolerance below
-    for a, b in zip(ours + our_m, theirs + their_m, strict=True):
-        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    for momentum, weight_decay, jit in ((0.9, 5e-4, False), (0.9, 5e-2, True),
+                                        (0.5, None, False), (0.0, 5e-2, False)):  # fmt: skip
+        case = f"momentum {momentum}, weight decay {weight_decay}, XLA {jit}"
+        ours, our_m = _train(keras_sgd(schedule(), momentum=momentum, weight_decay=weight_decay),
+                             seed=3, steps=8, jit=jit)  # fmt: skip
+        theirs, their_m = _train(keras.optimizers.SGD(schedule(), momentum=momentum,
+                                                      weight_decay=weight_decay),
+                                 seed=3, steps=8, jit=jit)  # fmt: skip
+        moved = max(float(np.abs(a - b).max()) for a, b in zip(theirs, start))
+        assert moved > 1e-2, case  # the steps moved the weights far beyond the tolerance
+        for a, b in zip(ours + our_m, theirs + their_m, strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6, err_msg=case)
 
 
 def test_several_replicas_keep_keras_sgd():
