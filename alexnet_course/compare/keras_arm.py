@@ -40,6 +40,7 @@ def run_keras_arm(arm: str, ctx, folder: Path,
         raise ArmSkipped(f"TensorFlow/Keras is not installed ({e})") from None
     from alexnet_course.compare import keras_distribute as kd
     from alexnet_course.compare.keras_sgd import keras_sgd
+    from alexnet_course.compare.settings import SGD_ARGS
     from alexnet_course.data.cifar10 import Split
     from alexnet_course.data.keras_pipeline import make_dataset
 
@@ -54,8 +55,8 @@ def run_keras_arm(arm: str, ctx, folder: Path,
     strategy = kd.strategy_for()  # MirroredStrategy over 2+ GPUs, else one replica
     with strategy.scope():  # the model, optimizer and step live in the strategy's scope
         model, mean, std = keras_model(arm, ctx)
-        opt = keras_sgd(keras_schedule(profile.lr, epochs * steps, profile.warmup), momentum=0.9,
-                        weight_decay=5e-4, replicas=strategy.num_replicas_in_sync)  # fmt: skip
+        opt = keras_sgd(keras_schedule(profile.lr, epochs * steps, profile.warmup),
+                        replicas=strategy.num_replicas_in_sync, **SGD_ARGS)  # fmt: skip
         step = kd.distributed_step(strategy, kt.make_train_step, model, opt)
         settings = dict(ctx.keras_settings or keras_fixed_settings("not measured"))
         if settings["jit_compile"] and strategy.num_replicas_in_sync > 1:

@@ -557,7 +557,7 @@ def measure_keras_settings(make_model: Callable, make_train_step: Callable, x, y
     candidates = {}
     first = {}
     for name in ("plain", "xla"):  # the arms' optimizer (keras_arm), at a harmless rate
-        step = make_train_step(make_model(), keras_sgd(1e-4, momentum=0.9, weight_decay=5e-4))
+        step = make_train_step(make_model(), keras_sgd(1e-4, **SGD_ARGS))
         if name == "xla":
             step = xla_step(step)
         t0 = clock()

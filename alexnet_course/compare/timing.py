@@ -177,9 +177,10 @@ def keras_settings(ctx) -> dict:
 def keras_step(ctx) -> float:
     """One training step of lesson 04's Keras AlexNet, measured (the Keras arms' rate)."""
     from alexnet_course.compare.keras_sgd import keras_sgd
+    from alexnet_course.compare.settings import SGD_ARGS
 
     make_model, make_train_step, x, y = keras_probe(ctx)
-    opt = keras_sgd(1e-4, momentum=0.9, weight_decay=5e-4)  # the arms' optimizer (keras_arm)
+    opt = keras_sgd(1e-4, **SGD_ARGS)  # the arms' optimizer (keras_arm), at a harmless rate
     return plan_mod.keras_step_seconds(make_model(), opt, make_train_step, x, y)
 
 

@@ -113,8 +113,9 @@ def run_torch_arm(arm: str, ctx, folder: Path,
                      *([cb.Threads(watch)] if watch is not None else []),
                      cb.ScheduleStep(sched), cb.Progress(bar), estimate]  # fmt: skip
             loss, acc = train.train_one_epoch(model, cb.stepped(tr, steps, epoch), opt)
-            for p in net.parameters():  # the last step's gradients are spent: not kept through
-                p.grad = None  # validation and the best weights' copy (#30)
+            # the last step's gradients are spent: not kept through validation and the best
+            # weights' copy (#30)
+            opt.zero_grad(set_to_none=True)
             if replanner is not None and replanner.new_plan is not None:
                 return Restart(replanner.new_plan, replanner.record)
             loss, acc = dd.combine_epoch(d, loss, acc, tr.shard_size())
