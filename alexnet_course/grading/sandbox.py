@@ -267,7 +267,7 @@ def _base_env(home: str) -> dict:
            "MPLCONFIGDIR": f"{home}/mpl", "TF_CPP_MIN_LOG_LEVEL": "2", "LANG": "C.UTF-8"}  # fmt: skip
     for var in ("OMP_NUM_THREADS", "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS",
                 "CUDA_VISIBLE_DEVICES", "ALEXNET_COURSE_DEVICE", "MALLOC_MMAP_MAX_",
-                "MALLOC_TRIM_THRESHOLD_"):  # fmt: skip
+                "MALLOC_TRIM_THRESHOLD_", "MALLOC_ARENA_MAX", "TF_ONEDNN_USE_SYSTEM_ALLOCATOR"):  # fmt: skip
         if var in os.environ:
             env[var] = os.environ[var]
     return env
