@@ -905,3 +905,17 @@ def test_a_budget_too_small_is_refused_with_what_would_fit(tmp_path, monkeypatch
     text = plan.too_small(costs, epochs=3, n_train=45000, budget_minutes=alone + 1)
     assert f"Give --budget-minutes {int(plan.minimum_minutes(costs, 45000)) + 1}" in text
     assert "--arms torch-scratch (" in text
+
+
+def test_a_report_with_no_arm_run_says_so_instead_of_an_error():
+    """Every arm skipped (no weights, no TensorFlow, all refused): the report's lesson 05
+    part says there was nothing to analyse, not a ValueError from an empty max()."""
+    from alexnet_course.compare.report import lesson_analysis
+    from alexnet_course.course import load_lesson_module
+
+    analysis = load_lesson_module("05_analysis", "analysis", impl="solutions")
+    results = [{"arm": a, "status": "skipped", "reason": "no weights"}
+               for a in ("torch-pretrained", "keras-pretrained")]  # fmt: skip
+    text = "\n".join(lesson_analysis(results, analysis, "solutions"))
+    assert "Written analysis: none, as no arm ran." in text
+    assert "Error" not in text and "not available" not in text

@@ -300,6 +300,8 @@ def lesson_analysis(results: list[dict], analysis, impl: str) -> list[str]:
                   f"accuracy): {gain:+.1f} percentage points.", ""]  # fmt: skip
     except Exception as e:  # noqa: BLE001 - an arm that did not run: the reason, not a number
         lines += [f"Pretraining gain: not computed ({e}).", ""]
+    if not ok:  # lesson 05 analyses arms that ran: with none, there is nothing to write
+        return [*lines, "Written analysis: none, as no arm ran.", ""]
     try:
         lines += [analysis.analysis(results), ""]
     except Exception as e:  # noqa: BLE001
