@@ -5,7 +5,8 @@
 #            PROFILE=smoke|cpu|gpu, ARGS="--arms torch-scratch", PYTEST_ARGS="-x -k data",
 #            TEST_JOBS=4 (pytest-xdist workers; 0 runs the suite in one process).
 #   make mutants LESSON=05_analysis   # mutation testing of solutions/ (mutmut), reports in
-#                                     # docs/results/mutants/ (LESSON: one or more; default all)
+#                                     # docs/results/mutants/ (LESSON: one or more; default all;
+#                                     # ARGS="--jobs 2": two mutants at once, one per core)
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin

@@ -92,3 +92,36 @@ def test_justifications_follow_a_mutant_by_its_text_not_its_line():
     assert ms[1].reason == "dead code" and [e["reason"] for e in unused] == ["stale"]
     c = mu.counts(ms)
     assert (c["total"], c["equivalent"], c["survived"], c["kill_rate"]) == (3, 1, 1, 0.5)
+
+
+def test_mutants_run_at_once_each_in_its_own_copy_and_every_one_once(tmp_path):
+    """--jobs: every mutant is tested exactly once, never two at a time in one scratch copy,
+    and with two copies two run at once; a failure stops the run and is raised."""
+    import threading
+    import time
+
+    from alexnet_course.devtools.mutants import Mutant, run_each
+
+    todo = [(Mutant("solutions/x.py", i, "a", "b", i), f"src {i}") for i in range(12)]
+    copies = [tmp_path / "one", tmp_path / "two"]
+    busy, seen, most, lock = set(), [], [0], threading.Lock()
+
+    def test_one(where, m, src):
+        with lock:
+            assert where not in busy, "two mutants in one scratch copy"
+            busy.add(where)
+            most[0] = max(most[0], len(busy))
+        time.sleep(0.05)
+        with lock:
+            busy.discard(where)
+            seen.append((m.line, src))
+
+    run_each(todo, copies, test_one)
+    assert sorted(seen) == [(i, f"src {i}") for i in range(12)]
+    assert most[0] == 2
+
+    def failing(where, m, src):
+        raise RuntimeError("suite could not start")
+
+    with pytest.raises(RuntimeError, match="could not start"):
+        run_each(todo, copies, failing)

@@ -3,7 +3,8 @@
 For each lesson, mutmut's (2.x) mutation operators make every mutant of the lesson's solution
 files, one at a time, and the lesson's graded suite runs against it
 (``pytest lessons/NN --solutions -x -q -n 0 -p no:cacheprovider --busy-machine decide``, one
-test process, one thread). A mutant the suite fails (or that runs past the time limit) is
+test process, one thread; ``--jobs N`` tests N mutants at once, each in a scratch copy of its
+own). A mutant the suite fails (or that runs past the time limit) is
 *killed*; one it passes *survived*. A surviving mutant is *equivalent* where
 ``docs/results/mutants/justifications.json`` justifies it in one line; every other survivor is a
 *gap* the graded tests should close (that file's ``"verdict": "gap"`` entries add a note on
@@ -276,19 +277,21 @@ class Options:
     timeout_factor: float = 5.0
     max_mutants: int | None = None  # a trial run (its report says so, and it is not written)
     log: object = field(default=print)
+    jobs: int = 1  # mutants tested at once, each in a scratch copy of its own, one thread each
 
 
 def measure(lesson: str, opts: Options) -> dict:
     """Run every mutant of ``lesson`` and return its report (a dict, as written to JSON)."""
-    scratch = scratch_copy(opts.root, opts.commit)
+    scratches = [scratch_copy(opts.root, opts.commit) for _ in range(max(1, opts.jobs))]
     try:
-        return _measure(lesson, opts, scratch)
+        return _measure(lesson, opts, scratches)
     finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+        for scratch in scratches:
+            shutil.rmtree(scratch, ignore_errors=True)
 
 
-def _measure(lesson: str, opts: Options, scratch: Path) -> dict:
-    log = opts.log
+def _measure(lesson: str, opts: Options, scratches: list[Path]) -> dict:
+    log, scratch = opts.log, scratches[0]
     files = lesson_files(scratch, lesson)
     if not files["solutions"] or not files["tests"]:
         raise SystemExit(f"{lesson}: no solution files or no graded tests at {opts.commit[:10]}")
@@ -304,22 +307,26 @@ def _measure(lesson: str, opts: Options, scratch: Path) -> dict:
     trial = opts.max_mutants is not None and opts.max_mutants < len(mutants)
     todo = mutants[: opts.max_mutants] if trial else mutants
     log(f"{lesson}: baseline {base.seconds:.1f} s; {len(mutants)} mutants"
-        f"{f' (trying {len(todo)})' if trial else ''}; limit {limit:.0f} s each")  # fmt: skip
+        f"{f' (trying {len(todo)})' if trial else ''}; limit {limit:.0f} s each; "
+        f"{len(scratches)} at a time")  # fmt: skip
     originals = {rel: (scratch / rel).read_text() for rel in files["solutions"]}
-    by_key = {}
-    for (m, src), i in zip(todo, range(len(todo))):
-        path = scratch / m.file
+    done = [0]
+
+    def test_one(where: Path, m: Mutant, src: str) -> None:
+        path = where / m.file
         path.write_text(src)
         try:
-            r = run_suite(scratch, lesson, timeout=limit)
+            r = run_suite(where, lesson, timeout=limit)
         finally:
             path.write_text(originals[m.file])
         m.seconds = round(r.seconds, 2)
         m.status = "timeout" if r.rc is None else "survived" if r.rc == 0 else "killed"
         m.killed_by = killed_by(r.output) if m.status == "killed" else ""
-        by_key.setdefault(m.key, []).append(m)
-        log(f"  [{i + 1}/{len(todo)}] {m.status:8} {m.file}:{m.line}  {m.original!r} -> "
+        done[0] += 1
+        log(f"  [{done[0]}/{len(todo)}] {m.status:8} {m.file}:{m.line}  {m.original!r} -> "
             f"{m.mutated!r}  ({r.seconds:.1f} s)")  # fmt: skip
+
+    run_each(todo, scratches, test_one)
     tested = [m for m, _ in todo]
     entries = load_json(opts.root / REPORT_DIR / EQUIVALENT_FILE, {}).get(lesson, [])
     unused = justify(tested, entries)
@@ -335,6 +342,7 @@ def _measure(lesson: str, opts: Options, scratch: Path) -> dict:
         "wall_s": round(time.monotonic() - t0, 1),
         "baseline_s": round(base.seconds, 2),
         "time_limit_s": round(limit, 1),
+        "jobs": len(scratches),
         "load_average_at_start": load0,
         "load_average_at_end": load_average(),
         "hardware": hardware(),
@@ -344,6 +352,38 @@ def _measure(lesson: str, opts: Options, scratch: Path) -> dict:
         "unmatched_justifications": unused,
         "mutants": [asdict(m) for m in tested],
     }
+
+
+def run_each(todo: list[tuple[Mutant, str]], scratches: list[Path], test_one) -> None:
+    """``test_one(scratch, mutant, source)`` for every mutant, as many at once as there are
+    scratch copies; each copy holds one mutant at a time (a worker thread owns it and waits
+    on its suite's process)."""
+    import queue
+    import threading
+
+    work: queue.SimpleQueue = queue.SimpleQueue()
+    for item in todo:
+        work.put(item)
+    errors: list[BaseException] = []
+
+    def worker(where: Path) -> None:
+        while not errors:
+            try:
+                m, src = work.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                test_one(where, m, src)
+            except BaseException as e:  # noqa: BLE001 - the others stop, the run fails
+                errors.append(e)
+
+    threads = [threading.Thread(target=worker, args=(s,), daemon=True) for s in scratches]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
 
 
 # --- the reports ----------------------------------------------------------------------------
@@ -375,7 +415,8 @@ def markdown(rep: dict) -> str:
         f"| commit | `{rep['commit']}` |",
         f"| date | {rep['date']} |",
         f"| wall time | {rep['wall_s'] / 60:.1f} min (suite on the unmutated solutions: "
-        f"{rep['baseline_s']:.1f} s; limit per mutant {rep['time_limit_s']:.0f} s) |",
+        f"{rep['baseline_s']:.1f} s; limit per mutant {rep['time_limit_s']:.0f} s; "
+        f"{rep.get('jobs', 1)} mutant(s) at a time) |",
         f"| load average (1, 5, 15 min) | at start {rep['load_average_at_start']}, at end "
         f"{rep['load_average_at_end']} |",
         f"| hardware | {rep['hardware']} |",
@@ -461,6 +502,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--timeout-factor", type=float, default=5.0,
                    help="a mutant's time limit: this times the unmutated suite's time, at "
                         "least 60 s (default 5)")  # fmt: skip
+    p.add_argument("--jobs", type=int, default=1, metavar="N",
+                   help="test N mutants at once, each in a scratch copy of its own with one "
+                        "thread (default 1; up to the number of cores)")  # fmt: skip
     p.add_argument("--max-mutants", type=int, default=None, metavar="N",
                    help="a trial: test only the first N mutants and print, write nothing")
     p.add_argument("--estimate", action="store_true",
@@ -501,7 +545,9 @@ def main(args: argparse.Namespace) -> int:
     dirty = git(root, "status", "--porcelain", "--untracked-files=no", "--", "solutions", "lessons")
     if dirty:
         print(f"note: uncommitted changes are not measured; measuring {commit[:10]}:\n{dirty}")
-    opts = Options(root, commit, args.timeout_factor, args.max_mutants)
+    if args.jobs < 1:
+        raise SystemExit(f"--jobs must be at least 1, not {args.jobs}")
+    opts = Options(root, commit, args.timeout_factor, args.max_mutants, jobs=args.jobs)
     for lesson in lessons:
         if args.justify_only:
             if report_path(root, lesson).is_file():
