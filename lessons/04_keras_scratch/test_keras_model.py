@@ -247,12 +247,15 @@ def _observe_lrn(x):
     return np.asarray(ka.PaperLRN()(x))
 
 
-def _observe_norm_layer(norm, name, x):
+def _observe_norm_layer(norm, name, x, small_var=None):
     layer = ka.norm_layer(norm, name)
     out = {"kind": _kind(layer), "name": str(layer.name),
            "inference": np.asarray(layer(x, training=False))}  # fmt: skip
     if out["kind"] == "BatchNormalization":
         out["before"] = [np.asarray(w) for w in layer.get_weights()]
+        if small_var is not None and len(out["before"]) == 4:  # the test's moving variance
+            layer.set_weights([*out["before"][:3], np.asarray(small_var, np.float32)])
+            out["small_var"] = np.asarray(layer(x, training=False))
         layer(x, training=True)
         out["after"] = [np.asarray(w) for w in layer.get_weights()]
     return out
@@ -267,8 +270,10 @@ def test_paper_lrn_layer():
                         "k=2, alpha=1e-4, beta=0.75)", atol=1e-5, rtol=1e-5,
                         hint="tf.nn.local_response_normalization: its depth_radius is n // 2 "
                              "(not n), and its alpha is NOT divided by n", docs=docs("4.1"))  # fmt: skip
-    bn = observed(_observe_norm_layer, "batch", "bn", x, what="norm_layer('batch', 'bn') on a "
-                  "(2, 5, 5, 16) input", docs=docs("4.1"))  # fmt: skip
+    # moving variances of 1e-6 to 1e-4, where epsilon weighs: 1e-5 against, say, 2e-5
+    small_var = np.geomspace(1e-6, 1e-4, 16)
+    bn = observed(_observe_norm_layer, "batch", "bn", x, small_var, what="norm_layer('batch', "
+                  "'bn') on a (2, 5, 5, 16) input", docs=docs("4.1"))  # fmt: skip
     expect_equal(bn["kind"], "BatchNormalization", "norm_layer('batch', 'bn'): the layer's "
                  "Keras type", docs=docs("4.1"))  # fmt: skip
     expect_equal(bn["name"], "bn", "norm_layer('batch', 'bn'): the layer's name",
@@ -279,6 +284,11 @@ def test_paper_lrn_layer():
                         "statistics (mean 0, variance 1)", atol=1e-6, rtol=1e-5,
                         hint="epsilon 1e-5 as in PyTorch (Keras's default is 1e-3)",
                         docs=docs("4.1"))  # fmt: skip
+    want = (x - mean) / np.sqrt(small_var + BN_EPSILON) * gamma + beta
+    expect_finite_close(bn.get("small_var"), want, "norm_layer('batch') in inference mode, "
+                        "moving variances of 1e-6 to 1e-4 set by this test", atol=1e-3,
+                        rtol=1e-4, hint="epsilon 1e-5 as in PyTorch: with variances this "
+                        "small, epsilon decides the scale", docs=docs("4.1"))  # fmt: skip
     moved = BN_MOMENTUM * mean + (1 - BN_MOMENTUM) * x.mean(axis=(0, 1, 2))
     expect_finite_close(bn["after"][2], moved, "norm_layer('batch'): moving mean after one "
                         "call in training mode", atol=1e-5, rtol=1e-5,
@@ -427,17 +437,19 @@ def test_classifier_layers_any_number_of_classes(num_classes, dropout, seed):
 
 # ---------------------------------------------------------------- 4.4
 def _observe_alexnet(num_classes, norm, input_size, x, picks):
-    model = ka.build_alexnet(num_classes=num_classes, norm=norm, input_size=input_size)
+    given = {k: v for k, v in (("norm", norm), ("input_size", input_size)) if v is not None}
+    model = ka.build_alexnet(num_classes=num_classes, **given)  # the rest: its defaults
     return {"layers": _describe(model.layers, picks), "out": np.asarray(model(x, training=False)),
             "drops": _dropout_probes(model.layers)}  # fmt: skip
 
 
 @functools.lru_cache(maxsize=1)
 def alexnet10() -> dict:
-    """build_alexnet(num_classes=10, norm='lrn') as data (cached: two tests read it)."""
-    return observed(_observe_alexnet, 10, "lrn", 227, nhwc(randn(2, 3, 227, 227)), PICKS,
-                    what="build_alexnet(num_classes=10, norm='lrn') on a (2, 227, 227, 3) input",
-                    docs=docs("4.4"))  # fmt: skip
+    """build_alexnet(num_classes=10) with its defaults (norm='lrn', 227 px, dropout 0.5) as
+    data (cached: two tests read it)."""
+    return observed(_observe_alexnet, 10, None, None, nhwc(randn(2, 3, 227, 227)), PICKS,
+                    what="build_alexnet(num_classes=10), its defaults (norm 'lrn', 227 px), on "
+                         "a (2, 227, 227, 3) input", docs=docs("4.4"))  # fmt: skip
 
 
 @pytest.mark.task("4.4", points=3)
@@ -472,6 +484,13 @@ def test_batch_norm_counts_explained():
                       "all four, the moving statistics as non-trainable weights. Same "
                       "network, different bookkeeping. BatchNorm must stay trainable.",
                  docs=docs("4.4"))  # fmt: skip
+    # the third norm the page allows: no normalisation layer, so no weights of its own
+    o = observed(_observe_weight_shapes, "none", 67, what="build_alexnet(num_classes=10, "
+                 "norm='none', input_size=67)", docs=docs("4.4"))  # fmt: skip
+    expect_equal((sum(int(np.prod(s)) for s in o["trainable"]), len(o["non_trainable"])),
+                 (58_322_314, 0), "norm='none': (trainable parameters, non-trainable weights)",
+                 hint="norm='none' builds the same network with no normalisation layer",
+                 docs=docs("4.4"))  # fmt: skip
 
 
 @pytest.mark.task("4.4", points=2)
@@ -482,6 +501,11 @@ def test_paper_initialisation():
     expect(len(stds) == 8 and all(abs(s - 0.01) < 0.0015 for s in stds),
            "kernel std per Conv2D/Dense layer", [0.01] * 8, stds,
            hint="kernels drawn from N(0, 0.01): the given paper_init", docs=docs("4.4"))  # fmt: skip
+    means = [round(float(np.mean(values_of(layer["weights"][0]))), 4) for layer in weighted]
+    expect(len(means) == 8 and all(abs(m) < 0.001 for m in means),
+           "kernel mean per Conv2D/Dense layer", [0.0] * 8, means,
+           hint="kernels drawn from N(0, 0.01), centred on 0: the given paper_init",
+           docs=docs("4.4"))  # fmt: skip
     biases = []
     for layer in weighted:
         b = layer["weights"][1]
@@ -625,4 +649,6 @@ def test_port_torchvision_alexnet():
 
 @pytest.mark.task("4.5", points=1)
 def test_port_at_small_input_size():
-    port_check("lrn", 67, seed=5)
+    # 99 px: the last max-pool leaves 2x2 features, which the given AdaptiveAvgPool2D spreads
+    # over 6x6 in overlapping windows, as PyTorch's AdaptiveAvgPool2d does
+    port_check("lrn", 99, seed=5)
