@@ -33,6 +33,7 @@ import argparse
 import difflib
 import hashlib
 import io
+import itertools
 import json
 import os
 import platform
@@ -310,7 +311,7 @@ def _measure(lesson: str, opts: Options, scratches: list[Path]) -> dict:
         f"{f' (trying {len(todo)})' if trial else ''}; limit {limit:.0f} s each; "
         f"{len(scratches)} at a time")  # fmt: skip
     originals = {rel: (scratch / rel).read_text() for rel in files["solutions"]}
-    done = [0]
+    finished = itertools.count(1)  # next() is atomic: the jobs' threads share it
 
     def test_one(where: Path, m: Mutant, src: str) -> None:
         path = where / m.file
@@ -322,8 +323,7 @@ def _measure(lesson: str, opts: Options, scratches: list[Path]) -> dict:
         m.seconds = round(r.seconds, 2)
         m.status = "timeout" if r.rc is None else "survived" if r.rc == 0 else "killed"
         m.killed_by = killed_by(r.output) if m.status == "killed" else ""
-        done[0] += 1
-        log(f"  [{done[0]}/{len(todo)}] {m.status:8} {m.file}:{m.line}  {m.original!r} -> "
+        log(f"  [{next(finished)}/{len(todo)}] {m.status:8} {m.file}:{m.line}  {m.original!r} -> "
             f"{m.mutated!r}  ({r.seconds:.1f} s)")  # fmt: skip
 
     run_each(todo, scratches, test_one)
