@@ -1081,3 +1081,40 @@ def test_disk_scan_counts_what_a_uid_wrote_and_skips_folders_it_could_not_write(
     size, count, tops = confine.files_of({uid}, [tmp_path])
     assert count == 4 and size > 0, (size, count)
     assert sorted(p.name for p in tops) == ["c", "mine"]
+
+
+def test_worker_views_made_by_concurrent_submissions_never_parse_at_once(monkeypatch):
+    """Submissions are graded in threads, and each writes its lessons' worker views. On the
+    CPython this course supports (3.11.7 here) two ``ast.parse`` calls at once can fail one
+    with 'AST constructor recursion depth mismatch' (gh-106905; a CI run lost an honest
+    submission's lesson 03 to it), so the views must never parse at the same time."""
+    import ast
+    import threading
+
+    from alexnet_course.grading import views
+
+    real, inside, most = ast.parse, [0], [0]
+    count = threading.Lock()
+
+    def slow_parse(*args, **kwargs):
+        with count:
+            inside[0] += 1
+            most[0] = max(most[0], inside[0])
+        time.sleep(0.02)  # a thread switch in the middle, as a finaliser may cause
+        try:
+            return real(*args, **kwargs)
+        finally:
+            with count:
+                inside[0] -= 1
+
+    monkeypatch.setattr(views.ast, "parse", slow_parse)
+    source = (ROOT / "lessons" / "03_torch_scratch" / "test_model.py").read_text()
+    outs: list[str] = []
+    threads = [threading.Thread(target=lambda: outs.append(views.worker_view(source)[0]))
+               for _ in range(6)]  # fmt: skip
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(outs) == 6 and len(set(outs)) == 1
+    assert most[0] == 1, f"{most[0]} parses ran at once"

@@ -13,8 +13,16 @@ answer there.
 from __future__ import annotations
 
 import ast
+import threading
 
 OBSERVERS = ("observe", "observed")
+
+
+# CPython before 3.11.8 and 3.12.2 keeps ast.parse's recursion depth in interpreter-wide
+# state (gh-106905): two grading threads parsing at once, with a thread switch inside (a
+# finaliser run by the garbage collector), fail one with "SystemError: AST constructor
+# recursion depth mismatch", and that submission's lesson got no grade (CI of f029038).
+_PARSE_LOCK = threading.Lock()
 
 
 def _defined(node: ast.stmt) -> set[str]:
@@ -53,7 +61,8 @@ def observe_roots(tree: ast.Module) -> set[str]:
 
 def worker_view(source: str, filename: str = "<test>") -> tuple[str, set[str]]:
     """The worker's view of a test file's ``source`` and the top-level names it keeps."""
-    tree = ast.parse(source, filename)
+    with _PARSE_LOCK:
+        tree = ast.parse(source, filename)
     defs: dict[str, list[ast.stmt]] = {}
     for node in tree.body:
         for name in _defined(node):
