@@ -44,8 +44,8 @@ def test_a_report_adds_up_and_justifies_every_equivalent_mutant(lesson):
     ms = [mu.Mutant(**{k: v for k, v in m.items() if k in mu.Mutant.__dataclass_fields__})
           for m in rep["mutants"]]  # fmt: skip
     assert mu.counts(ms) == rep["counts"]
-    assert all(m.status in ("killed", "timeout", "survived", "equivalent") for m in ms)
-    assert all(m.reason.strip() for m in ms if m.status == "equivalent")
+    assert all(m.status in ("killed", "timeout", "survived", "equivalent", "gpu") for m in ms)
+    assert all(m.reason.strip() for m in ms if m.status in ("equivalent", "gpu"))
     md = mu.report_path(ROOT, lesson, ".md").read_text()
     c = rep["counts"]
     assert f"{c['killed'] + c['timeout']} of {c['total'] - c['equivalent']} non-equivalent" in md
@@ -60,7 +60,7 @@ def test_the_justifications_are_one_line_each_and_name_a_lesson():
         for e in entries:
             assert {"file", "line", "original", "mutated", "reason"} <= set(e), e
             assert e["file"].startswith(f"solutions/{lesson}/"), e
-            assert e.get("verdict", "equivalent") in ("equivalent", "gap"), e
+            assert e.get("verdict", "equivalent") in ("equivalent", "gap", "gpu"), e
             assert e["reason"].strip() and "\n" not in e["reason"], e
 
 
@@ -92,6 +92,24 @@ def test_justifications_follow_a_mutant_by_its_text_not_its_line():
     assert ms[1].reason == "dead code" and [e["reason"] for e in unused] == ["stale"]
     c = mu.counts(ms)
     assert (c["total"], c["equivalent"], c["survived"], c["kill_rate"]) == (3, 1, 1, 0.5)
+
+
+def test_a_mutant_only_a_gpu_test_kills_is_listed_apart_and_counts_as_not_killed():
+    ms = [mu.Mutant("solutions/x/a.py", 3, "d = dev(m)", "d = None", status="survived"),
+          mu.Mutant("solutions/x/a.py", 5, "b = 1", "b = 2", status="killed")]  # fmt: skip
+    entries = [{"file": "solutions/x/a.py", "line": 3, "original": "d = dev(m)",
+                "mutated": "d = None", "verdict": "gpu", "reason": "test_on_gpu: CPU only here"}]  # fmt: skip
+    assert mu.justify(ms, entries) == [] and ms[0].status == "gpu"
+    c = mu.counts(ms)
+    assert (c["gpu"], c["survived"], c["equivalent"], c["kill_rate"]) == (1, 0, 0, 0.5)
+    rep = {"lesson": "x", "counts": c, "mutants": [vars(m) for m in ms], "suite_command": "",
+           "mutation_engine": "", "commit": "0" * 40, "date": "", "wall_s": 60, "baseline_s": 1,
+           "time_limit_s": 5, "load_average_at_start": [], "load_average_at_end": [],
+           "hardware": "", "versions": {}, "files": {"solutions": {}, "tests": {}},
+           "unmatched_justifications": []}  # fmt: skip
+    md = mu.markdown(rep)
+    assert "**1 of 2 non-equivalent mutants killed (50.0%)**" in md
+    assert "killed by a GPU test this machine skips (1)" in md and "test_on_gpu: CPU only" in md
 
 
 def test_mutants_run_at_once_each_in_its_own_copy_and_every_one_once(tmp_path):

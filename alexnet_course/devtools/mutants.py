@@ -8,7 +8,8 @@ own). A mutant the suite fails (or that runs past the time limit) is
 *killed*; one it passes *survived*. A surviving mutant is *equivalent* where
 ``docs/results/mutants/justifications.json`` justifies it in one line; every other survivor is a
 *gap* the graded tests should close (that file's ``"verdict": "gap"`` entries add a note on
-what would kill it).
+what would kill it). A ``"verdict": "gpu"`` entry names the ``gpu``-marked test that kills a
+survivor on a GPU: it is listed apart and still counts as not killed.
 
 Nothing in the checkout is mutated: the run works in a scratch copy of the committed tree
 (``git archive`` of the commit, in a temporary folder), so the report is of that commit's
@@ -113,7 +114,7 @@ class Mutant:
     original: str  # the changed lines, stripped, joined by " / "
     mutated: str
     index: int = 0  # mutmut's index of the mutation on its line
-    status: str = "untested"  # killed | timeout | survived | equivalent
+    status: str = "untested"  # killed | timeout | survived | equivalent | gpu
     seconds: float = 0.0
     killed_by: str = ""
     reason: str = ""  # an equivalent one's justification, or a gap's note
@@ -153,7 +154,8 @@ def _changed(a: str, b: str) -> tuple[int, str, str]:
 def justify(mutants: list[Mutant], entries: list[dict]) -> list[dict]:
     """Give each surviving mutant its entry of ``justifications.json`` (matched by file, original
     and mutated text; the nearest line where one text occurs more than once): ``verdict``
-    "equivalent" makes it equivalent, "gap" only adds the note. Returns the entries that
+    "equivalent" makes it equivalent, "gpu" marks it for the GPU tests, "gap" only adds the
+    note. Returns the entries that
     matched no survivor (the suite kills them now, or the code changed)."""
     unused, taken = [], set()
     for e in sorted(entries, key=lambda e: e.get("line", 0)):
@@ -166,14 +168,14 @@ def justify(mutants: list[Mutant], entries: list[dict]) -> list[dict]:
         m = min(cands, key=lambda m: abs(e.get("line", m.line) - m.line))
         taken.add(id(m))
         m.reason = e["reason"]
-        if e.get("verdict", "equivalent") == "equivalent":
-            m.status = "equivalent"
+        if e.get("verdict", "equivalent") in ("equivalent", "gpu"):
+            m.status = e.get("verdict", "equivalent")
     return unused
 
 
 def counts(mutants: list[Mutant]) -> dict:
     c = {s: sum(m.status == s for m in mutants)
-         for s in ("killed", "timeout", "survived", "equivalent")}  # fmt: skip
+         for s in ("killed", "timeout", "survived", "equivalent", "gpu")}  # fmt: skip
     c["total"] = len(mutants)
     judged = c["total"] - c["equivalent"]
     c["kill_rate"] = round((c["killed"] + c["timeout"]) / judged, 4) if judged else None
@@ -399,13 +401,15 @@ def markdown(rep: dict) -> str:
     ms = rep["mutants"]
     gaps = [m for m in ms if m["status"] == "survived"]
     eqs = [m for m in ms if m["status"] == "equivalent"]
+    gpu = [m for m in ms if m["status"] == "gpu"]
     lines = [
         f"# Mutation testing: {rep['lesson']}",
         "",
         f"**{c['killed'] + c['timeout']} of {c['total'] - c['equivalent']} non-equivalent "
         f"mutants killed ({rate})**: {c['total']} mutants, {c['killed']} killed by a failing "
         f"test, {c['timeout']} by the time limit, {c['equivalent']} equivalent (justified "
-        f"below), {c['survived']} surviving (gaps in the tests).",
+        f"below), {c['survived']} surviving (gaps in the tests)"
+        + (f", {len(gpu)} surviving here that a GPU test kills (below)." if gpu else "."),
         "",
         "| | |",
         "| --- | --- |",
@@ -435,6 +439,13 @@ def markdown(rep: dict) -> str:
                   for m in gaps]  # fmt: skip
     else:
         lines.append("None.")
+    if gpu:
+        lines += ["", f"## Surviving here, killed by a GPU test this machine skips ({len(gpu)})",
+                  "", "Counted as not killed.", "",
+                  "| where | original | mutant | the GPU test, and why only it can tell |",
+                  "| --- | --- | --- | --- |"]  # fmt: skip
+        lines += [f"| {m['file']}:{m['line']} | {_cell(m['original'])} | "
+                  f"{_cell(m['mutated'])} | {m['reason']} |" for m in gpu]  # fmt: skip
     lines += ["", f"## Equivalent mutants ({len(eqs)})", ""]
     if eqs:
         lines += ["| where | original | mutant | why no test can tell |",
@@ -525,7 +536,7 @@ def rejustify(root: Path, lesson: str) -> dict:
     fields = Mutant.__dataclass_fields__
     ms = [Mutant(**{k: v for k, v in m.items() if k in fields}) for m in rep["mutants"]]
     for m in ms:
-        if m.status in ("survived", "equivalent"):
+        if m.status in ("survived", "equivalent", "gpu"):
             m.status, m.reason = "survived", ""
     entries = load_json(root / REPORT_DIR / EQUIVALENT_FILE, {}).get(lesson, [])
     rep["unmatched_justifications"] = justify(ms, entries)

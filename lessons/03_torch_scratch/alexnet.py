@@ -147,8 +147,3 @@ def init_paper_weights(model: nn.Module) -> nn.Module:
     """
     # TODO: Task 3.7 -- see docs/lessons/03_torch_scratch.md#task-3-7
     raise NotImplementedError("Task 3.7 not started (docs/lessons/03_torch_scratch.md#task-3-7)")
-
-
-def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
-    """The number of parameters (only those with ``requires_grad`` if ``trainable_only``)."""
-    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)

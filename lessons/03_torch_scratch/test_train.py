@@ -325,6 +325,30 @@ def test_evaluate_counts_every_sample():
            "gradients during evaluate", "disabled (no_grad)", "enabled", docs=docs("3.9"))  # fmt: skip
 
 
+def _observe_evaluate_on_gpu(logits, batches):
+    model = KnownPredictions(logits).cuda()
+    devices = []
+    model.register_forward_pre_hook(lambda m, args: devices.append(args[0].device.type))
+    result = train.evaluate(model, batches, num_classes=3)  # CPU batches, CUDA model
+    cm = result.confusion_matrix
+    cm = cm.cpu() if isinstance(cm, torch.Tensor) else cm
+    return {"devices": devices, "confusion": np.asarray(cm).tolist()}
+
+
+@pytest.mark.task("3.9", points=1)
+@pytest.mark.gpu
+def test_evaluate_moves_batches_to_the_models_device():
+    logits, _, batches, confusion = known_fixture()
+    o = observe(_observe_evaluate_on_gpu, logits, batches)
+    expect(len(o["devices"]) > 0 and set(o["devices"]) == {"cuda"},
+           "the device of each batch the model sees (CPU batches, model on the GPU)",
+           "cuda, the model's device", o["devices"], hint="move each batch to the model's "
+           "device (the device of its parameters) before the forward pass",
+           docs=docs("3.9"))  # fmt: skip
+    expect_equal(o["confusion"], confusion.tolist(), "confusion matrix with the model on the "
+                 "GPU and the batches on the CPU", docs=docs("3.9"))  # fmt: skip
+
+
 def _observe_evaluate_any(cases):
     seen = []
     for logits, batches, classes, loss in cases:
@@ -496,6 +520,7 @@ def _observe_fit_best(start, tr, va):
         try:
             saved = torch.load(ckpt, weights_only=True)
             out["saved_epoch"] = saved.get("epoch")
+            out["saved_val_accuracy"] = saved.get("val_accuracy")
             out["saved_model"] = dict(saved["model"])
         except Exception as e:  # noqa: BLE001 - an unreadable checkpoint is the learner's
             # torch's message opens with advice on trusting the file; the cause is further on
@@ -545,6 +570,15 @@ def test_fit_keeps_the_best_validation_epoch():
            f"best epoch (index {best} counted from 0, as in range(epochs))",
            f"{best} (or {best + 1} if you count epochs from 1)", repr(o["saved_epoch"]),
            hint="'epoch' says which epoch the saved weights come from", docs=docs("3.10"))  # fmt: skip
+    try:
+        saved_acc = float(o["saved_val_accuracy"])
+    except (TypeError, ValueError):
+        saved_acc = None
+    expect(saved_acc is not None and abs(saved_acc - ref["val_accuracy"][best]) <= 1e-6,
+           "checkpoint['val_accuracy']", f"{ref['val_accuracy'][best]:.6g}: the validation "
+           f"accuracy of the saved weights (epoch {best})", repr(o["saved_val_accuracy"]),
+           hint="save the validation accuracy that made this epoch the best, as "
+                "history.val_accuracy holds it", docs=docs("3.10"))  # fmt: skip
     for name, p in o["final"].items():
         expect(torch.equal(p, o["saved_model"].get(name, torch.empty(0))),
                f"after fit, model weights '{name}'", "the best checkpoint's (loaded back)",

@@ -439,8 +439,9 @@ def test_classifier_layers_any_number_of_classes(num_classes, dropout, seed):
 def _observe_alexnet(num_classes, norm, input_size, x, picks):
     given = {k: v for k, v in (("norm", norm), ("input_size", input_size)) if v is not None}
     model = ka.build_alexnet(num_classes=num_classes, **given)  # the rest: its defaults
-    return {"layers": _describe(model.layers, picks), "out": np.asarray(model(x, training=False)),
-            "drops": _dropout_probes(model.layers)}  # fmt: skip
+    out = np.asarray(model(x, training=False))
+    return {"layers": _describe(model.layers, picks), "out": out,
+            "input_shape": tuple(model.input_shape)[1:], "drops": _dropout_probes(model.layers)}  # fmt: skip
 
 
 @functools.lru_cache(maxsize=1)
@@ -462,6 +463,9 @@ def test_parameter_counts_equal_pytorchs():
     total = sum(int(np.prod(shape_of(w))) for layer in o["layers"] for w in layer["weights"])
     expect_equal(total, 58_322_314, "total parameters, 10 classes", docs=docs("4.4"))
     expect_shape(o["out"], (2, 10), "model on (2, 227, 227, 3)", docs=docs("4.4"))
+    expect_equal(o["input_shape"], (227, 227, 3), "the input shape (H, W, C) of "
+                 "build_alexnet(num_classes=10), input_size left at its default",
+                 hint="the default input_size is the paper's 227 px", docs=docs("4.4"))  # fmt: skip
 
 
 def _observe_weight_shapes(norm, input_size):

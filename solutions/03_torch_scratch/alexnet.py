@@ -197,8 +197,3 @@ def init_paper_weights(model: nn.Module) -> nn.Module:
         nn.init.constant_(layer.bias, 1.0 if i in ones else 0.0)
     return model
     ### END SOLUTION 3.7
-
-
-def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
-    """The number of parameters (only those with ``requires_grad`` if ``trainable_only``)."""
-    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
