@@ -8,7 +8,8 @@ reference's images/second. pytest-benchmark records your model's timings
 How it is measured: this file loads the same start weights into your AlexNet and into the
 reference. Every call, timed or not, gets a NEW batch drawn here (images and labels) and new
 rows of each layer to send back: it resets the weights to the start, runs the training steps
-(SGD with momentum, cross-entropy) on that batch, and returns those rows of the end weights.
+(SGD and cross-entropy: one step on a CPU, three with momentum 0.9 on a GPU) on that batch,
+and returns those rows of the end weights.
 Your model's calls and the reference's alternate, each pair on the same batch. The clock runs
 here, around the whole call; the end weights of EVERY call must match the reference's on the
 same batch, which shows the steps were really done, then and there (a batch nobody has seen
