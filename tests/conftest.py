@@ -41,7 +41,7 @@ def _lean_heap() -> None:
     # run and freed memory returns; steps are about 20% slower (0.54 -> 0.65 s at batch 128
     # on a 2-core AMD EPYC), so only the tests use it, not the comparison users run
     os.environ.setdefault("TF_ONEDNN_USE_SYSTEM_ALLOCATOR", "1")
-    from alexnet_course.compare.settings import is_glibc
+    from alexnet_course.device import is_glibc
 
     if is_glibc():  # this process too (the variable is read at start-up only)
         import ctypes

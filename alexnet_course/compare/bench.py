@@ -148,7 +148,7 @@ def run_bench(data, *, impl: str, steps: int = 5, batch_size: int = 32, size: in
     from alexnet_course.compare import convs
     from alexnet_course.compare import settings as st
     from alexnet_course.course import load_lesson_module
-    from alexnet_course.device import pick_device
+    from alexnet_course.device import is_glibc, pick_device
 
     device = pick_device()
     alexnet = load_lesson_module("03_torch_scratch", "alexnet", impl)
@@ -159,7 +159,7 @@ def run_bench(data, *, impl: str, steps: int = 5, batch_size: int = 32, size: in
                          f"{SEED_WORKERS} warm-up steps of batch {batch_size}), the data has "
                          f"{len(labels)}")  # fmt: skip
     bf16 = allow_bf16 and st.bf16_supported(device)
-    heap = st.is_glibc()
+    heap = is_glibc()
     heap_from_env = [k for k in ("MALLOC_MMAP_MAX_", "MALLOC_TRIM_THRESHOLD_") if k in os.environ]
     threads = torch.get_num_threads()
     kw = dict(heap=heap, bf16=bf16, threads=threads if device.type == "cpu" else 1)

@@ -30,6 +30,8 @@ import time
 from collections.abc import Callable
 from statistics import median
 
+from alexnet_course.device import is_glibc, trim_malloc
+
 MIN_GAIN = 1.05  # a candidate must be at least 5% faster than the plain setting to be used
 LOAD_CHANGE = 0.2  # ThreadWatch probes at once when the step time moves this much
 
@@ -354,13 +356,6 @@ def describe(settings: dict) -> str:
     return " + ".join(parts)
 
 
-def is_glibc() -> bool:
-    """Whether this process runs on glibc, whose malloc :func:`keep_freed_memory` tunes."""
-    import platform
-
-    return sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"
-
-
 HEAP_SETTING = "glibc malloc: freed memory kept in the heap (M_MMAP_MAX=0, M_TRIM_THRESHOLD=2^31-1)"
 
 
@@ -396,23 +391,11 @@ def release_memory() -> None:
     the system (glibc's ``malloc_trim``), so the next arm, a Keras one above all, starts
     from the memory the run holds, not from the last arm's peak."""
     import gc
-    import sys
 
     if "keras" in sys.modules:  # Keras keeps every model and traced step of the process
         sys.modules["keras"].backend.clear_session()
     gc.collect()
     trim_malloc()
-
-
-def trim_malloc() -> None:
-    """glibc's ``malloc_trim``: the heap's free pages back to the system (nothing elsewhere)."""
-    import ctypes
-
-    if is_glibc():
-        try:
-            ctypes.CDLL("libc.so.6").malloc_trim(0)
-        except (OSError, AttributeError):
-            pass
 
 
 class ThreadWatch:

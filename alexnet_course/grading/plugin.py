@@ -371,7 +371,7 @@ def pytest_runtest_teardown(item: pytest.Item) -> None:
         for name in ("last_type", "last_value", "last_traceback", "last_exc"):
             if hasattr(sys, name):
                 setattr(sys, name, None)
-        from alexnet_course.compare.settings import trim_malloc
+        from alexnet_course.device import trim_malloc
 
         gc.collect()
         trim_malloc()
