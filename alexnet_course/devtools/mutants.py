@@ -578,7 +578,8 @@ def main(args: argparse.Namespace) -> int:
         rep = measure(lesson, opts)
         c = rep["counts"]
         print(f"{lesson}: {c['total']} mutants, {c['killed']} killed, {c['timeout']} timeout, "
-              f"{c['survived']} survived, {c['equivalent']} equivalent; kill rate "
+              f"{c['survived']} survived, {c['equivalent']} equivalent, {c['gpu']} for the GPU "
+              "tests; kill rate "
               f"{c['kill_rate']} ({rep['wall_s'] / 60:.1f} min)")  # fmt: skip
         if rep["trial"]:
             print("a trial (--max-mutants): nothing written")
