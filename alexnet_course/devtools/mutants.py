@@ -168,8 +168,9 @@ def justify(mutants: list[Mutant], entries: list[dict]) -> list[dict]:
         m = min(cands, key=lambda m: abs(e.get("line", m.line) - m.line))
         taken.add(id(m))
         m.reason = e["reason"]
-        if e.get("verdict", "equivalent") in ("equivalent", "gpu"):
-            m.status = e.get("verdict", "equivalent")
+        verdict = e.get("verdict", "equivalent")
+        if verdict in ("equivalent", "gpu"):
+            m.status = verdict
     return unused
 
 
@@ -395,6 +396,13 @@ def _cell(text: str) -> str:
     return "`" + text.replace("|", "\\|").replace("`", "'") + "`" if text else "(nothing)"
 
 
+def _table(last: str, ms: list[dict]) -> list[str]:
+    """A markdown table of mutants: where, original, mutant, and ``last`` (their reason)."""
+    return [f"| where | original | mutant | {last} |", "| --- | --- | --- | --- |"] + [
+        f"| {m['file']}:{m['line']} | {_cell(m['original'])} | {_cell(m['mutated'])} | "
+        f"{m['reason'] or 'not yet classified'} |" for m in ms]  # fmt: skip
+
+
 def markdown(rep: dict) -> str:
     c = rep["counts"]
     rate = f"{100 * c['kill_rate']:.1f}%" if c["kill_rate"] is not None else "n/a"
@@ -433,25 +441,16 @@ def markdown(rep: dict) -> str:
         lines += ["", "**A trial run: only the first mutants were tested.**"]
     lines += ["", f"## Surviving mutants: gaps in the graded tests ({len(gaps)})", ""]
     if gaps:
-        lines += ["| where | original | mutant | note |", "| --- | --- | --- | --- |"]
-        lines += [f"| {m['file']}:{m['line']} | {_cell(m['original'])} | "
-                  f"{_cell(m['mutated'])} | {m['reason'] or 'not yet classified'} |"
-                  for m in gaps]  # fmt: skip
+        lines += _table("note", gaps)
     else:
         lines.append("None.")
     if gpu:
         lines += ["", f"## Surviving here, killed by a GPU test this machine skips ({len(gpu)})",
-                  "", "Counted as not killed.", "",
-                  "| where | original | mutant | the GPU test, and why only it can tell |",
-                  "| --- | --- | --- | --- |"]  # fmt: skip
-        lines += [f"| {m['file']}:{m['line']} | {_cell(m['original'])} | "
-                  f"{_cell(m['mutated'])} | {m['reason']} |" for m in gpu]  # fmt: skip
+                  "", "Counted as not killed.", ""]  # fmt: skip
+        lines += _table("the GPU test, and why only it can tell", gpu)
     lines += ["", f"## Equivalent mutants ({len(eqs)})", ""]
     if eqs:
-        lines += ["| where | original | mutant | why no test can tell |",
-                  "| --- | --- | --- | --- |"]  # fmt: skip
-        lines += [f"| {m['file']}:{m['line']} | {_cell(m['original'])} | "
-                  f"{_cell(m['mutated'])} | {m['reason']} |" for m in eqs]  # fmt: skip
+        lines += _table("why no test can tell", eqs)
     else:
         lines.append("None.")
     if rep["unmatched_justifications"]:
