@@ -70,6 +70,18 @@ ALTERNATIVES = {
            "            logits = model(images)\n            loss = loss_fn(logits, labels)\n"
            "        loss.backward()\n")],
          "test_train.py"),
+        # 3.8/3.9: model.forward(images) called directly, which skips forward hooks (the
+        # tests record each forward inside it instead), with each step under bf16 autocast
+        ("forward_called_directly", "train.py",
+         [("        optimizer.zero_grad(set_to_none=True)\n        logits = model(images)\n"
+           "        loss = loss_fn(logits, labels)\n        loss.backward()\n",
+           "        optimizer.zero_grad(set_to_none=True)\n"
+           "        with torch.autocast(device.type, dtype=torch.bfloat16):\n"
+           "            logits = model.forward(images)\n            loss = loss_fn(logits, labels)\n"
+           "        loss.backward()\n"),
+          ("        logits = model(images)\n        total_loss +=",
+           "        logits = model.forward(images)\n        total_loss +=")],
+         "test_train.py"),
         # 3.10: the checkpoint's epoch counted from 1 (the page allows either)
         ("fit_epoch_one_based", "train.py",
          [('{"epoch": epoch, "val_accuracy"', '{"epoch": epoch + 1, "val_accuracy"')],

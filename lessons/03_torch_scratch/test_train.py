@@ -109,18 +109,31 @@ def _numbers(value):
         return None
 
 
+def _on_forward(model: nn.Module, record) -> None:
+    """Call ``record(model, x)`` at each forward of ``model``, however the learner calls it:
+    ``model(x)`` and ``model.forward(x)`` alike (a forward hook misses the second), and in
+    copies of the model too (the recording class is shared; deepcopy keeps it)."""
+    base = type(model)
+
+    def forward(self, x, *args, **kwargs):
+        record(self, x)
+        return base.forward(self, x, *args, **kwargs)
+
+    model.__class__ = type(base.__name__, (base,), {"forward": forward})
+
+
 def _autocast_recorder(model: nn.Module, with_mode: bool = False) -> list:
     """Record, at each forward of ``model``, the autocast dtype in effect (None: off); with
     ``with_mode``, as ``(model.training, dtype)`` pairs."""
     seen: list = []
 
-    def hook(module, inputs, output):
+    def record(module, x):
         on = torch.is_autocast_enabled("cpu") or torch.is_autocast_enabled("cuda")
         device = "cpu" if torch.is_autocast_enabled("cpu") else "cuda"
         dtype = str(torch.get_autocast_dtype(device)) if on else None
         seen.append((module.training, dtype) if with_mode else dtype)
 
-    model.register_forward_hook(hook)
+    _on_forward(model, record)
     return seen
 
 
@@ -327,8 +340,8 @@ def test_evaluate_counts_every_sample():
 
 def _observe_evaluate_on_gpu(logits, batches):
     model = KnownPredictions(logits).cuda()
-    devices = []
-    model.register_forward_pre_hook(lambda m, args: devices.append(args[0].device.type))
+    devices: list = []
+    _on_forward(model, lambda m, x: devices.append(x.device.type))
     result = train.evaluate(model, batches, num_classes=3)  # CPU batches, CUDA model
     cm = result.confusion_matrix
     cm = cm.cpu() if isinstance(cm, torch.Tensor) else cm
