@@ -82,6 +82,21 @@ ALTERNATIVES = {
           ("        logits = model(images)\n        total_loss +=",
            "        logits = model.forward(images)\n        total_loss +=")],
          "test_train.py"),
+        # 3.9: batches moved as images in channels_last layout (task 3.11's advice), so the
+        # tests' id batches are 4-D; the head's Linear layers called through .forward()
+        ("evaluate_channels_last_head_forward", "train.py",
+         [("        logits = model(images)\n        total_loss +=",
+           "        logits = model(images.contiguous(memory_format=torch.channels_last))\n"
+           "        total_loss +=")],
+         "test_train.py"),
+        ("linear_layers_called_through_forward", "alexnet.py",
+         [("    return nn.Sequential(\n        nn.Dropout(p=dropout),\n        nn.Linear(256 * 6 * 6, 4096),\n"
+           "        nn.ReLU(inplace=True),\n        nn.Dropout(p=dropout),\n        nn.Linear(4096, 4096),\n"
+           "        nn.ReLU(inplace=True),\n        nn.Linear(4096, num_classes),\n    )\n",
+           "    import torch.nn.functional as F\n"
+           + FUNCTIONAL_HEAD.replace("self.fc6(", "self.fc6.forward(").replace("self.fc7(", "self.fc7.forward(")
+           .replace("self.fc8(x)", "self.fc8.forward(x)"))],
+         "test_model.py"),
         # 3.10: the checkpoint's epoch counted from 1 (the page allows either)
         ("fit_epoch_one_based", "train.py",
          [('{"epoch": epoch, "val_accuracy"', '{"epoch": epoch + 1, "val_accuracy"')],

@@ -12,6 +12,9 @@ MUTANTS_03 = [
     ("evaluate_ignores_loss_fn", "train.py",
      "    loss_fn = loss_fn or nn.CrossEntropyLoss()\n    device = model_device(model)\n    model.eval()",
      "    loss_fn = nn.CrossEntropyLoss()\n    device = model_device(model)\n    model.eval()"),
+    # a learner's audit: fit never calls on_epoch_end, which the page says it calls each epoch
+    ("fit_ignores_on_epoch_end", "train.py", "            on_epoch_end(epoch, history)\n",
+     "            pass\n"),
     ("fit_drops_loss_fn", "train.py",
      "train_one_epoch(model, train_loader, optimizer, loss_fn)",
      "train_one_epoch(model, train_loader, optimizer)"),

@@ -12,6 +12,7 @@ Each test has two halves: an ``_observe_*`` function that calls your code and re
 the reference computed here.
 """
 
+import contextlib
 import functools
 import math
 
@@ -190,21 +191,38 @@ def _model10(seed: int = 0) -> tuple:
     return model, initial
 
 
+@contextlib.contextmanager
+def _linear_inputs_seen(model: nn.Module):
+    """Yield a list of what each Linear layer of ``model`` receives, in call order, however
+    the learner calls it: ``layer(x)`` and ``layer.forward(x)`` alike (a forward pre-hook
+    misses the second). Each layer's class is swapped for a recording subclass, then back."""
+    seen: list = []
+
+    def recording(base):
+        def forward(self, *args, **kwargs):
+            seen.append((args[0] if args else next(iter(kwargs.values()))).detach().clone())
+            return base.forward(self, *args, **kwargs)
+
+        return type(base.__name__, (base,), {"forward": forward})
+
+    swapped = [(m, type(m)) for m in model.modules() if isinstance(m, nn.Linear)]
+    for m, base in swapped:
+        m.__class__ = recording(base)
+    try:
+        yield seen
+    finally:
+        for m, base in swapped:
+            m.__class__ = base
+
+
 def _linear_inputs(model: nn.Module, x: torch.Tensor, training: bool, seed: int) -> dict:
     """Run ``model`` twice in one mode; record what each Linear layer received."""
-    seen: list = []
-    hooks = [m.register_forward_pre_hook(lambda m, inp: seen.append(inp[0].detach().clone()))
-             for m in model.modules() if isinstance(m, nn.Linear)]  # fmt: skip
     model.train(training)
     torch.manual_seed(seed)
-    try:
-        with torch.no_grad():
-            first = model(x)
-            n = len(seen)
-            second = model(x)
-    finally:
-        for h in hooks:
-            h.remove()
+    with _linear_inputs_seen(model) as seen, torch.no_grad():
+        first = model(x)
+        n = len(seen)
+        second = model(x)
     return {"inputs": seen[:n], "out": first, "out2": second}
 
 
@@ -477,13 +495,9 @@ def _observe_alexnet_forward(layers, x):
     model = _model10()[0].eval()
     o = _load(model, layers)
     if o["loaded"]:
-        seen: list = []  # what the first Linear layer called received: the classifier's input
-        hooks = [m.register_forward_pre_hook(lambda m, inp: seen.append(inp[0].detach().clone()))
-                 for m in model.modules() if isinstance(m, nn.Linear)]  # fmt: skip
-        with torch.no_grad():
+        # what the first Linear layer called received: the classifier's input
+        with _linear_inputs_seen(model) as seen, torch.no_grad():
             o["out"] = model(x)
-        for h in hooks:
-            h.remove()
         o["classifier_input"] = seen[0] if seen else None
     return o
 

@@ -279,6 +279,12 @@ def test_train_one_epoch_moves_batches_to_the_models_device():
 
 
 # ---------------------------------------------------------------- Task 3.9: evaluate
+def _ids(x: torch.Tensor) -> torch.Tensor:
+    """The sample ids a batch carries: images of shape (N, 1, 1, 1), so that a learner may
+    move them as image batches (``.to(memory_format=torch.channels_last)`` needs 4-D)."""
+    return x.reshape(len(x), -1)[:, 0].long()
+
+
 class KnownPredictions(nn.Module):
     """Returns fixed logits per sample id (carried in the input); noise in training mode and
     it records whether gradients were enabled."""
@@ -290,7 +296,7 @@ class KnownPredictions(nn.Module):
 
     def forward(self, x):
         self.grad_enabled.append(torch.is_grad_enabled())
-        out = self.table[x[:, 0].long()]
+        out = self.table[_ids(x)]
         if self.training:
             out = out + 100 * torch.randn_like(out)
         return out
@@ -301,7 +307,7 @@ def known_fixture():
     labels = torch.tensor([0, 1, 2, 0, 1, 2, 0, 1, 2, 0, 1, 2])
     preds = torch.tensor([0, 1, 2, 0, 2, 2, 1, 1, 0, 0, 1, 1])
     logits = F.one_hot(preds, 3).float() * 5.0
-    ids = torch.arange(12).float()[:, None]
+    ids = torch.arange(12).float()[:, None, None, None]
     batches = [(ids[s], labels[s]) for s in (slice(0, 5), slice(5, 10), slice(10, 12))]
     # by hand: class 0 -> predicted 0,0,1,0 ; class 1 -> 1,2,1,1 ; class 2 -> 2,2,0,1
     confusion = np.array([[3, 1, 0], [0, 3, 1], [1, 1, 2]])
@@ -417,7 +423,7 @@ def expect_per_class(got, cm, what: str) -> None:
 def test_evaluate_on_drawn_labels_and_loss_fn(cases):
     args = []
     for classes, labels, logits, size, loss in cases:
-        ids = torch.arange(len(labels)).float()[:, None]
+        ids = torch.arange(len(labels)).float()[:, None, None, None]
         y = torch.tensor(labels)
         args.append((logits, [(ids[i : i + size], y[i : i + size]) for i in range(0, len(y), size)],
                      classes, loss))  # fmt: skip
@@ -439,7 +445,7 @@ def test_evaluate_on_drawn_labels_and_loss_fn(cases):
                      hint="correct predictions over all samples (not the mean of the per-class "
                      "accuracies)", docs=docs("3.9"))  # fmt: skip
         loss_fn = _loss_fn(loss)
-        want = sum(loss_fn(logits[x[:, 0].long()], t).item() * len(t) for x, t in batches) / len(labels)
+        want = sum(loss_fn(logits[_ids(x)], t).item() * len(t) for x, t in batches) / len(labels)
         expect_close(o["loss"], want, f"{what}: mean loss per sample", atol=1e-5, rtol=1e-5,
                      hint="the loss is loss_fn when one is given (cross-entropy only when it is "
                      "None); each batch's loss weighs as many samples as it holds",
@@ -645,9 +651,16 @@ def _observe_fit_any(cases):
         autocast = _autocast_recorder(model, with_mode=True)
         opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
         sched = None if schedule is None else torch.optim.lr_scheduler.StepLR(opt, *schedule)
+        calls: list = []  # (epoch, epochs in the history then) at each on_epoch_end call
+
+        def on_epoch_end(epoch, history, calls=calls):
+            calls.append((epoch, len(getattr(history, "val_accuracy", None) or [])))
+
         h = train.fit(model, tr, va, epochs=epochs, optimizer=opt, num_classes=classes,
-                      scheduler=sched, loss_fn=_loss_fn(loss))  # fmt: skip
-        seen.append({"history": _history(h), "final": model.state_dict(), "autocast": autocast})
+                      scheduler=sched, loss_fn=_loss_fn(loss), on_epoch_end=on_epoch_end)  # fmt: skip
+        seen.append({"history": _history(h), "final": model.state_dict(), "autocast": autocast,
+                     "calls": [(int(e) if isinstance(e, numbers.Integral) else repr(e), n)
+                               for e, n in calls]})  # fmt: skip
     return seen
 
 
@@ -708,6 +721,14 @@ def test_fit_history_field_by_field(cases):
                    "end (state_dict() holds the live weights)",
                    docs=docs("3.10"))  # fmt: skip
         expect_kept_epoch(o["history"], best, want["val_accuracy"], f"{call}: history")
+        first = o["calls"][0][0] if o["calls"] else 0
+        expect(first in (0, 1) and o["calls"] == [(first + i, i + 1) for i in range(epochs)],
+               f"{call}: on_epoch_end(epoch, history) calls, as (epoch, entries in "
+               "history.val_accuracy at the call)",
+               f"{epochs} calls, one at the end of each epoch: "
+               f"{[(i, i + 1) for i in range(epochs)]} (epochs may count from 1)", o["calls"],
+               hint="call on_epoch_end(epoch, history) once per epoch, after the epoch's "
+               "entries are in the history", docs=docs("3.10"))  # fmt: skip
 
 
 # ---------------------------------------------------------------- Task 3.8, last: slowest
