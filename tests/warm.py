@@ -17,6 +17,7 @@ import functools
 import multiprocessing
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 PRELOAD = ["numpy", "torch", "torchvision", "tensorflow", "keras", "pytest",
@@ -54,6 +55,12 @@ def _child(argv: list[str], cwd: str, env: dict, log: str) -> None:
     os.close(fd)
     os.environ.clear()
     os.environ.update(env)
+    # temporary files go beside the log, in the calling test's tmp_path: this child leaves by
+    # os._exit, so atexit never runs, and TensorFlow's autograph files would stay in /tmp
+    tmp = Path(log + ".tmp")
+    tmp.mkdir(exist_ok=True)
+    os.environ["TMPDIR"] = str(tmp)
+    tempfile.tempdir = None  # the server may have read TMPDIR already
     os.chdir(cwd)
     sys.path[0:0] = [cwd]  # as `python -m pytest` from cwd
     sys.dont_write_bytecode = True
