@@ -125,6 +125,13 @@ ALTERNATIVES = {
          "test_model.py"),
     ],
     "01_data": [
+        # 1.4: resized in float64, then cast back: nearer the exact result than float32 is
+        ("resize_in_float64", "data.py",
+         [("    return F.interpolate(x, size=(size, size), mode=\"bilinear\", align_corners=False,\n"
+           "                         antialias=False)  # fmt: skip\n",
+           "    y = F.interpolate(x.double(), size=(size, size), mode=\"bilinear\", align_corners=False)\n"
+           "    return y.to(x.dtype)\n")],
+         "test_data.py"),
         # 1.5: a loop over the images, flip drawn before the offsets, column offset first
         ("augment_loop_flip_first", "data.py",
          [("    oy = torch.randint(0, 2 * pad + 1, (n,), generator=generator)\n"
@@ -174,6 +181,22 @@ ALTERNATIVES = {
          "test_data.py"),
     ],
     "05_analysis": [
+        # 5.3: a Figure made without pyplot, saved at 80 dpi (its lines under two pixels wide)
+        ("curves_figure_without_pyplot_at_80_dpi", "analysis.py",
+         [("    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))\n",
+           "    from matplotlib.figure import Figure\n\n"
+           "    fig = Figure(figsize=(10, 4))\n    ax_loss, ax_acc = fig.subplots(1, 2)\n"),
+          ("    fig.savefig(path)\n", "    fig.savefig(path, dpi=80)\n")],
+         "test_analysis.py"),
+        # 5.3: the figure closed once saved (lesson 01 warns that open figures pile up)
+        ("curves_closed_after_saving", "analysis.py",
+         [("    fig.savefig(path)\n    return fig\n", "    fig.savefig(path)\n    plt.close(fig)\n    return fig\n")],
+         "test_analysis.py"),
+        # 5.4: a ValueError of its own (a subclass is a ValueError)
+        ("gain_raises_a_valueerror_subclass", "analysis.py",
+         [('            raise ValueError(f"{arm} did not run: no result to compare")',
+           '            raise type("ArmDidNotRun", (ValueError,), {})(f"{arm} did not run: no result to compare")')],
+         "test_analysis.py"),
         # 5.1: counted with bincount; NaN rows through np.divide(where=)
         ("metrics_bincount_and_divide_where", "analysis.py",
          [("    cm = np.zeros((num_classes, num_classes), dtype=np.int64)\n"

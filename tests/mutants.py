@@ -215,6 +215,16 @@ MUTANTS_01 = [
     ("grid_denormalised_with_cifar_constants", "data.py",
      "shown = denormalize(images.float(), mean, std).clamp(0, 1)",
      "shown = denormalize(images.float(), (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)).clamp(0, 1)"),
+    # found by a learner-style audit (lessons 01 and 05): each once got full marks
+    ("stats_returned_as_lists", "data.py", "return x.mean(axis=0), x.std(axis=0)",
+     "return x.mean(axis=0).tolist(), x.std(axis=0).tolist()"),
+    ("normalize_in_place", "data.py", "    return (x - m) / s\n", "    return x.sub_(m).div_(s)\n"),
+    ("denormalize_in_place", "data.py", "    return x * s + m\n", "    return x.mul_(s).add_(m)\n"),
+    ("keras_preprocess_in_float64", "data.py",
+     "    x = tf.cast(images, tf.float32) / 255.0  # (N, H, W, 3)\n"
+     "    x = (x - tf.constant(mean, tf.float32)) / tf.constant(std, tf.float32)\n",
+     "    x = tf.cast(images, tf.float64) / 255.0\n"
+     "    x = (x - tf.constant(mean, tf.float64)) / tf.constant(std, tf.float64)\n"),
 ]
 
 MUTANTS_02 = [
@@ -428,6 +438,9 @@ MUTANTS_05 = [
      '    ax_loss.set(xlabel="epoch", ylabel="loss", title=f"{result[\'arm\']}: loss")\n'
      '    ax_acc.set(xlabel="epoch", ylabel="accuracy", title=f"{result[\'arm\']}: accuracy")\n'
      '    for ax in (ax_loss, ax_acc):\n        ax.legend()\n'),
+    # found by a learner-style audit: a float matrix (3.0 for a count) once got full marks
+    ("confusion_matrix_of_floats", "analysis.py",
+     "cm = np.zeros((num_classes, num_classes), dtype=np.int64)", "cm = np.zeros((num_classes, num_classes))"),
 ]
 
 MUTANTS = {"05_analysis": MUTANTS_05, "01_data": MUTANTS_01, "02_torch_pretrained": MUTANTS_02,

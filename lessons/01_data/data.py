@@ -40,14 +40,15 @@ def channel_stats(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     test set would leak it into training.
 
     Returns:
-        ``(mean, std)``, each a float64 array of shape (3,).
+        ``(mean, std)``, each a float64 numpy array of shape (3,).
     """
     # TODO: Task 1.2 -- see docs/lessons/01_data.md#task-1-2
     raise NotImplementedError("Task 1.2 not started (docs/lessons/01_data.md#task-1-2)")
 
 
 def normalize(x: torch.Tensor, mean, std) -> torch.Tensor:
-    """Task 1.3: ``(x - mean) / std`` per channel of a float (N, 3, H, W) tensor in [0, 1]."""
+    """Task 1.3: ``(x - mean) / std`` per channel of a float (N, 3, H, W) tensor in [0, 1], as
+    a new tensor (``x`` is left as it was)."""
     # TODO: Task 1.3 -- see docs/lessons/01_data.md#task-1-3
     raise NotImplementedError("Task 1.3 not started (docs/lessons/01_data.md#task-1-3)")
 
@@ -91,11 +92,13 @@ def preprocess(images: np.ndarray, mean, std, size: int | None = None, train: bo
 def stratified_split(labels: np.ndarray, val_size: int, seed: int = 0):
     """Task 1.6: hold out ``val_size`` samples for validation, the same share of every class.
 
-    Class c gives ``round(val_size * n_c / N)`` samples (adjust the largest classes so the
-    total is exactly ``val_size``), chosen with ``np.random.default_rng(seed)``.
+    Class c gives ``round(val_size * n_c / N)`` samples (add or take one each from the
+    largest classes until the total is exactly ``val_size``), chosen with
+    ``np.random.default_rng(seed)``.
 
     Returns:
-        ``(train_idx, val_idx)``: sorted int arrays that do not overlap and cover all samples.
+        ``(train_idx, val_idx)``: int arrays (in any order) that do not overlap and cover all
+        samples.
     """
     # TODO: Task 1.6 -- see docs/lessons/01_data.md#task-1-6
     raise NotImplementedError("Task 1.6 not started (docs/lessons/01_data.md#task-1-6)")

@@ -104,16 +104,45 @@ def _observe_read_batch(content: bytes):
 
 def _observe_channel_stats(x):
     mean, std = data.channel_stats(x)
-    return mean, std
+    return mean, std, [_kind(mean), _kind(std)]
+
+
+def _kind(v) -> str:
+    """What ``v`` is, as the page names it: "numpy.ndarray float64 (3,)"."""
+    shape = tuple(getattr(v, "shape", ()) or ())
+    return f"{type(v).__module__.split('.')[0]}.{type(v).__name__} {getattr(v, 'dtype', '-')} {shape}"
 
 
 def _observe_normalize(x, z, mean, std):
+    x0, z0 = x.clone(), z.clone()
     y = data.normalize(x, mean, std)
-    return {"y": y, "back": data.denormalize(y, mean, std), "z": data.denormalize(z, mean, std)}
+    y0 = y.clone() if isinstance(y, torch.Tensor) else y
+    back = data.denormalize(y, mean, std)
+    return {"y": y0, "back": back, "z": data.denormalize(z, mean, std),
+            "inputs_kept": [bool(torch.equal(x, x0)), bool(torch.equal(z, z0)),
+                            not isinstance(y, torch.Tensor) or bool(torch.equal(y, y0))]}  # fmt: skip
+
+
+def _expect_inputs_kept(o, what: str) -> None:
+    changed = [n for n, kept in zip(("normalize", "denormalize", "denormalize"), o["inputs_kept"])
+               if not kept]  # fmt: skip
+    expect(not changed, f"{what}: the tensor passed in", "left as it was (a new tensor returned)",
+           f"changed by {changed[0]}" if changed else "", hint="compute (x - mean) / std into a "
+           "new tensor: in-place ops (sub_, div_, -=) change the caller's images, which then "
+           "get normalised again on the next epoch", docs=docs("1.3"))  # fmt: skip
 
 
 def _observe_resize(x, size):
     return data.resize(x, size)
+
+
+# The exact bilinear result (float64) is the reference: float32 arithmetic, torch's own
+# F.interpolate included, lands up to about 3e-6 from it, and a more exact resize must pass too.
+RESIZE_TOL = 1e-5
+
+
+def _exact_resize(x, size):
+    return F.interpolate(x.double(), size=(size, size), mode="bilinear", align_corners=False)
 
 
 def _observe_augment(x, seeds):
@@ -160,7 +189,14 @@ def _observe_defaults(labels, val_size, files: dict):
 
 
 def _observe_keras_preprocess(x, mean, std, size):
-    return np.asarray(data.keras_preprocess(x, mean, std, size))
+    k = np.asarray(data.keras_preprocess(x, mean, std, size))
+    return {"k": k, "dtype": str(k.dtype)}
+
+
+def _expect_float32(dtype: str, what: str) -> None:
+    expect_equal(dtype, "float32", f"{what}: dtype", hint="cast the uint8 images to float32 "
+                 "before dividing, and keep float32 (a float64 step turns the batch into float64)",
+                 docs=docs("1.7"))  # fmt: skip
 
 
 def _observe_show_batch(x, labels, classes, mean, std, ncols):
@@ -200,8 +236,12 @@ def test_read_batch_layout():
 @pytest.mark.task("1.2", points=1)
 def test_channel_stats_match_numpy():
     x = images(16, seed=1)
-    mean, std = observe(_observe_channel_stats, x)
+    mean, std, kinds = observe(_observe_channel_stats, x)
     ref_mean, ref_std = reference_stats(x)
+    for name, kind in zip(("mean", "std"), kinds):
+        expect_equal(kind, "numpy.ndarray float64 (3,)", f"channel_stats {name}: type, dtype, "
+                     "shape", hint="return two float64 numpy arrays of shape (3,), not lists "
+                     "or tensors (np.asarray(..., dtype=np.float64))", docs=docs("1.2"))  # fmt: skip
     expect_close(mean, ref_mean, "channel_stats mean (R, G, B) in [0, 1]", atol=1e-9,
                  hint="average over every pixel of every image, per channel, of the pixels "
                  "divided by 255, in float64", docs=docs("1.2"))  # fmt: skip
@@ -226,6 +266,7 @@ def test_normalize_and_its_inverse():
     expect_close(o["back"], x, "denormalize(normalize(x)) == x", atol=1e-6,
                  hint="denormalize undoes normalize with the same mean and std",
                  docs=docs("1.3"))  # fmt: skip
+    _expect_inputs_kept(o, "normalize and denormalize")
 
 
 @pytest.mark.task("1.4", points=1)
@@ -233,8 +274,8 @@ def test_normalize_and_its_inverse():
 def test_resize(size):
     x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(1))
     got = observe(_observe_resize, x, size)
-    ref = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
-    expect_close(got, ref, f"resize to {size}", atol=1e-6,
+    ref = _exact_resize(x, size)
+    expect_close(got, ref, f"resize to {size}", atol=RESIZE_TOL,
                  hint="bilinear, align_corners=False, antialias=False", docs=docs("1.4"))  # fmt: skip
 
 
@@ -387,7 +428,8 @@ def test_split_and_loader_defaults():
 @pytest.mark.parametrize("size", [None, 67])
 def test_keras_preprocess_equals_torch(size):
     x = images(4, seed=4)
-    k = observe(_observe_keras_preprocess, x, MEAN, STD, size)
+    o = observe(_observe_keras_preprocess, x, MEAN, STD, size)
+    k = o["k"]
     t = reference_preprocess(x, size).permute(0, 2, 3, 1).numpy()
     expect_shape(k, t.shape, "keras_preprocess (NHWC: batch, height, width, channels)",
                  hint="Keras is channels LAST; torch is channels FIRST (NCHW)",
@@ -396,6 +438,7 @@ def test_keras_preprocess_equals_torch(size):
                  atol=1e-5, hint="float32, divide by 255, normalise, tf.image.resize with "
                  'method="bilinear" and antialias=False (only when size is given)',
                  docs=docs("1.7"))  # fmt: skip
+    _expect_float32(o["dtype"], "keras_preprocess")
 
 
 @pytest.mark.task("1.8", points=1)
@@ -550,7 +593,7 @@ def test_channel_stats_of_drawn_images(n, h, w, lows, seed):
     constant channel has std 0)."""
     rng = np.random.default_rng(seed)
     x = np.stack([rng.integers(lo, 256, (n, h, w)) for lo in lows], axis=-1).astype(np.uint8)
-    mean, std = observe(_observe_channel_stats, x)
+    mean, std, _ = observe(_observe_channel_stats, x)
     ref_mean, ref_std = reference_stats(x)
     what = f"channel_stats of {n} image(s) of {h} x {w} pixels"
     expect_close(mean, ref_mean, f"{what}: mean (R, G, B)", atol=1e-9, hint="average over every "
@@ -585,6 +628,7 @@ def test_normalize_with_drawn_statistics(shape, stats, dtype, seed):
                      docs=docs("1.3"))  # fmt: skip
         expect_close(got, want, f"{name} of {what}", **tol, hint="use the mean and std you are "
                      "given, per channel, shaped (1, 3, 1, 1)", docs=docs("1.3"))  # fmt: skip
+    _expect_inputs_kept(o, f"normalize and denormalize of {what}")
 
 
 @pytest.mark.task("1.4", points=1)
@@ -595,8 +639,8 @@ def test_resize_drawn_sizes(shape, size, seed):
     """Inputs of any size, channels and aspect (not only 32 x 32), to any size."""
     x = torch.rand(*shape, generator=torch.Generator().manual_seed(seed))
     got = observe(_observe_resize, x, size)
-    ref = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
-    expect_close(got, ref, f"resize of {tuple(shape)} to {size} x {size}", atol=1e-6,
+    ref = _exact_resize(x, size)
+    expect_close(got, ref, f"resize of {tuple(shape)} to {size} x {size}", atol=RESIZE_TOL,
                  hint="bilinear, align_corners=False, antialias=False, to (size, size) whatever "
                  "the input's height and width", docs=docs("1.4"))  # fmt: skip
 
@@ -856,7 +900,8 @@ def test_keras_preprocess_drawn_images_and_statistics(n, h, w, size, stats, seed
     """Images of any size (not square), statistics of any dataset, resized up, down or not."""
     mean, std = stats
     x = drawn_images(seed, n, h, w)
-    k = observe(_observe_keras_preprocess, x, mean, std, size)
+    o = observe(_observe_keras_preprocess, x, mean, std, size)
+    k = o["k"]
     want = (torch.from_numpy(x).permute(0, 3, 1, 2).double() / 255 - _stat(mean)) / _stat(std)
     if size is not None:
         want = F.interpolate(want, size=(size, size), mode="bilinear", align_corners=False)
@@ -868,6 +913,7 @@ def test_keras_preprocess_drawn_images_and_statistics(n, h, w, size, stats, seed
     expect_close(k, want, what, atol=1e-5, rtol=1e-6, hint="normalise with the mean and std "
                  'given; tf.image.resize with method="bilinear" and antialias=False',
                  docs=docs("1.7"))  # fmt: skip
+    _expect_float32(o["dtype"], what)
 
 
 @pytest.mark.task("1.8", points=1)

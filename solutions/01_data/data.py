@@ -43,7 +43,7 @@ def channel_stats(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     test set would leak it into training.
 
     Returns:
-        ``(mean, std)``, each a float64 array of shape (3,).
+        ``(mean, std)``, each a float64 numpy array of shape (3,).
     """
     ### BEGIN SOLUTION 1.2
     x = images.reshape(-1, images.shape[-1]).astype(np.float64) / 255.0
@@ -52,7 +52,8 @@ def channel_stats(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def normalize(x: torch.Tensor, mean, std) -> torch.Tensor:
-    """Task 1.3: ``(x - mean) / std`` per channel of a float (N, 3, H, W) tensor in [0, 1]."""
+    """Task 1.3: ``(x - mean) / std`` per channel of a float (N, 3, H, W) tensor in [0, 1], as
+    a new tensor (``x`` is left as it was)."""
     ### BEGIN SOLUTION 1.3
     m = torch.as_tensor(mean, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
     s = torch.as_tensor(std, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
@@ -119,11 +120,13 @@ def preprocess(images: np.ndarray, mean, std, size: int | None = None, train: bo
 def stratified_split(labels: np.ndarray, val_size: int, seed: int = 0):
     """Task 1.6: hold out ``val_size`` samples for validation, the same share of every class.
 
-    Class c gives ``round(val_size * n_c / N)`` samples (adjust the largest classes so the
-    total is exactly ``val_size``), chosen with ``np.random.default_rng(seed)``.
+    Class c gives ``round(val_size * n_c / N)`` samples (add or take one each from the
+    largest classes until the total is exactly ``val_size``), chosen with
+    ``np.random.default_rng(seed)``.
 
     Returns:
-        ``(train_idx, val_idx)``: sorted int arrays that do not overlap and cover all samples.
+        ``(train_idx, val_idx)``: int arrays (in any order) that do not overlap and cover all
+        samples.
     """
     ### BEGIN SOLUTION 1.6
     labels = np.asarray(labels)
