@@ -354,6 +354,34 @@ MUTANTS_04 = [
      "patience=patience)"),
     ("dense_kernel_not_transposed", "keras_alexnet.py", "w = w.T  # (out, in) -> (in, out)",
      "pass"),
+    # found by a learner-style audit of lesson 04: each once got full marks on its task
+    ("dropout_after_the_dense_layers", "keras_alexnet.py",
+     '        layers.Dropout(dropout, name="drop6"),\n'
+     '        layers.Dense(4096, activation="relu", name="fc6", **paper_init(1.0)),\n'
+     '        layers.Dropout(dropout, name="drop7"),\n'
+     '        layers.Dense(4096, activation="relu", name="fc7", **paper_init(1.0)),\n',
+     '        layers.Dense(4096, activation="relu", name="fc6", **paper_init(1.0)),\n'
+     '        layers.Dropout(dropout, name="drop6"),\n'
+     '        layers.Dense(4096, activation="relu", name="fc7", **paper_init(1.0)),\n'
+     '        layers.Dropout(dropout, name="drop7"),\n'),
+    ("batch_norm_before_the_relu", "keras_alexnet.py",
+     '        out.append(layers.Conv2D(filters, 3, padding="same", activation="relu", name=f"conv{i}",\n'
+     '                                 **paper_init(bias)))  # fmt: skip\n'
+     '        if norm == "batch":\n'
+     '            out.append(layers.BatchNormalization(name=f"norm{i}", **BN))\n',
+     '        out.append(layers.Conv2D(filters, 3, padding="same", name=f"conv{i}",\n'
+     '                                 **paper_init(bias)))  # fmt: skip\n'
+     '        if norm == "batch":\n'
+     '            out.append(layers.BatchNormalization(name=f"norm{i}", **BN))\n'
+     '        out.append(layers.ReLU())\n'),
+    ("train_step_not_compiled", "keras_train.py", "    @tf.function\n    def step(x, y):",
+     "    def step(x, y):"),
+    ("early_stopping_patience_ignored", "keras_train.py",
+     'keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max", patience=patience,',
+     'keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max", patience=5,'),
+    ("early_stopping_on_val_loss", "keras_train.py",
+     'keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max", patience=patience,',
+     'keras.callbacks.EarlyStopping(monitor="val_loss", mode="min", patience=patience,'),
 ]
 
 MUTANTS_05 = [

@@ -118,25 +118,41 @@ def lrn_reference(a: np.ndarray) -> np.ndarray:
     return a / (2.0 + 1e-4 * window) ** 0.75
 
 
-def reference_features(x: np.ndarray, convs: list, norm: str = "lrn") -> np.ndarray:
+def reference_features(x: np.ndarray, convs: list, norm: str = "lrn", bns=None) -> np.ndarray:
     """The paper's feature extractor in TensorFlow ops (NHWC), with the given (kernel, bias)
-    pairs: conv1 'valid' stride 4, conv2-5 'same', ReLU, the norm, max-pool 3/2 'valid'."""
+    pairs: conv1 'valid' stride 4, conv2-5 'same', ReLU, the norm, max-pool 3/2 'valid'. LRN
+    follows conv1 and conv2; BatchNorm (``bns``: gamma, beta, moving mean and variance per
+    convolution, inference mode, epsilon 1e-5) every convolution."""
     import tensorflow as tf
 
     def conv(h, kb, stride, pad):
         return tf.nn.relu(tf.nn.conv2d(h, kb[0], stride, pad) + kb[1])
 
-    def post(h):
-        return tf.nn.local_response_normalization(h, 2, 2.0, 1e-4, 0.75) if norm == "lrn" else h
+    def post(h, i):
+        if norm == "lrn":
+            return tf.nn.local_response_normalization(h, 2, 2.0, 1e-4, 0.75) if i < 2 else h
+        if norm == "batch":
+            gamma, beta, mean, var = (tf.constant(a, tf.float32) for a in bns[i])
+            return gamma * (h - mean) / tf.sqrt(var + 1e-5) + beta
+        return h
 
     def pool(h):
         return tf.nn.max_pool2d(h, 3, 2, "VALID")
 
-    h = pool(post(conv(tf.constant(x), convs[0], 4, "VALID")))
-    h = pool(post(conv(h, convs[1], 1, "SAME")))
-    for kb in convs[2:5]:
-        h = conv(h, kb, 1, "SAME")
+    h = pool(post(conv(tf.constant(x), convs[0], 4, "VALID"), 0))
+    h = pool(post(conv(h, convs[1], 1, "SAME"), 1))
+    for i, kb in enumerate(convs[2:5], 2):
+        h = post(conv(h, kb, 1, "SAME"), i)
     return pool(h).numpy()
+
+
+def batch_norm_params(seed: int) -> list:
+    """Per convolution: gamma, beta, moving mean and variance, away from their initial values
+    (a mean above zero: a norm before the ReLU would pass no negative value)."""
+    rng = np.random.default_rng(seed)
+    return [[rng.uniform(0.5, 1.5, c).astype("float32"), rng.uniform(-0.5, 0.5, c).astype("float32"),
+             rng.uniform(0.0, 1.0, c).astype("float32"), rng.uniform(0.5, 2.0, c).astype("float32")]
+            for c in (96, 256, 384, 384, 256)]  # fmt: skip
 
 
 # ---------------------------------------------------------------- observe halves' helpers
@@ -310,7 +326,7 @@ def test_paper_lrn_layer():
 
 
 # ---------------------------------------------------------------- 4.2
-def _observe_conv_blocks(norm, convs, x):
+def _observe_conv_blocks(norm, convs, x, bns=None):
     import keras
 
     blocks = ka.conv_blocks(norm)
@@ -320,6 +336,9 @@ def _observe_conv_blocks(norm, convs, x):
         h = layer(h)
         shapes.append(tuple(int(d) for d in h.shape[1:]))
     o = {"layers": _describe(blocks), "shapes": shapes, **_set_weights(blocks, "Conv2D", convs)}
+    if bns is not None:
+        o["bn"] = _set_weights(blocks, "BatchNormalization", bns)
+        o["loaded"] = o["loaded"] and o["bn"]["loaded"]
     if o["loaded"]:
         o["out"] = np.asarray(keras.Model(inp, h)(x, training=False))
     return o
@@ -353,6 +372,31 @@ def test_feature_shapes_after_every_block():
                              "pool", docs=docs("4.2"))  # fmt: skip
 
 
+@pytest.mark.task("4.2", points=1)
+def test_conv_blocks_with_batch_norm():
+    """norm='batch': BatchNorm after the ReLU of every convolution, checked with this test's
+    own statistics and scales in your BatchNormalization layers."""
+    x = nhwc(randn(1, 3, 227, 227, seed=5))
+    convs = drawn_weights(CONV_KERNELS, seed=5)
+    bns = batch_norm_params(seed=5)
+    o = observed(_observe_conv_blocks, "batch", convs, x, bns, what="conv_blocks('batch') "
+                 "applied in order to a (1, 227, 227, 3) input", docs=docs("4.2"))  # fmt: skip
+    expect(o["bn"]["loaded"], "conv_blocks('batch'): the BatchNormalization layers' weight "
+           "shapes, in order (where this test sets its own)", [[(c,)] * 4 for c in
+           (96, 256, 384, 384, 256)], o["bn"]["weight_shapes"], hint="one BatchNormalization "
+           "after every convolution (five), each over that convolution's channels",
+           docs=docs("4.2"))  # fmt: skip
+    expect_loaded(o, convs, "Conv2D", "conv_blocks('batch')", "4.2")
+    want = reference_features(x, convs, "batch", bns)
+    expect_finite_close(o["out"], want, "conv_blocks('batch') output on a 227x227 image, with "
+                        "this test's weights in your convolutions and BatchNorm layers (inference "
+                        "mode), against conv, ReLU, BatchNorm after every convolution, max-pool, "
+                        "recomputed with the same weights",
+                        atol=1e-4 * max(1.0, float(np.abs(want).max())), rtol=1e-4,
+                        hint="order per block: convolution, ReLU, then the norm, then the "
+                             "pool", docs=docs("4.2"))  # fmt: skip
+
+
 # ---------------------------------------------------------------- 4.3
 def _observe_classifier(num_classes, dropout, dense, x):
     import keras
@@ -374,6 +418,11 @@ def test_classifier_layers():
                  "applied in order to a (2, 2, 2, 4) input", docs=docs("4.3"))  # fmt: skip
     expect_dropout_rates(o["drops"], [0.3, 0.3], "classifier_layers(10, dropout=0.3)",
                          docs("4.3"))  # fmt: skip
+    order = [layer["kind"] for layer in o["layers"] if layer["kind"] in ("Flatten", "Dropout", "Dense")]
+    expect_equal(order, ["Flatten", "Dropout", "Dense", "Dropout", "Dense", "Dense"],
+                 "classifier_layers(10, 0.3): its Flatten, Dropout and Dense layers, in order",
+                 hint="each Dropout comes BEFORE a hidden Dense layer (fc6, fc7): it drops that "
+                 "layer's inputs; none after fc7", docs=docs("4.3"))  # fmt: skip
     found = of_kind(o["layers"], "Dense")
     expect_equal([d["weights"][0].shape[1] for d in found], [4096, 4096, 10], "Dense units",
                  docs=docs("4.3"))  # fmt: skip

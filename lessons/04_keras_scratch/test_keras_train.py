@@ -30,13 +30,22 @@ def docs(task: str) -> str:
     return f"{DOCS}#task-{task.replace('.', '-')}"
 
 
-def small_net(seed=0, classes=4):
-    """A small Keras convnet with BatchNorm: training and inference modes compute differently."""
+def small_net(seed=0, classes=4, probe=None):
+    """A small Keras convnet with BatchNorm: training and inference modes compute differently.
+    With ``probe`` (a list), each call of the model appends whether it ran eagerly (op by op)
+    or in a compiled graph."""
     import keras
+    import tensorflow as tf
+
+    class Probe(keras.layers.Layer):
+        def call(self, x):
+            probe.append(bool(tf.executing_eagerly()))
+            return x
 
     keras.utils.set_random_seed(seed)
     return keras.Sequential([
-        keras.Input((8, 8, 3)), keras.layers.Conv2D(8, 3, padding="same"),
+        keras.Input((8, 8, 3)), *([Probe()] if probe is not None else []),
+        keras.layers.Conv2D(8, 3, padding="same"),
         keras.layers.BatchNormalization(), keras.layers.ReLU(), keras.layers.MaxPooling2D(2),
         keras.layers.Flatten(), keras.layers.Dense(classes),
     ])  # fmt: skip
@@ -59,11 +68,13 @@ def _kind(layer) -> str:
 def _observe_train_steps(weights, batches, lr, momentum):
     import keras
 
-    model = small_net()
+    eager: list = []
+    model = small_net(probe=eager)
     model.set_weights(weights)
     step = kt.make_train_step(model, keras.optimizers.SGD(lr, momentum=momentum))
     losses = [float(step(xb, yb)) for xb, yb in batches]
-    return {"losses": losses, "weights": [np.asarray(w) for w in model.get_weights()]}
+    return {"losses": losses, "weights": [np.asarray(w) for w in model.get_weights()],
+            "eager": eager}  # fmt: skip
 
 
 @pytest.mark.task("4.6", points=3)
@@ -96,6 +107,11 @@ def test_train_step_matches_a_reference_tape():
         expect_close(a, b, "weights after 3 steps against the reference", atol=1e-5,
                      hint="apply the gradients of model.trainable_variables with the "
                           "optimizer you were given", docs=docs("4.6"))  # fmt: skip
+    expect(bool(o["eager"]) and not any(o["eager"]), "make_train_step: how the model ran in "
+           "3 steps", "in a compiled graph (traced once, then run as a graph)",
+           f"op by op, eagerly, in {sum(o['eager'])} of {len(o['eager'])} calls",
+           hint="return a compiled step: wrap it in tf.function (Task 4.9 measures what that "
+           "buys)", docs=docs("4.6"))  # fmt: skip
 
 
 def _loss(name, temperature, num_classes):
@@ -298,7 +314,7 @@ def _observe_fit(weights, x, y, y_val, epochs, lr, patience, drop_every):
     return out
 
 
-def reference_fit(weights, x, y, y_val, epochs, lr, path, drop_every):
+def reference_fit(weights, x, y, y_val, epochs, lr, path, drop_every, patience=10):
     """The page's fit: SGD momentum 0.9, cross-entropy on logits, step-decay schedule,
     ModelCheckpoint and EarlyStopping on validation accuracy, best weights restored."""
     import keras
@@ -312,7 +328,7 @@ def reference_fit(weights, x, y, y_val, epochs, lr, path, drop_every):
     callbacks = [keras.callbacks.LearningRateScheduler(lambda e: float(lr * 0.5 ** (e // drop_every))),
                  keras.callbacks.ModelCheckpoint(str(path), monitor="val_accuracy", mode="max",
                                                  save_best_only=True, save_weights_only=True),
-                 keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max", patience=10,
+                 keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max", patience=patience,
                                                restore_best_weights=True)]  # fmt: skip
     train = tf.data.Dataset.from_tensor_slices((x, y)).batch(8)
     val = tf.data.Dataset.from_tensor_slices((x, y_val)).batch(8)
@@ -376,6 +392,35 @@ def test_fit_checkpoints_the_best_validation_epoch(tmp_path):
                      "on logits, the accuracy metric; train on train_ds, validate on val_ds "
                      "every epoch; return the history fit recorded, each key its own values",
                      docs=docs("4.7"))  # fmt: skip
+
+
+@pytest.mark.task("4.7", points=1)
+def test_fit_stops_early_on_validation_accuracy_with_the_patience_given(tmp_path):
+    """Validation labels half right: validation accuracy rises to its best at epoch 4 while
+    validation loss is best at epoch 1, so the epoch training stops at tells the monitor and
+    the patience apart."""
+    x, y = data(32)
+    y_val = np.where(np.arange(32) < 16, y, (y + 1) % 4)
+    start = small_net(seed=3).get_weights()
+    o = observed(_observe_fit, start, x, y, y_val, 8, 0.05, 2, 10, what="fit_keras on a small "
+                 "convnet, up to 8 epochs, patience=2", docs=docs("4.7"))  # fmt: skip
+    want, final = reference_fit(start, x, y, y_val, 8, 0.05, tmp_path / "reference.weights.h5",
+                                10, patience=2)  # fmt: skip
+    best = int(np.argmax(want["val_accuracy"]))
+    assert len(want["val_accuracy"]) < 8 and best != int(np.argmin(want["val_loss"])), \
+        "fixture failed to stop early, or to separate validation accuracy and loss"  # fmt: skip
+    got = o["history"].get("val_accuracy", [])
+    expect_equal(len(got), len(want["val_accuracy"]), "epochs fit_keras ran (up to 8) with "
+                 f"patience=2, validation accuracy {np.round(want['val_accuracy'], 3).tolist()}, "
+                 f"validation loss {np.round(want['val_loss'], 3).tolist()}",
+                 hint="EarlyStopping monitoring val_accuracy (mode 'max'), with the patience "
+                 "argument's value: it stops 2 epochs after the best one (10 is only the "
+                 "default; val_loss would stop after epoch 3)", docs=docs("4.7"))  # fmt: skip
+    ok = len(o["final"]) == len(final) and all(
+        np.allclose(a, b, atol=1e-4) for a, b in zip(o["final"], final))  # fmt: skip
+    expect(ok, "the model's weights when fit_keras returns", f"the best validation-accuracy "
+           f"epoch's (epoch {best + 1})", "other weights", hint="restore_best_weights, "
+           "monitoring val_accuracy", docs=docs("4.7"))  # fmt: skip
 
 
 # ---------------------------------------------------------------- 4.8
