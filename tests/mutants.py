@@ -643,4 +643,17 @@ CAUGHT_BY: dict[str, str] = {
     "05_analysis/curves_without_legend": "test_learning_curves_plot",
     "05_analysis/legend_after_saving": "test_learning_curves_plot",
     "05_analysis/saved_before_plotting": "test_learning_curves_plot",
+    # the audit's mistakes (lessons 01, 04, 05)
+    "01_data/stats_returned_as_lists": "test_channel_stats_match_numpy",
+    "01_data/normalize_in_place": "test_normalize_and_its_inverse",
+    "01_data/denormalize_in_place": "test_normalize_and_its_inverse",
+    "01_data/keras_preprocess_in_float64": "test_keras_preprocess_equals_torch[None]",
+    "05_analysis/confusion_matrix_of_floats": "test_confusion_matrix_and_per_class_accuracy",
+    "04_keras_scratch/dropout_after_the_dense_layers": "test_classifier_layers",
+    "04_keras_scratch/batch_norm_before_the_relu": "test_conv_blocks_with_batch_norm",
+    "04_keras_scratch/train_step_not_compiled": "test_train_step_matches_a_reference_tape",
+    "04_keras_scratch/early_stopping_patience_ignored":
+        "test_fit_stops_early_on_validation_accuracy_with_the_patience_given",
+    "04_keras_scratch/early_stopping_on_val_loss":
+        "test_fit_stops_early_on_validation_accuracy_with_the_patience_given",
 }
