@@ -93,7 +93,7 @@ tasks 5.1 and 5.2 done:
   neither way: it never means your code is wrong.
 
 `make test` runs every lesson's graded tests and prints the score of each; it passes (exit
-code 0) when every lesson is done (all five took 54 s on the course's 2-core build
+code 0) when every lesson is done (all five took 52 s on the course's 2-core build
 machine with nothing else running, and up to 3.0 GB of memory: lesson
 04's tests hold TensorFlow and PyTorch models at once).
 
