@@ -137,8 +137,8 @@ def _observe_metrics(y_true, y_pred, num_classes, cm, skew):
 
 def _expect_integer_counts(dtype: str, what: str) -> None:
     expect(np.issubdtype(np.dtype(dtype), np.integer), f"{what}: dtype", "an integer dtype "
-           "(counts)", dtype, hint="count in an integer array (np.zeros(..., dtype=np.int64), "
-           "np.bincount): a float matrix prints 3.0 where the page asks for counts",
+           "(counts)", dtype, hint="count in an array of an integer dtype (numpy's zeros default to "
+           "float64): a float matrix holds 3.0 where the page asks for a count",
            docs=docs("5.1"))  # fmt: skip
 
 
